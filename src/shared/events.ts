@@ -1,0 +1,144 @@
+/**
+ * Page-change events (DESIGN §2): the one record every source emits and every subscriber receives,
+ * its zod schema, the factories that build it, and the protocol key helpers.
+ */
+import { z } from 'zod';
+import { ProtocolError, ValidationError } from './errors.js';
+import { parseInput } from './validation.js';
+
+/** What happened to a page. */
+export const PAGE_CHANGE_KINDS = [
+  'page_added',
+  'page_replaced',
+  'page_invalidated',
+  'page_graph_edge_added',
+  'page_graph_edge_removed',
+] as const;
+export type PageChangeKind = (typeof PAGE_CHANGE_KINDS)[number];
+
+/** One change to one page (or, for edge kinds, to one edge of the page graph). */
+export interface PageChangeEvent {
+  kind: PageChangeKind;
+  /** For `page_replaced` the NEW id; for edge kinds the source page of the edge. */
+  pageId: string;
+  /** Where the change came from, e.g. `file:/abs/root`, `git:<url>@<sha>`, `manual`. */
+  sourceId: string;
+  dataType?: string;
+  scopeId?: string;
+  /** `page_replaced`: `[oldId]`; edge kinds: `[targetId]`. */
+  related?: string[];
+  edgeType?: string;
+  reason?: string;
+  editDiff?: string;
+  /** Free-form data: `value` (for damping), `effectiveAt`, `relativePath`, `addedRecords`… */
+  extra?: Record<string, unknown>;
+  /** Milliseconds since the epoch; the engine fills it in when absent. */
+  ts?: number;
+}
+
+const nonEmpty = z.string().min(1, 'must be a non-empty string');
+
+/** Validates a {@link PageChangeEvent}. Edge kinds require a target in `related`; replaced requires the old id. */
+export const PageChangeEventSchema = z
+  .object({
+    kind: z.enum(PAGE_CHANGE_KINDS),
+    pageId: nonEmpty,
+    sourceId: nonEmpty,
+    dataType: nonEmpty.optional(),
+    scopeId: nonEmpty.optional(),
+    related: z.array(nonEmpty).optional(),
+    edgeType: nonEmpty.optional(),
+    reason: z.string().optional(),
+    editDiff: z.string().optional(),
+    extra: z.record(z.string(), z.unknown()).optional(),
+    ts: z.number().finite().nonnegative().optional(),
+  })
+  .strict()
+  .superRefine((event, ctx) => {
+    const needsRelated = event.kind === 'page_replaced' || event.kind === 'page_graph_edge_added' || event.kind === 'page_graph_edge_removed';
+    if (needsRelated && (event.related === undefined || event.related.length === 0)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['related'],
+        message: event.kind === 'page_replaced' ? 'page_replaced needs related: [oldId]' : `${event.kind} needs related: [targetId]`,
+      });
+    }
+  });
+
+/** Validates one event; throws a ValidationError naming the field (e.g. `event.pageId`). */
+export function validateEvent(value: unknown, name = 'event'): PageChangeEvent {
+  return parseInput(PageChangeEventSchema, value, name) as PageChangeEvent;
+}
+
+/** Validates one event or an array of them; the error names the index (`events[3].kind`). */
+export function validateEvents(value: unknown, name = 'events'): PageChangeEvent[] {
+  if (!Array.isArray(value)) return [validateEvent(value, 'event')];
+  const out = new Array<PageChangeEvent>(value.length);
+  for (let i = 0; i < value.length; i++) out[i] = validateEvent(value[i], `${name}[${i}]`);
+  return out;
+}
+
+/** Optional fields a factory accepts besides the ones its arguments fix. */
+export type PageChangeInit = Partial<Omit<PageChangeEvent, 'kind' | 'pageId' | 'related'>>;
+
+function build(kind: PageChangeKind, pageId: string, related: string[] | undefined, init: PageChangeInit): PageChangeEvent {
+  const event: PageChangeEvent = { ...init, kind, pageId, sourceId: init.sourceId ?? 'manual' };
+  if (related !== undefined) event.related = related;
+  return validateEvent(event);
+}
+
+/** Factories for {@link PageChangeEvent}s. Each validates and throws ValidationError on bad input. */
+export const PageChange = {
+  added(pageId: string, init: PageChangeInit = {}): PageChangeEvent {
+    return build('page_added', pageId, undefined, init);
+  },
+  replaced(oldId: string, newId: string, init: PageChangeInit = {}): PageChangeEvent {
+    return build('page_replaced', newId, [oldId], init);
+  },
+  invalidated(pageId: string, reason?: string, init: PageChangeInit = {}): PageChangeEvent {
+    return build('page_invalidated', pageId, undefined, reason === undefined ? init : { ...init, reason });
+  },
+  edgeAdded(from: string, to: string, edgeType?: string, init: PageChangeInit = {}): PageChangeEvent {
+    return build('page_graph_edge_added', from, [to], edgeType === undefined ? init : { ...init, edgeType });
+  },
+  edgeRemoved(from: string, to: string, edgeType?: string, init: PageChangeInit = {}): PageChangeEvent {
+    return build('page_graph_edge_removed', from, [to], edgeType === undefined ? init : { ...init, edgeType });
+  },
+} as const;
+
+function keyProtocol(prefix: string, what: string) {
+  return {
+    key(id: string): string {
+      if (typeof id !== 'string' || id.length === 0) throw new ValidationError(what, 'must be a non-empty string');
+      return `${prefix}${id}`;
+    },
+    pattern(): string {
+      return `${prefix}*`;
+    },
+    parse(key: string): string {
+      if (typeof key !== 'string' || !key.startsWith(prefix) || key.length === prefix.length) {
+        throw new ProtocolError(`not a ${prefix}<${what}> key: ${JSON.stringify(key)}`);
+      }
+      return key.slice(prefix.length);
+    },
+  };
+}
+
+const dispatch = keyProtocol('convergence:dispatch:', 'subscriptionId');
+const quiescence = keyProtocol('convergence:quiescence:', 'episodeId');
+
+/** Keys under which dispatches for a subscription are published: `convergence:dispatch:<subId>`. */
+export const ConvergenceDispatchProtocol = {
+  PREFIX: 'convergence:dispatch:',
+  dispatchKey: dispatch.key,
+  dispatchPattern: dispatch.pattern,
+  parseDispatchKey: dispatch.parse,
+} as const;
+
+/** Keys under which quiescence is announced: `convergence:quiescence:<episodeId>`. */
+export const ConvergenceQuiescenceProtocol = {
+  PREFIX: 'convergence:quiescence:',
+  quiescenceKey: quiescence.key,
+  quiescencePattern: quiescence.pattern,
+  parseQuiescenceKey: quiescence.parse,
+} as const;
