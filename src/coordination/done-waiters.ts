@@ -1,0 +1,71 @@
+/**
+ * In-process registry of `waitUntilDone` callers, shared by the stores. A store calls `notify` when it
+ * sees a task turn terminal (its own write, a PostgreSQL notification or a poll) and `closeAll` when it
+ * closes. Each waiter has its own timer, so a forgotten wait cannot outlive its timeout.
+ */
+import { ClosedError } from '../shared/errors.js';
+import { isTerminalState, type Task } from './task.js';
+
+interface Waiter {
+  resolve(task: Task | null): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/** Waiters keyed by task id. */
+export class DoneWaiters {
+  readonly #byId = new Map<string, Set<Waiter>>();
+
+  /** Number of task ids with at least one waiter. */
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /** The task ids being waited on. */
+  ids(): string[] {
+    return [...this.#byId.keys()];
+  }
+
+  /** A promise settled by `notify` with the terminal task, or with null once `timeoutMs` has passed. */
+  wait(id: string, timeoutMs: number): Promise<Task | null> {
+    return new Promise<Task | null>((resolve, reject) => {
+      let set = this.#byId.get(id);
+      if (set === undefined) this.#byId.set(id, (set = new Set()));
+      const waiters = set;
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          waiters.delete(waiter);
+          if (waiters.size === 0 && this.#byId.get(id) === waiters) this.#byId.delete(id);
+          resolve(null);
+        }, timeoutMs),
+      };
+      waiters.add(waiter);
+    });
+  }
+
+  /** Wakes every waiter of `task.id` if the task is terminal; otherwise does nothing. */
+  notify(task: Task): void {
+    if (this.#byId.size === 0 || !isTerminalState(task.state)) return;
+    const waiters = this.#byId.get(task.id);
+    if (waiters === undefined) return;
+    this.#byId.delete(task.id);
+    for (const waiter of waiters) {
+      clearTimeout(waiter.timer);
+      waiter.resolve(task);
+    }
+  }
+
+  /** Rejects every waiter with `ClosedError(what)`. */
+  closeAll(what: string): void {
+    const all = [...this.#byId.values()];
+    this.#byId.clear();
+    for (const waiters of all) {
+      for (const waiter of waiters) {
+        clearTimeout(waiter.timer);
+        waiter.reject(new ClosedError(what));
+      }
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Input schemas of the coordination API. Every public method validates its arguments with these
+ * through {@link parseInput}, so a bad call rejects with a `ValidationError` naming the field.
+ */
+import { z } from 'zod';
+import { parseInput } from '../shared/validation.js';
+
+/** Longest id accepted (tasks, agents, pools, topics, capabilities). */
+export const MAX_ID_LENGTH = 256;
+const INT32_MIN = -2_147_483_648;
+const INT32_MAX = 2_147_483_647;
+/** setTimeout's ceiling; longer waits would fire at once. */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** A non-empty identifier of at most 256 characters. */
+export const IdSchema = z.string().min(1, 'must not be empty').max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`);
+const IdListSchema = z.array(IdSchema).readonly();
+
+export const PrioritySchema = z.number().int().min(INT32_MIN).max(INT32_MAX);
+export const TtlSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+export const FencingTokenSchema = z.number().int().positive().max(INT32_MAX);
+export const NowMsSchema = z.number().finite();
+export const TimeoutMsSchema = z.number().min(0).max(MAX_TIMEOUT_MS);
+
+/** `submit`'s argument. */
+export const SubmitTaskSchema = z.object({
+  id: IdSchema.optional(),
+  payload: z.unknown(),
+  poolId: IdSchema.nullish(),
+  topic: IdSchema.nullish(),
+  requiredCapabilities: IdListSchema.optional(),
+  priority: PrioritySchema.optional(),
+  claimTtlMs: TtlSchema.nullish(),
+});
+
+/** `claimNext`'s filter. */
+export const TaskFilterSchema = z.object({
+  poolIds: IdListSchema.optional(),
+  capabilities: IdListSchema.optional(),
+  topics: IdListSchema.optional(),
+});
+
+/** `listPendingTasksForAgent`'s options. */
+export const AgentListOptionsSchema = TaskFilterSchema.extend({
+  sortByPriority: z.boolean().optional(),
+  refreshFromStore: z.boolean().optional(),
+});
+
+export const ListOptionsSchema = z.object({ refreshFromStore: z.boolean().optional() });
+
+/** Options of the calls a claim holder makes. */
+export const HolderOptionsSchema = z.object({ fencingToken: FencingTokenSchema.optional() });
+
+export const FailOptionsSchema = z
+  .object({ agentId: IdSchema.optional(), fencingToken: FencingTokenSchema.optional() })
+  .refine((options) => options.fencingToken === undefined || options.agentId !== undefined, {
+    path: ['fencingToken'],
+    message: 'a fencing token needs the agentId that holds it',
+  });
+
+export const WaitOptionsSchema = z.object({ timeoutMs: TimeoutMsSchema });
+
+/**
+ * Validates an id. The common valid case is checked inline (this sits on the claim hot path, where a
+ * schema call per argument is a measurable share of a microsecond); anything else goes through
+ * {@link IdSchema} so the error is the schema's own.
+ */
+export function parseId(value: unknown, name: string): string {
+  if (typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH) return value;
+  return parseInput(IdSchema, value, name);
+}

@@ -1,0 +1,274 @@
+/**
+ * The task-claiming API that workers build on: submit, claim, report, fail, cancel, expire and wait.
+ * A validating facade over a {@link TaskStore}; it keeps no cache, so every read is the store's truth
+ * and any number of managers (in one process or many) can share one store.
+ *
+ * ## Fencing tokens
+ * Every claim increments the task's `fencingToken` and returns it in the claimed {@link Task}. Pass it
+ * back as `{ fencingToken }` to `report`, `failTask`, `renewClaim` and `startTask`: if your claim
+ * expired, was released by `releaseExpiredClaims` and the task was claimed again (even by an agent
+ * with your id, e.g. after a restart), the token is stale and the call rejects with
+ * `StaleClaimError` (a `NotAuthorizedError`, code `CONVERGE_NOT_AUTHORIZED`). Without a token only
+ * the agent id is checked.
+ */
+import { ClosedError } from '../shared/errors.js';
+import { parseInput } from '../shared/validation.js';
+import { newId } from './ids.js';
+import { MemoryStore } from './memory-store.js';
+import {
+  AgentListOptionsSchema,
+  FailOptionsSchema,
+  HolderOptionsSchema,
+  ListOptionsSchema,
+  NowMsSchema,
+  SubmitTaskSchema,
+  TaskFilterSchema,
+  TtlSchema,
+  WaitOptionsSchema,
+  parseId,
+} from './schemas.js';
+import type { ClaimHolder, NewTask, Task, TaskFilter } from './task.js';
+import type { TaskStore } from './task-store.js';
+import { z } from 'zod';
+
+/** Options of {@link TaskManager}. */
+export interface TaskManagerOptions {
+  /** Where tasks live. Default: a new {@link MemoryStore} owned (and closed) by this manager. */
+  readonly store?: TaskStore;
+  /** Claim TTL of tasks submitted without `claimTtlMs`. Default: none (claims never expire). */
+  readonly defaultClaimTtlMs?: number;
+  /** Clock for `claimedAt`, `createdAt` and `updatedAt` (epoch ms). Default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** `submit`'s argument. */
+export interface SubmitTaskInput<P = unknown> {
+  /** Default: a time-ordered `task_…` id. */
+  readonly id?: string;
+  /** Any JSON value for the SQLite and PostgreSQL stores (undefined is stored as null). */
+  readonly payload: P;
+  /** Only members of this pool see the task (see {@link TaskFilter}). */
+  readonly poolId?: string | null;
+  readonly topic?: string | null;
+  /** Stored deduplicated and sorted. */
+  readonly requiredCapabilities?: readonly string[];
+  /** 32-bit integer; higher is claimed first. Default 0. */
+  readonly priority?: number;
+  /** Claim lifetime without renewal; default the manager's `defaultClaimTtlMs`, else never. */
+  readonly claimTtlMs?: number | null;
+}
+
+/** `listPendingTasksForAgent`'s options. */
+export interface AgentTaskListOptions extends TaskFilter {
+  /** Sort by (−priority, id) instead of submission order. */
+  readonly sortByPriority?: boolean;
+  /** Accepted for compatibility: reads always go to the store, so they are always fresh. */
+  readonly refreshFromStore?: boolean;
+}
+
+/** Options of the calls only a claim holder may make. */
+export interface HolderOptions {
+  /** The token from the claimed Task; a stale one rejects with `StaleClaimError`. */
+  readonly fencingToken?: number;
+}
+
+/** Options of `failTask`. */
+export interface FailTaskOptions extends HolderOptions {
+  /** When set, only this agent (the claim holder) may fail the task. */
+  readonly agentId?: string;
+}
+
+const OptionsSchema = z.object({
+  store: z.custom<TaskStore>((value) => typeof value === 'object' && value !== null && typeof (value as TaskStore).claimNext === 'function', 'must be a TaskStore').optional(),
+  defaultClaimTtlMs: TtlSchema.optional(),
+  now: z.custom<() => number>((value) => typeof value === 'function', 'must be a function returning epoch ms').optional(),
+});
+
+const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
+const NO_FILTER: TaskFilter = Object.freeze({});
+const NO_OPTIONS = Object.freeze({});
+
+/** Submits, hands out and settles tasks (DESIGN §5). All methods are async and validate their input. */
+export class TaskManager {
+  readonly #store: TaskStore;
+  readonly #ownsStore: boolean;
+  readonly #now: () => number;
+  readonly #defaultClaimTtlMs: number | null;
+  #closed = false;
+
+  constructor(options: TaskManagerOptions = {}) {
+    const resolved = parseInput(OptionsSchema, options, 'options');
+    this.#ownsStore = resolved.store === undefined;
+    this.#store = resolved.store ?? new MemoryStore();
+    this.#now = resolved.now ?? Date.now;
+    this.#defaultClaimTtlMs = resolved.defaultClaimTtlMs ?? null;
+  }
+
+  /** The store this manager reads and writes. */
+  get store(): TaskStore {
+    return this.#store;
+  }
+
+  /** Creates a pending task. A taken id → `DuplicateIdError`. */
+  async submit<P>(input: SubmitTaskInput<P>): Promise<Task<P>> {
+    this.#assertOpen();
+    return (await this.#store.insertTask(this.#newTask(input, 'input'))) as Task<P>;
+  }
+
+  /** Creates all the tasks in one atomic step (all or none). */
+  async submitMany<P>(inputs: readonly SubmitTaskInput<P>[]): Promise<Task<P>[]> {
+    this.#assertOpen();
+    if (!Array.isArray(inputs)) parseInput(z.array(z.unknown()), inputs, 'inputs');
+    const tasks = inputs.map((input, index) => this.#newTask(input, `inputs[${index}]`));
+    return (await this.#store.insertTasks(tasks)) as Task<P>[];
+  }
+
+  /**
+   * Claims `taskId` for `agentId` if it is pending. Of any number of concurrent claimants (in this
+   * process or any other sharing the store) exactly one gets true.
+   */
+  async claim(agentId: string, taskId: string): Promise<boolean> {
+    return (await this.claimTask(agentId, taskId)) !== null;
+  }
+
+  /** Like {@link claim}, but returns the claimed task (with its fencing token) or null. */
+  async claimTask(agentId: string, taskId: string): Promise<Task | null> {
+    this.#assertOpen();
+    const agent = parseId(agentId, 'agentId');
+    const id = parseId(taskId, 'taskId');
+    return this.#store.claimTask(id, agent, this.#now());
+  }
+
+  /**
+   * Atomically finds and claims the best pending task visible under `filter`: highest priority, then
+   * smallest id. Null when there is none.
+   */
+  async claimNext(agentId: string, filter?: TaskFilter): Promise<Task | null> {
+    this.#assertOpen();
+    const agent = parseId(agentId, 'agentId');
+    const resolved = filter === undefined ? NO_FILTER : parseInput(TaskFilterSchema, filter, 'filter');
+    return this.#store.claimNext(agent, resolved, this.#now());
+  }
+
+  /** Marks a claimed task `running`. Unknown id → null; not the holder → `NotAuthorizedError`. */
+  async startTask(agentId: string, taskId: string, options: HolderOptions = NO_OPTIONS): Promise<Task | null> {
+    this.#assertOpen();
+    const holder = this.#holder(agentId, options);
+    return this.#store.startTask(parseId(taskId, 'taskId'), holder, this.#now());
+  }
+
+  /**
+   * Completes the holder's task with `result`. Unknown id → no-op (null). Another agent or a stale
+   * fencing token → `NotAuthorizedError`; a task that already finished → `InvalidStateError`.
+   */
+  async report(agentId: string, taskId: string, result?: unknown, options: HolderOptions = NO_OPTIONS): Promise<Task | null> {
+    this.#assertOpen();
+    const holder = this.#holder(agentId, options);
+    return this.#store.completeTask(parseId(taskId, 'taskId'), holder, result ?? null, this.#now());
+  }
+
+  /** Cancels a task that has not finished. Unknown or terminal → false. */
+  async cancelTask(taskId: string): Promise<boolean> {
+    this.#assertOpen();
+    return this.#store.cancelTask(parseId(taskId, 'taskId'), this.#now());
+  }
+
+  /**
+   * Fails a task that has not finished, storing `reason` as its result. With `agentId` only the claim
+   * holder may (another agent or a stale token → `NotAuthorizedError`); without, anyone may (a
+   * system-level failure). Unknown or already terminal → false.
+   */
+  async failTask(taskId: string, reason: unknown, options: FailTaskOptions = NO_OPTIONS): Promise<boolean> {
+    this.#assertOpen();
+    const id = parseId(taskId, 'taskId');
+    const resolved = parseInput(FailOptionsSchema, options, 'options');
+    const holder: ClaimHolder | undefined = resolved.agentId === undefined ? undefined : { agentId: resolved.agentId, fencingToken: resolved.fencingToken };
+    return this.#store.failTask(id, reason ?? null, holder, this.#now());
+  }
+
+  /**
+   * Restarts the holder's claim TTL from now. Unknown id → false; not the holder (or a stale token)
+   * → `NotAuthorizedError`, so a heartbeat loop learns that its claim is gone.
+   */
+  async renewClaim(agentId: string, taskId: string, options: HolderOptions = NO_OPTIONS): Promise<boolean> {
+    this.#assertOpen();
+    const holder = this.#holder(agentId, options);
+    return (await this.#store.renewClaim(parseId(taskId, 'taskId'), holder, this.#now())) !== null;
+  }
+
+  /**
+   * Returns every claimed task whose TTL has run out at `nowMs` to pending, with its assignment
+   * cleared. Its fencing token stays, so the next claim issues a new one. Returns the released ids.
+   */
+  async releaseExpiredClaims(nowMs?: number): Promise<string[]> {
+    this.#assertOpen();
+    const now = nowMs === undefined ? this.#now() : parseInput(NowMsSchema, nowMs, 'nowMs');
+    return this.#store.releaseExpiredClaims(now);
+  }
+
+  /** The task once it is completed, failed or cancelled; null on timeout or for an unknown id. */
+  async waitUntilDone(taskId: string, options: { readonly timeoutMs: number }): Promise<Task | null> {
+    this.#assertOpen();
+    const id = parseId(taskId, 'taskId');
+    const { timeoutMs } = parseInput(WaitOptionsSchema, options, 'options');
+    return this.#store.waitUntilDone(id, timeoutMs);
+  }
+
+  /** The task, or null for an unknown id. */
+  async getTask(taskId: string): Promise<Task | null> {
+    this.#assertOpen();
+    return this.#store.getTask(parseId(taskId, 'taskId'));
+  }
+
+  /** Every pending task, in submission order. */
+  async listPendingTasks(options: { readonly refreshFromStore?: boolean } = NO_OPTIONS): Promise<Task[]> {
+    this.#assertOpen();
+    parseInput(ListOptionsSchema, options, 'options');
+    return this.#store.listPendingTasks({ sortByPriority: false });
+  }
+
+  /**
+   * The pending tasks `agentId` may see (see {@link TaskFilter}), in submission order or, with
+   * `sortByPriority`, by (−priority, id).
+   */
+  async listPendingTasksForAgent(agentId: string, options: AgentTaskListOptions = NO_OPTIONS): Promise<Task[]> {
+    this.#assertOpen();
+    parseId(agentId, 'agentId');
+    const resolved = parseInput(AgentListOptionsSchema, options, 'options');
+    const filter: TaskFilter = { poolIds: resolved.poolIds, capabilities: resolved.capabilities, topics: resolved.topics };
+    return this.#store.listPendingTasks({ filter, sortByPriority: resolved.sortByPriority ?? false });
+  }
+
+  /** Stops the manager; closes the store only if the manager created it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#ownsStore) await this.#store.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('TaskManager');
+  }
+
+  #holder(agentId: string, options: HolderOptions): ClaimHolder {
+    const agent = parseId(agentId, 'agentId');
+    if (options === NO_OPTIONS) return { agentId: agent };
+    const { fencingToken } = parseInput(HolderOptionsSchema, options, 'options');
+    return { agentId: agent, fencingToken };
+  }
+
+  #newTask(input: SubmitTaskInput, name: string): NewTask {
+    const parsed = parseInput(SubmitTaskSchema, input, name);
+    const capabilities = parsed.requiredCapabilities;
+    return {
+      id: parsed.id ?? newId('task'),
+      payload: parsed.payload ?? null,
+      poolId: parsed.poolId ?? null,
+      topic: parsed.topic ?? null,
+      requiredCapabilities: capabilities === undefined || capabilities.length === 0 ? NO_CAPABILITIES : Object.freeze([...new Set(capabilities)].sort()),
+      priority: parsed.priority ?? 0,
+      claimTtlMs: parsed.claimTtlMs === undefined ? this.#defaultClaimTtlMs : parsed.claimTtlMs,
+      createdAt: this.#now(),
+    };
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The persistence contract behind {@link TaskManager} and {@link PoolManager}. Every state change a
+ * store offers is atomic inside the store: a claim is a single conditional update (memory: one
+ * synchronous step; SQLite: a `BEGIN IMMEDIATE` transaction; PostgreSQL: `UPDATE … WHERE state =
+ * 'pending'` / `FOR UPDATE SKIP LOCKED`), so any number of managers, threads or processes sharing a
+ * store see one truth and exactly one claimant wins.
+ *
+ * Stores trust their inputs: the managers validate and fill defaults before calling them. Methods may
+ * return a plain value instead of a promise (the memory store does, to keep the hot path free of
+ * allocations); callers always `await` them.
+ */
+import type { ClaimHolder, NewTask, Task, TaskFilter } from './task.js';
+
+/** A value or a promise of it. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** What to list from the pending tasks. */
+export interface PendingQuery {
+  readonly filter?: TaskFilter | undefined;
+  /** true: (−priority, id). false: submission order. */
+  readonly sortByPriority: boolean;
+}
+
+/** Task persistence. */
+export interface TaskStore extends PoolStore {
+  /** `'memory' | 'sqlite' | 'postgres'` or a third-party name; for diagnostics. */
+  readonly kind: string;
+  /** Creates a task in `pending`. A taken id → `DuplicateIdError`. */
+  insertTask(task: NewTask): Awaitable<Task>;
+  /** Creates all tasks or none. A taken or repeated id → `DuplicateIdError`. */
+  insertTasks(tasks: readonly NewTask[]): Awaitable<Task[]>;
+  getTask(id: string): Awaitable<Task | null>;
+  /** Claims `id` for `agentId` if and only if it is pending. */
+  claimTask(id: string, agentId: string, nowMs: number): Awaitable<Task | null>;
+  /** Claims the first visible pending task in claim order, or returns null. */
+  claimNext(agentId: string, filter: TaskFilter, nowMs: number): Awaitable<Task | null>;
+  /** assigned → running for the holder. Unknown id → null. Not the holder → throws (see `claimHolderError`). */
+  startTask(id: string, holder: ClaimHolder, nowMs: number): Awaitable<Task | null>;
+  /** claimed → completed with `result`. Unknown id → null. Not the holder → throws. */
+  completeTask(id: string, holder: ClaimHolder, result: unknown, nowMs: number): Awaitable<Task | null>;
+  /**
+   * Non-terminal → failed with `reason` as the result. With a holder, only the holder may fail it
+   * (throws otherwise); without, anyone may. Unknown or already terminal → false.
+   */
+  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, nowMs: number): Awaitable<boolean>;
+  /** Non-terminal → cancelled. Unknown or terminal → false. */
+  cancelTask(id: string, nowMs: number): Awaitable<boolean>;
+  /** Restarts the holder's claim TTL from `nowMs`. Unknown id → null. Not the holder → throws. */
+  renewClaim(id: string, holder: ClaimHolder, nowMs: number): Awaitable<Task | null>;
+  /** Every claimed task whose TTL has run out at `nowMs` goes back to pending, unassigned. Returns their ids. */
+  releaseExpiredClaims(nowMs: number): Awaitable<string[]>;
+  listPendingTasks(query: PendingQuery): Awaitable<Task[]>;
+  /** Resolves with the task once it is terminal (at once if it already is), null on timeout or unknown id. */
+  waitUntilDone(id: string, timeoutMs: number): Promise<Task | null>;
+  /** Releases connections and timers; idempotent. Later calls reject with `ClosedError`. */
+  close(): Promise<void>;
+}
+
+/** A pool as stored. Admission policies and trust providers are functions and live in the manager. */
+export interface PoolRecord {
+  readonly id: string;
+  readonly topics: readonly string[];
+  readonly trustThreshold: number | null;
+  /** Whether the pool was created with an admission policy (managers without it refuse joins). */
+  readonly hasAdmissionPolicy: boolean;
+  /** Agent ids in join order. */
+  readonly members: readonly string[];
+  readonly createdAt: number;
+}
+
+/** Pool persistence; implemented by every TaskStore so that one store holds one deployment's state. */
+export interface PoolStore {
+  /** A taken id → `DuplicateIdError`. */
+  insertPool(pool: Omit<PoolRecord, 'members'>): Awaitable<PoolRecord>;
+  getPool(id: string): Awaitable<PoolRecord | null>;
+  /** In creation order. */
+  listPools(): Awaitable<PoolRecord[]>;
+  /** false when the pool does not exist; true when the agent is (now or already) a member. */
+  addPoolMember(poolId: string, agentId: string): Awaitable<boolean>;
+  /** true when the agent was a member. */
+  removePoolMember(poolId: string, agentId: string): Awaitable<boolean>;
+  /** Ids of the pools the agent belongs to, in pool creation order. */
+  getPoolsForAgent(agentId: string): Awaitable<string[]>;
+}

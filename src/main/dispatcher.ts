@@ -1,0 +1,199 @@
+/**
+ * Main-thread side of the dispatch ring: runs subscription handlers for the batches the convergence
+ * worker decided, and acknowledges each dispatch when its handler settles.
+ *
+ * Acknowledgements go back through the ingest ring, after anything the handler emitted (the same
+ * producer, in order), which is what lets the worker count a handler's derived changes before it
+ * releases the handler's own dispatch. Synchronous handlers of one batch are acknowledged together
+ * in one frame; asynchronous ones as they settle, coalesced per microtask.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { serializeError } from '../shared/errors.js';
+import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
+import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
+import { type AckError, DispatchTag, IngestTag, MainSlot } from '../shared/protocol.js';
+import type { RingConsumer, RingProducer } from '../shared/ring.js';
+
+/** What a handler receives besides the event. */
+export interface Dispatch {
+  /** Engine-wide dispatch sequence number. */
+  readonly id: number;
+  readonly subscriptionId: string;
+  /** `convergence:dispatch:<subscriptionId>` */
+  readonly key: string;
+  readonly episodeId: string;
+}
+
+/** A main-thread subscription handler. Its promise (if any) keeps the engine from quiescence until it settles. */
+export type SubscriptionHandler = (event: PageChangeEvent, dispatch: Dispatch) => void | Promise<void>;
+
+/** Reported through `engine.on('dispatch-error', …)`. */
+export interface DispatchErrorInfo {
+  error: unknown;
+  subscriptionId: string;
+  dispatchId: number;
+  event: PageChangeEvent;
+}
+
+interface HandlerEntry {
+  readonly id: string;
+  readonly key: string;
+  readonly handler: SubscriptionHandler | undefined;
+}
+
+/** Frames drained per macrotask, so a storm of dispatches cannot starve the embedder's event loop. */
+const FRAMES_PER_TURN = 64;
+
+/** The subscription (by id) whose handler is running, for causality tracking across awaits. */
+export const dispatchContext = new AsyncLocalStorage<string>();
+
+export class MainDispatcher {
+  readonly #consumer: RingConsumer;
+  readonly #producer: RingProducer;
+  readonly #decoder: FrameDecoder;
+  readonly #encoder: FrameEncoder;
+  readonly #flags: Int32Array;
+  readonly #handlers = new Map<number, HandlerEntry>();
+  readonly #onError: (info: DispatchErrorInfo) => void;
+  readonly #onFatal: (error: unknown) => void;
+  #settled = 0;
+  #errors: AckError[] = [];
+  #flushQueued = false;
+  #draining = false;
+  #running = 0;
+
+  constructor(options: {
+    consumer: RingConsumer;
+    producer: RingProducer;
+    decoder: FrameDecoder;
+    encoder: FrameEncoder;
+    flags: Int32Array;
+    onError: (info: DispatchErrorInfo) => void;
+    onFatal: (error: unknown) => void;
+  }) {
+    this.#consumer = options.consumer;
+    this.#producer = options.producer;
+    this.#decoder = options.decoder;
+    this.#encoder = options.encoder;
+    this.#flags = options.flags;
+    this.#onError = options.onError;
+    this.#onFatal = options.onFatal;
+    Atomics.store(this.#flags, MainSlot.PARKED, 1);
+  }
+
+  /** Handlers currently running (asynchronous ones not yet settled). */
+  get running(): number {
+    return this.#running;
+  }
+
+  register(handle: number, id: string, handler: SubscriptionHandler | undefined): void {
+    this.#handlers.set(handle, { id, key: ConvergenceDispatchProtocol.dispatchKey(id), handler });
+  }
+
+  unregister(handle: number): void {
+    this.#handlers.delete(handle);
+  }
+
+  /** Called when the worker says it wrote while we were parked. Drains until the ring is empty. */
+  wake(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#drainTurn();
+  }
+
+  #drainTurn(): void {
+    try {
+      const frames = this.#consumer.drain(this.#visit, FRAMES_PER_TURN);
+      this.#flush();
+      if (frames === FRAMES_PER_TURN) {
+        setImmediate(() => this.#drainTurn());
+        return;
+      }
+      // Say we are parked, then look once more: the worker writes first and reads PARKED second,
+      // so either it sees PARKED = 1 and wakes us, or we see its frame here.
+      Atomics.store(this.#flags, MainSlot.PARKED, 1);
+      if (this.#consumer.hasData()) {
+        Atomics.store(this.#flags, MainSlot.PARKED, 0);
+        setImmediate(() => this.#drainTurn());
+        return;
+      }
+      this.#draining = false;
+    } catch (error) {
+      this.#draining = false;
+      this.#onFatal(error);
+    }
+  }
+
+  readonly #visit = (view: Uint8Array): void => {
+    const frame = this.#decoder.decode(view);
+    if (frame[0] !== DispatchTag.DISPATCH) throw new Error(`unexpected dispatch frame tag ${String(frame[0])}`);
+    const episodeId = frame[1] as string;
+    let dispatchId = frame[2] as number;
+    const groups = frame[3] as [unknown, number[]][];
+    for (const [tuple, handles] of groups) {
+      const event = tupleToEvent(tuple);
+      for (const handle of handles) this.#run(handle, event, dispatchId++, episodeId);
+    }
+  };
+
+  #run(handle: number, event: PageChangeEvent, dispatchId: number, episodeId: string): void {
+    const entry = this.#handlers.get(handle);
+    // Unsubscribed meanwhile, or a subscription without a handler: nothing to run, but the dispatch
+    // still has to be released.
+    if (entry === undefined || entry.handler === undefined) {
+      this.#settled++;
+      return;
+    }
+    const dispatch: Dispatch = { id: dispatchId, subscriptionId: entry.id, key: entry.key, episodeId };
+    let result: unknown;
+    try {
+      result = dispatchContext.run(entry.id, entry.handler, event, dispatch);
+    } catch (error) {
+      this.#fail(entry.id, dispatchId, event, error);
+      this.#settled++;
+      return;
+    }
+    if (result === null || typeof result !== 'object' || typeof (result as PromiseLike<void>).then !== 'function') {
+      this.#settled++;
+      return;
+    }
+    this.#running++;
+    (result as PromiseLike<void>).then(
+      () => this.#settleAsync(),
+      (error: unknown) => {
+        this.#fail(entry.id, dispatchId, event, error);
+        this.#settleAsync();
+      },
+    );
+  }
+
+  #settleAsync(): void {
+    this.#running--;
+    this.#settled++;
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => {
+        this.#flushQueued = false;
+        this.#flush();
+      });
+    }
+  }
+
+  #fail(subscriptionId: string, dispatchId: number, event: PageChangeEvent, error: unknown): void {
+    this.#errors.push([dispatchId, subscriptionId, serializeError(error)]);
+    try {
+      this.#onError({ error, subscriptionId, dispatchId, event });
+    } catch {
+      // A throwing 'dispatch-error' listener must not stop acknowledgement.
+    }
+  }
+
+  #flush(): void {
+    if (this.#settled === 0 && this.#errors.length === 0) return;
+    const frame = this.#encoder.encode([IngestTag.ACKS, this.#settled, this.#errors]);
+    this.#settled = 0;
+    this.#errors = [];
+    const pending = this.#producer.write(frame);
+    if (pending !== undefined) pending.catch((error: unknown) => this.#onFatal(error));
+  }
+}

@@ -1,0 +1,416 @@
+/**
+ * The subscription index (DESIGN §2): finds the subscriptions an event may match without looking at
+ * the ones it cannot.
+ *
+ * Each subscription is filed under exactly one key of its top-level predicate:
+ *
+ *   pageIdIn      → exact map   page id      → bucket   (one bucket per listed id)
+ *   pageIdPrefix  → prefix set  page id      → bucket
+ *   scopeId       → exact map   scope id     → bucket
+ *   sourcePrefix  → prefix set  source id    → bucket
+ *   dataType      → exact map   data type    → bucket   (one bucket per listed type)
+ *   (none of them, or only anyOf / kinds / dates / edgeReach) → the unindexed list
+ *
+ * An event visits one bucket per exact map, the buckets of those stored prefixes that are prefixes of
+ * its ids (found by binary search, never by scanning prefixes), and the unindexed list. A subscription
+ * sits in one key's buckets and an event has one value per key, so no subscription is reached twice:
+ * candidates are deduplicated by construction. Buckets are kept in insertion order and merged by
+ * insertion sequence, so results are deterministic — the same adds and removes give the same order.
+ */
+import { DuplicateIdError, SubscriptionRegistryFullError, ValidationError } from './errors.js';
+import type { PageChangeEvent } from './events.js';
+import type { PageGraph } from './page-graph.js';
+import { compilePredicate, validatePredicate, type CompiledPredicate, type PagePredicate } from './predicates.js';
+
+/** Default most subscriptions one index holds (DESIGN §2). */
+export const DEFAULT_SUBSCRIPTION_CAPACITY = 100_000;
+
+/** What the index stores: the caller's own object, with its id and predicate and any payload `T`. */
+export type IndexedSubscription<T = unknown> = T & { readonly id: string; readonly predicate: PagePredicate };
+
+/** Options of {@link SubscriptionIndex}. */
+export interface SubscriptionIndexOptions {
+  /** Most subscriptions held at once; adding beyond it throws {@link SubscriptionRegistryFullError}. */
+  capacity?: number;
+}
+
+/** Which key a subscription is filed under; exposed for diagnostics and tests. */
+export type SubscriptionIndexKey =
+  | { readonly kind: 'pageIdIn'; readonly values: readonly string[] }
+  | { readonly kind: 'pageIdPrefix'; readonly value: string }
+  | { readonly kind: 'scopeId'; readonly value: string }
+  | { readonly kind: 'sourcePrefix'; readonly value: string }
+  | { readonly kind: 'dataType'; readonly values: readonly string[] }
+  | { readonly kind: 'unindexed' };
+
+interface Rec<T> {
+  readonly seq: number;
+  readonly entry: IndexedSubscription<T>;
+  readonly test: CompiledPredicate;
+  readonly key: SubscriptionIndexKey;
+}
+
+type Bucket<T> = Rec<T>[];
+
+/**
+ * Relative cost of one visit to a bucket of each kind, i.e. how broad a slice of the event stream
+ * visits it: a page id bucket is visited by one page's events, a data type bucket by a whole class of
+ * pages. Used with the bucket's current size to pick the cheapest key at `add` time.
+ */
+const VISIT_WEIGHT = { pageIdIn: 1, pageIdPrefix: 8, scopeId: 8, sourcePrefix: 16, dataType: 16 } as const;
+
+/**
+ * Holds subscriptions and answers which of them match an event. Matching costs one lookup per index,
+ * a binary search per stored prefix that is a prefix of the event's ids, and one predicate call per
+ * candidate — not per subscription.
+ *
+ * Key choice: of the keys a subscription's predicate offers, the one whose bucket would cost least —
+ * (current bucket size + 1) × {@link VISIT_WEIGHT}, ties to the more selective kind. This keeps a
+ * mix such as "10 000 subscriptions on one source prefix, each on its own data type" out of one
+ * giant bucket. The choice depends only on the sequence of adds and removes, so it is deterministic.
+ */
+export class SubscriptionIndex<T = unknown> {
+  readonly #capacity: number;
+  readonly #byId = new Map<string, Rec<T>>();
+  readonly #pageIds = new Map<string, Bucket<T>>();
+  readonly #scopeIds = new Map<string, Bucket<T>>();
+  readonly #dataTypes = new Map<string, Bucket<T>>();
+  readonly #pageIdPrefixes = new PrefixBuckets<Rec<T>>();
+  readonly #sourcePrefixes = new PrefixBuckets<Rec<T>>();
+  readonly #unindexed: Bucket<T> = [];
+  #seq = 0;
+
+  constructor(options: SubscriptionIndexOptions = {}) {
+    const capacity = options.capacity ?? DEFAULT_SUBSCRIPTION_CAPACITY;
+    if (typeof capacity !== 'number' || !Number.isInteger(capacity) || capacity < 1) {
+      throw new ValidationError('capacity', `must be an integer >= 1, got ${String(capacity)}`);
+    }
+    this.#capacity = capacity;
+  }
+
+  /** Most subscriptions this index accepts. */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /** Number of subscriptions held. */
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /**
+   * Adds a subscription. Its predicate is validated (a {@link ValidationError} names the field,
+   * e.g. `predicate.edgeReach.root`) and compiled once; the entry object itself is stored and returned
+   * by `get` and `match` as is. Nothing changes when it throws.
+   */
+  add(entry: IndexedSubscription<T>): void {
+    if (typeof entry !== 'object' || entry === null) throw new ValidationError('entry', 'must be an object with id and predicate');
+    const id: unknown = entry.id;
+    if (typeof id !== 'string' || id.length === 0) throw new ValidationError('id', 'must be a non-empty string');
+    const predicate = validatePredicate(entry.predicate, 'predicate');
+    if (this.#byId.has(id)) throw new DuplicateIdError('subscription', id);
+    if (this.#byId.size >= this.#capacity) throw new SubscriptionRegistryFullError(this.#capacity);
+    const rec: Rec<T> = { seq: this.#seq++, entry, test: compilePredicate(predicate), key: this.#chooseKey(predicate) };
+    this.#byId.set(id, rec);
+    this.#file(rec);
+  }
+
+  /** Removes a subscription; false when the id is unknown. */
+  remove(id: string): boolean {
+    const rec = this.#byId.get(id);
+    if (rec === undefined) return false;
+    this.#byId.delete(id);
+    const key = rec.key;
+    switch (key.kind) {
+      case 'pageIdIn':
+        for (const value of key.values) removeFromMap(this.#pageIds, value, rec);
+        break;
+      case 'dataType':
+        for (const value of key.values) removeFromMap(this.#dataTypes, value, rec);
+        break;
+      case 'scopeId':
+        removeFromMap(this.#scopeIds, key.value, rec);
+        break;
+      case 'pageIdPrefix':
+        this.#pageIdPrefixes.remove(key.value, rec);
+        break;
+      case 'sourcePrefix':
+        this.#sourcePrefixes.remove(key.value, rec);
+        break;
+      case 'unindexed':
+        removeFromBucket(this.#unindexed, rec);
+        break;
+    }
+    return true;
+  }
+
+  /** The stored entry, or undefined. */
+  get(id: string): IndexedSubscription<T> | undefined {
+    return this.#byId.get(id)?.entry;
+  }
+
+  /** Whether a subscription with this id is held. */
+  has(id: string): boolean {
+    return this.#byId.has(id);
+  }
+
+  /** The key a subscription was filed under (diagnostics: why is this subscription a candidate?). */
+  keyOf(id: string): SubscriptionIndexKey | undefined {
+    return this.#byId.get(id)?.key;
+  }
+
+  /** Every entry, in insertion order. */
+  *entries(): IterableIterator<IndexedSubscription<T>> {
+    for (const rec of this.#byId.values()) yield rec.entry;
+  }
+
+  /**
+   * Entries that may match `event`: a superset of {@link match}'s answer, each entry once, in
+   * insertion order. Entries filed under a key the event cannot satisfy are never included.
+   */
+  candidatesFor(event: PageChangeEvent): IndexedSubscription<T>[] {
+    return this.#collect(event, undefined, false);
+  }
+
+  /**
+   * Entries whose predicate matches `event` (edgeReach is resolved against `graph`; without one an
+   * edgeReach predicate does not match), in insertion order.
+   */
+  match(event: PageChangeEvent, graph?: PageGraph): IndexedSubscription<T>[] {
+    return this.#collect(event, graph, true);
+  }
+
+  /** Removes every entry. */
+  clear(): void {
+    for (const id of [...this.#byId.keys()]) this.remove(id);
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  #collect(event: PageChangeEvent, graph: PageGraph | undefined, filter: boolean): IndexedSubscription<T>[] {
+    const hits: Rec<T>[] = [];
+    let runs = 0;
+    const scan = (bucket: Bucket<T> | undefined): void => {
+      if (bucket === undefined || bucket.length === 0) return;
+      const before = hits.length;
+      if (filter) {
+        for (let i = 0; i < bucket.length; i++) {
+          const rec = bucket[i]!;
+          if (rec.test(event, graph)) hits.push(rec);
+        }
+      } else {
+        for (let i = 0; i < bucket.length; i++) hits.push(bucket[i]!);
+      }
+      if (hits.length > before) runs++;
+    };
+    scan(this.#pageIds.get(event.pageId));
+    if (event.dataType !== undefined) scan(this.#dataTypes.get(event.dataType));
+    if (event.scopeId !== undefined) scan(this.#scopeIds.get(event.scopeId));
+    this.#pageIdPrefixes.visit(event.pageId, scan);
+    this.#sourcePrefixes.visit(event.sourceId, scan);
+    scan(this.#unindexed);
+    // Each bucket is already in insertion order; only interleaving runs from several buckets needs a sort.
+    if (runs > 1) hits.sort(bySeq);
+    const out = new Array<IndexedSubscription<T>>(hits.length);
+    for (let i = 0; i < hits.length; i++) out[i] = hits[i]!.entry;
+    return out;
+  }
+
+  #chooseKey(p: PagePredicate): SubscriptionIndexKey {
+    let best: SubscriptionIndexKey = { kind: 'unindexed' };
+    let bestCost = Number.POSITIVE_INFINITY;
+    const consider = (key: SubscriptionIndexKey, size: number): void => {
+      const cost = (size + 1) * VISIT_WEIGHT[key.kind as keyof typeof VISIT_WEIGHT];
+      if (cost < bestCost) {
+        best = key;
+        bestCost = cost;
+      }
+    };
+    // Considered from most to least selective, so that ties keep the more selective key.
+    if (p.pageIdIn !== undefined) {
+      const values = [...new Set(p.pageIdIn)];
+      consider({ kind: 'pageIdIn', values }, maxBucketSize(this.#pageIds, values));
+    }
+    if (p.pageIdPrefix !== undefined && p.pageIdPrefix !== '') {
+      consider({ kind: 'pageIdPrefix', value: p.pageIdPrefix }, this.#pageIdPrefixes.size(p.pageIdPrefix));
+    }
+    if (p.scopeId !== undefined) consider({ kind: 'scopeId', value: p.scopeId }, this.#scopeIds.get(p.scopeId)?.length ?? 0);
+    if (p.sourcePrefix !== undefined && p.sourcePrefix !== '') {
+      consider({ kind: 'sourcePrefix', value: p.sourcePrefix }, this.#sourcePrefixes.size(p.sourcePrefix));
+    }
+    if (p.dataType !== undefined) {
+      const values = typeof p.dataType === 'string' ? [p.dataType] : [...new Set(p.dataType)];
+      consider({ kind: 'dataType', values }, maxBucketSize(this.#dataTypes, values));
+    }
+    return best;
+  }
+
+  #file(rec: Rec<T>): void {
+    const key = rec.key;
+    switch (key.kind) {
+      case 'pageIdIn':
+        for (const value of key.values) addToMap(this.#pageIds, value, rec);
+        break;
+      case 'dataType':
+        for (const value of key.values) addToMap(this.#dataTypes, value, rec);
+        break;
+      case 'scopeId':
+        addToMap(this.#scopeIds, key.value, rec);
+        break;
+      case 'pageIdPrefix':
+        this.#pageIdPrefixes.add(key.value, rec);
+        break;
+      case 'sourcePrefix':
+        this.#sourcePrefixes.add(key.value, rec);
+        break;
+      case 'unindexed':
+        this.#unindexed.push(rec);
+        break;
+    }
+  }
+}
+
+function bySeq(a: { seq: number }, b: { seq: number }): number {
+  return a.seq - b.seq;
+}
+
+function maxBucketSize(map: Map<string, unknown[]>, values: readonly string[]): number {
+  let max = 0;
+  for (const value of values) max = Math.max(max, map.get(value)?.length ?? 0);
+  return max;
+}
+
+function addToMap<R>(map: Map<string, R[]>, value: string, rec: R): void {
+  const bucket = map.get(value);
+  if (bucket === undefined) map.set(value, [rec]);
+  else bucket.push(rec);
+}
+
+function removeFromMap<R extends { seq: number }>(map: Map<string, R[]>, value: string, rec: R): void {
+  const bucket = map.get(value);
+  if (bucket === undefined) return;
+  removeFromBucket(bucket, rec);
+  if (bucket.length === 0) map.delete(value);
+}
+
+/** Buckets are sorted by seq (records are appended in seq order), so the record is found by binary search. */
+function removeFromBucket<R extends { seq: number }>(bucket: R[], rec: R): void {
+  let lo = 0;
+  let hi = bucket.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const seq = bucket[mid]!.seq;
+    if (seq === rec.seq) {
+      bucket.splice(mid, 1);
+      return;
+    }
+    if (seq < rec.seq) lo = mid + 1;
+    else hi = mid - 1;
+  }
+}
+
+/**
+ * Buckets keyed by prefix, with a sorted array of the prefixes so that the stored prefixes of a
+ * string are found by binary search instead of by testing every prefix.
+ *
+ * Finding them: let p be the greatest stored prefix <= t (t starts as the whole string s). If p is a
+ * prefix of t it matches, and any other match is shorter than p (a longer one would be > p and <= t);
+ * continue with t = p minus its last character. Otherwise p and t differ at some position c, every
+ * remaining match is a prefix of s[0, c) (a longer one would sort between p and t), so continue with
+ * t = s[0, c). t shrinks every round, and every round is one binary search.
+ *
+ * The array is maintained lazily so that adding 100 000 subscriptions is not quadratic: new prefixes
+ * wait in `#pending` and are merged in (few) or re-sorted (many) at the next lookup; removed prefixes
+ * stay in the array as harmless stale entries (their bucket lookup misses) until they are the majority.
+ */
+class PrefixBuckets<R extends { seq: number }> {
+  readonly #buckets = new Map<string, R[]>();
+  #sorted: string[] = [];
+  #pending: string[] = [];
+  #stale = 0;
+
+  size(prefix: string): number {
+    return this.#buckets.get(prefix)?.length ?? 0;
+  }
+
+  add(prefix: string, rec: R): void {
+    const bucket = this.#buckets.get(prefix);
+    if (bucket !== undefined) {
+      bucket.push(rec);
+      return;
+    }
+    this.#buckets.set(prefix, [rec]);
+    const i = greatestAtMost(this.#sorted, prefix);
+    if (i >= 0 && this.#sorted[i] === prefix) this.#stale--; // a stale entry came back to life
+    else this.#pending.push(prefix);
+  }
+
+  remove(prefix: string, rec: R): void {
+    const bucket = this.#buckets.get(prefix);
+    if (bucket === undefined) return;
+    removeFromBucket(bucket, rec);
+    if (bucket.length > 0) return;
+    this.#buckets.delete(prefix);
+    const pendingAt = this.#pending.indexOf(prefix);
+    if (pendingAt >= 0) this.#pending.splice(pendingAt, 1);
+    else this.#stale++;
+  }
+
+  /** Calls `fn` with the bucket of every stored prefix of `s`. */
+  visit(s: string, fn: (bucket: R[]) => void): void {
+    if (this.#buckets.size === 0) return;
+    this.#settle();
+    const sorted = this.#sorted;
+    let limit = s.length;
+    while (true) {
+      const t = limit === s.length ? s : s.slice(0, limit);
+      const i = greatestAtMost(sorted, t);
+      if (i < 0) return;
+      const p = sorted[i]!;
+      if (t.startsWith(p)) {
+        const bucket = this.#buckets.get(p);
+        if (bucket !== undefined) fn(bucket);
+        if (p.length === 0) return;
+        limit = p.length - 1;
+      } else {
+        let c = 0;
+        while (c < limit && c < p.length && p.charCodeAt(c) === s.charCodeAt(c)) c++;
+        limit = c;
+      }
+    }
+  }
+
+  #settle(): void {
+    const pending = this.#pending;
+    if (pending.length === 0 && this.#stale * 2 <= this.#sorted.length + 64) return;
+    if (pending.length > 32 || this.#stale * 2 > this.#sorted.length + 64) {
+      this.#sorted = [...this.#buckets.keys()].sort(compareStrings);
+      this.#stale = 0;
+    } else {
+      for (const prefix of pending) this.#sorted.splice(greatestAtMost(this.#sorted, prefix) + 1, 0, prefix);
+    }
+    this.#pending = [];
+  }
+}
+
+/** Code-unit order, the same order `<` and `startsWith` use (not `localeCompare`). */
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Index of the greatest element <= `t`, or -1. */
+function greatestAtMost(sorted: readonly string[], t: string): number {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! <= t) {
+      found = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return found;
+}

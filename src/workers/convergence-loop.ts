@@ -1,0 +1,92 @@
+/**
+ * The convergence worker's loop: drain the ingest ring in batches, hand frames to the runtime,
+ * write dispatch batches to the main thread, park when idle.
+ *
+ * The thread must also serve Comlink queries, which arrive as MessagePort messages and so need the
+ * event loop. It therefore parks in Atomics.wait (cheap, precise wake by producers) and, after
+ * every wake, yields one macrotask so queued port messages run; the main thread nudges the ring's
+ * data signal after posting a query so a parked worker wakes for it.
+ */
+import { expose } from 'comlink';
+import { type MessagePort } from 'node:worker_threads';
+import { serializeError } from '../shared/errors.js';
+import { FrameDecoder, FrameEncoder } from '../shared/framing.js';
+import { type ConvergenceControl, type ConvergenceWorkerData, DispatchTag, MainSlot, type WorkerMessage } from '../shared/protocol.js';
+import { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
+import { nodeEndpoint } from '../shared/endpoint.js';
+import { ConvergenceRuntime } from './convergence-runtime.js';
+
+/** Frames handled per drain before the loop flushes dispatches and checks timers. */
+const FRAMES_PER_DRAIN = 256;
+/** While busy, yield to the event loop at least this often so Comlink queries are answered. */
+const BUSY_YIELD_INTERVAL_MS = 5;
+/** Longest park when nothing is scheduled; a safety net only (producers and queries wake us). */
+const IDLE_PARK_MS = 1_000;
+/** Dispatch groups per dispatch frame, so one frame stays far below the ring's frame limit. */
+const GROUPS_PER_FRAME = 512;
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Runs the convergence worker until a CLOSE frame or a fatal error. */
+export async function runConvergenceWorker(data: ConvergenceWorkerData, port: MessagePort): Promise<void> {
+  const ingestRing = new Ring(data.ingest);
+  const consumer = new RingConsumer(ingestRing);
+  const dispatchRing = new Ring(data.dispatch);
+  const dispatchProducer = new RingProducer(dispatchRing, { onFull: 'wait' });
+  const mainFlags = new Int32Array(data.main);
+  const decoder = new FrameDecoder();
+  const encoder = new FrameEncoder();
+  const post = (message: WorkerMessage): void => port.postMessage(message);
+
+  const runtime = new ConvergenceRuntime(data, {
+    dispatchToMain(episodeId, firstId, groups) {
+      const frames: Uint8Array[] = [];
+      let id = firstId;
+      for (let i = 0; i < groups.length; i += GROUPS_PER_FRAME) {
+        const slice = groups.slice(i, i + GROUPS_PER_FRAME);
+        frames.push(encoder.encode([DispatchTag.DISPATCH, episodeId, id, slice]));
+        for (const group of slice) id += group[1].length;
+      }
+      dispatchProducer.writeSync(frames);
+      // Wake the main thread only if it said it is waiting (it re-checks the ring after saying so).
+      if (Atomics.exchange(mainFlags, MainSlot.PARKED, 0) === 1) post({ type: 'wake' });
+    },
+    post,
+    ingestDrained: () => ingestRing.isDrained(),
+  });
+
+  const control: ConvergenceControl = {
+    status: () => runtime.status(),
+    changeFeed: (limit) => runtime.changeFeed(limit),
+    detectCycle: () => runtime.detectCycle(),
+  };
+  expose(control, nodeEndpoint(port));
+
+  const visit = (view: Uint8Array): void => runtime.handleFrame(decoder.decode(view), performance.timeOrigin + performance.now());
+  let lastYield = performance.now();
+  try {
+    while (!runtime.closed) {
+      const drained = consumer.drain(visit, FRAMES_PER_DRAIN);
+      const now = performance.timeOrigin + performance.now();
+      runtime.tick(now);
+      if (runtime.closed) break;
+      if (drained > 0) {
+        if (performance.now() - lastYield >= BUSY_YIELD_INTERVAL_MS) {
+          await yieldToEventLoop();
+          lastYield = performance.now();
+        }
+        continue;
+      }
+      const deadline = runtime.nextDeadline();
+      const wait = deadline === undefined ? IDLE_PARK_MS : Math.max(0, deadline - now);
+      if (wait > 0) consumer.waitForData(wait);
+      await yieldToEventLoop();
+      lastYield = performance.now();
+    }
+  } catch (error) {
+    post({ type: 'fatal', error: serializeError(error) });
+    throw error;
+  } finally {
+    port.close();
+  }
+}
