@@ -4,10 +4,15 @@
  * concurrent claimants in this process exactly one wins. It does not cross processes or threads; use
  * {@link SqliteStore} or {@link PostgresStore} for that.
  *
- * Pending tasks live in one binary heap per routing partition (pool, topic, required capabilities), so
- * `claimNext` looks at the top of each partition it may see instead of scanning every pending task.
- * Heap entries are removed lazily: an entry is live only while it is still the task's current
- * (pending) snapshot, so a task claimed by id, cancelled or failed is skipped when it surfaces.
+ * Built for the claim hot path (≥ 1 M submit → claimNext → report per second):
+ * - pending tasks live in one binary heap per routing partition (pool, topic, required capabilities),
+ *   so `claimNext` looks at the top of each partition it may see instead of scanning every task;
+ * - a task is one mutable internal record for its whole life; callers get fresh snapshots, so no
+ *   caller can change the store's state by mutating what it was given;
+ * - heap entries are removed lazily: a record stays in its heap after a claim by id, a cancel or a
+ *   failure and is skipped when it surfaces unless it is pending again. Its ordering key (priority,
+ *   id) never changes, so a record released back to pending that is still in the heap is simply
+ *   live again and is never pushed twice.
  *
  * Payloads and results are kept by reference, not copied.
  */
@@ -32,21 +37,40 @@ import type { PendingQuery, PoolRecord, TaskStore } from './task-store.js';
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
   /**
-   * How many terminal tasks to remember (oldest forgotten first). Default 100 000: enough for
-   * `getTask`/`waitUntilDone` after completion, bounded so that a long-running process does not grow
-   * without limit.
+   * How many terminal tasks to remember for `getTask`/`waitUntilDone` (oldest forgotten first).
+   * Default 10 000: bounded so that a long-running process does not grow without limit, and small
+   * enough that finished tasks die young instead of burdening the old-generation garbage collector.
    */
   readonly maxFinishedTasks?: number;
 }
 
-const DEFAULT_MAX_FINISHED_TASKS = 100_000;
+const DEFAULT_MAX_FINISHED_TASKS = 10_000;
+
+/** A task's mutable internal state. Never handed out: callers get {@link snapshot}s. */
+interface TaskRecord {
+  readonly id: string;
+  state: TaskState;
+  readonly payload: unknown;
+  result: unknown;
+  readonly poolId: string | null;
+  readonly topic: string | null;
+  readonly requiredCapabilities: readonly string[];
+  readonly priority: number;
+  assignedTo: string | null;
+  claimedAt: number | null;
+  readonly claimTtlMs: number | null;
+  attempts: number;
+  fencingToken: number;
+  /** Whether an entry for this record sits in its partition's heap. */
+  inHeap: boolean;
+}
 
 interface Partition {
   readonly key: string;
   readonly poolId: string | null;
   readonly topic: string | null;
   readonly requiredCapabilities: readonly string[];
-  readonly heap: BinaryHeap<Task>;
+  readonly heap: BinaryHeap<TaskRecord>;
 }
 
 interface MemoryPool {
@@ -54,17 +78,16 @@ interface MemoryPool {
   readonly topics: readonly string[];
   readonly trustThreshold: number | null;
   readonly hasAdmissionPolicy: boolean;
-  readonly createdAt: number;
   readonly members: Set<string>;
 }
 
 /** In-process {@link TaskStore}. */
 export class MemoryStore implements TaskStore {
   readonly kind = 'memory';
-  readonly #tasks = new Map<string, Task>();
-  readonly #claimed = new Set<string>();
+  readonly #tasks = new Map<string, TaskRecord>();
+  readonly #claimed = new Set<TaskRecord>();
   readonly #partitions = new Map<string, Partition>();
-  readonly #finished: string[] = [];
+  readonly #finished: TaskRecord[] = [];
   #finishedHead = 0;
   readonly #maxFinished: number;
   readonly #waiters = new DoneWaiters();
@@ -80,10 +103,7 @@ export class MemoryStore implements TaskStore {
   insertTask(input: NewTask): Task {
     this.#assertOpen();
     if (this.#tasks.has(input.id)) throw new DuplicateIdError('task', input.id);
-    const task = pendingTask(input);
-    this.#tasks.set(task.id, task);
-    this.#enqueue(task);
-    return task;
+    return snapshot(this.#insert(input));
   }
 
   insertTasks(inputs: readonly NewTask[]): Task[] {
@@ -93,28 +113,28 @@ export class MemoryStore implements TaskStore {
       if (this.#tasks.has(input.id) || seen.has(input.id)) throw new DuplicateIdError('task', input.id);
       seen.add(input.id);
     }
-    return inputs.map((input) => this.insertTask(input));
+    return inputs.map((input) => snapshot(this.#insert(input)));
   }
 
   getTask(id: string): Task | null {
     this.#assertOpen();
-    return this.#tasks.get(id) ?? null;
+    const record = this.#tasks.get(id);
+    return record === undefined ? null : snapshot(record);
   }
 
   claimTask(id: string, agentId: string, nowMs: number): Task | null {
     this.#assertOpen();
-    const task = this.#tasks.get(id);
-    if (task === undefined || task.state !== 'pending') return null;
-    // The heap entry for `task` goes stale by replacement; claimNext skips it.
-    return this.#claim(task, agentId, nowMs);
+    const record = this.#tasks.get(id);
+    if (record === undefined || record.state !== 'pending') return null;
+    return snapshot(this.#claim(record, agentId, nowMs));
   }
 
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Task | null {
     this.#assertOpen();
-    let best: Task | undefined;
+    let best: TaskRecord | undefined;
     let bestPartition: Partition | undefined;
     for (const partition of this.#partitions.values()) {
-      if (!isVisible(partition.poolId, partition.topic, partition.requiredCapabilities, filter)) continue;
+      if (partition.key !== '' && !isVisible(partition.poolId, partition.topic, partition.requiredCapabilities, filter)) continue;
       const top = this.#liveTop(partition);
       if (top === undefined) continue;
       if (best === undefined || compareClaimOrder(top, best) < 0) {
@@ -124,66 +144,70 @@ export class MemoryStore implements TaskStore {
     }
     if (best === undefined || bestPartition === undefined) return null;
     bestPartition.heap.pop();
-    return this.#claim(best, agentId, nowMs);
+    best.inHeap = false;
+    return snapshot(this.#claim(best, agentId, nowMs));
   }
 
-  startTask(id: string, holder: ClaimHolder, nowMs: number): Task | null {
+  startTask(id: string, holder: ClaimHolder, _nowMs: number): Task | null {
     this.#assertOpen();
-    const task = this.#tasks.get(id);
-    if (task === undefined) return null;
-    const error = claimHolderError(task, holder);
+    const record = this.#tasks.get(id);
+    if (record === undefined) return null;
+    const error = claimHolderError(record, holder);
     if (error !== null) throw error;
-    if (task.state === 'running') return task;
-    return this.#replace(task, 'running', task.result, task.assignedTo, task.claimedAt, nowMs);
+    record.state = 'running';
+    return snapshot(record);
   }
 
-  completeTask(id: string, holder: ClaimHolder, result: unknown, nowMs: number): Task | null {
+  completeTask(id: string, holder: ClaimHolder, result: unknown, _nowMs: number): Task | null {
     this.#assertOpen();
-    const task = this.#tasks.get(id);
-    if (task === undefined) return null;
-    const error = claimHolderError(task, holder);
+    const record = this.#tasks.get(id);
+    if (record === undefined) return null;
+    const error = claimHolderError(record, holder);
     if (error !== null) throw error;
-    return this.#finish(task, 'completed', result, nowMs);
+    this.#finish(record, 'completed', result);
+    return snapshot(record);
   }
 
-  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, nowMs: number): boolean {
+  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, _nowMs: number): boolean {
     this.#assertOpen();
-    const task = this.#tasks.get(id);
-    if (task === undefined) return false;
-    const decision = failDecision(task, holder);
+    const record = this.#tasks.get(id);
+    if (record === undefined) return false;
+    const decision = failDecision(record, holder);
     if (decision === 'skip') return false;
     if (decision !== 'fail') throw decision;
-    this.#finish(task, 'failed', reason, nowMs);
+    this.#finish(record, 'failed', reason);
     return true;
   }
 
-  cancelTask(id: string, nowMs: number): boolean {
+  cancelTask(id: string, _nowMs: number): boolean {
     this.#assertOpen();
-    const task = this.#tasks.get(id);
-    if (task === undefined || isTerminalState(task.state)) return false;
-    this.#finish(task, 'cancelled', task.result, nowMs);
+    const record = this.#tasks.get(id);
+    if (record === undefined || isTerminalState(record.state)) return false;
+    this.#finish(record, 'cancelled', record.result);
     return true;
   }
 
   renewClaim(id: string, holder: ClaimHolder, nowMs: number): Task | null {
     this.#assertOpen();
-    const task = this.#tasks.get(id);
-    if (task === undefined) return null;
-    const error = claimHolderError(task, holder);
+    const record = this.#tasks.get(id);
+    if (record === undefined) return null;
+    const error = claimHolderError(record, holder);
     if (error !== null) throw error;
-    return this.#replace(task, task.state, task.result, task.assignedTo, nowMs, nowMs);
+    record.claimedAt = nowMs;
+    return snapshot(record);
   }
 
   releaseExpiredClaims(nowMs: number): string[] {
     this.#assertOpen();
     const released: string[] = [];
-    for (const id of this.#claimed) {
-      const task = this.#tasks.get(id);
-      if (task === undefined || !isClaimExpired(task, nowMs)) continue;
-      this.#claimed.delete(id);
-      const pending = this.#replace(task, 'pending', null, null, null, nowMs);
-      this.#enqueue(pending);
-      released.push(id);
+    for (const record of this.#claimed) {
+      if (!isClaimExpired(record, nowMs)) continue;
+      this.#claimed.delete(record);
+      record.state = 'pending';
+      record.assignedTo = null;
+      record.claimedAt = null;
+      if (!record.inHeap) this.#enqueue(record);
+      released.push(record.id);
     }
     return released;
   }
@@ -192,25 +216,21 @@ export class MemoryStore implements TaskStore {
     this.#assertOpen();
     const out: Task[] = [];
     const filter = query.filter;
-    for (const task of this.#tasks.values()) {
-      if (task.state !== 'pending') continue;
-      if (filter !== undefined && !isVisible(task.poolId, task.topic, task.requiredCapabilities, filter)) continue;
-      out.push(task);
+    for (const record of this.#tasks.values()) {
+      if (record.state !== 'pending') continue;
+      if (filter !== undefined && !isVisible(record.poolId, record.topic, record.requiredCapabilities, filter)) continue;
+      out.push(snapshot(record));
     }
     if (query.sortByPriority) out.sort(compareClaimOrder);
     return out;
   }
 
   waitUntilDone(id: string, timeoutMs: number): Promise<Task | null> {
-    try {
-      this.#assertOpen();
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const task = this.#tasks.get(id);
+    if (this.#closed) return Promise.reject(new ClosedError('MemoryStore'));
+    const record = this.#tasks.get(id);
     // Synchronous check-then-register: nothing can finish the task in between.
-    if (task === undefined) return Promise.resolve(null);
-    if (isTerminalState(task.state)) return Promise.resolve(task);
+    if (record === undefined) return Promise.resolve(null);
+    if (isTerminalState(record.state)) return Promise.resolve(snapshot(record));
     if (timeoutMs <= 0) return Promise.resolve(null);
     return this.#waiters.wait(id, timeoutMs);
   }
@@ -224,7 +244,7 @@ export class MemoryStore implements TaskStore {
   insertPool(pool: Omit<PoolRecord, 'members'>): PoolRecord {
     this.#assertOpen();
     if (this.#pools.has(pool.id)) throw new DuplicateIdError('pool', pool.id);
-    const stored: MemoryPool = { ...pool, members: new Set() };
+    const stored: MemoryPool = { id: pool.id, topics: pool.topics, trustThreshold: pool.trustThreshold, hasAdmissionPolicy: pool.hasAdmissionPolicy, members: new Set() };
     this.#pools.set(pool.id, stored);
     return poolRecord(stored);
   }
@@ -264,126 +284,111 @@ export class MemoryStore implements TaskStore {
     if (this.#closed) throw new ClosedError('MemoryStore');
   }
 
-  #claim(task: Task, agentId: string, nowMs: number): Task {
-    const claimed = makeTask(task, 'assigned', null, agentId, nowMs, task.attempts + 1, task.fencingToken + 1, nowMs);
-    this.#tasks.set(claimed.id, claimed);
-    this.#claimed.add(claimed.id);
-    return claimed;
+  #insert(input: NewTask): TaskRecord {
+    const record: TaskRecord = {
+      id: input.id,
+      state: 'pending',
+      payload: input.payload,
+      result: null,
+      poolId: input.poolId,
+      topic: input.topic,
+      requiredCapabilities: input.requiredCapabilities,
+      priority: input.priority,
+      assignedTo: null,
+      claimedAt: null,
+      claimTtlMs: input.claimTtlMs,
+      attempts: 0,
+      fencingToken: 0,
+      inHeap: false,
+    };
+    this.#tasks.set(record.id, record);
+    this.#enqueue(record);
+    return record;
   }
 
-  #replace(task: Task, state: TaskState, result: unknown, assignedTo: string | null, claimedAt: number | null, nowMs: number): Task {
-    const next = makeTask(task, state, result, assignedTo, claimedAt, task.attempts, task.fencingToken, nowMs);
-    this.#tasks.set(next.id, next);
-    return next;
+  #claim(record: TaskRecord, agentId: string, nowMs: number): TaskRecord {
+    record.state = 'assigned';
+    record.assignedTo = agentId;
+    record.claimedAt = nowMs;
+    record.attempts += 1;
+    record.fencingToken += 1;
+    // Only claims that can expire need to be found by releaseExpiredClaims.
+    if (record.claimTtlMs !== null) this.#claimed.add(record);
+    return record;
   }
 
-  #finish(task: Task, state: 'completed' | 'failed' | 'cancelled', result: unknown, nowMs: number): Task {
-    const done = this.#replace(task, state, result, task.assignedTo, task.claimedAt, nowMs);
-    this.#claimed.delete(done.id);
-    this.#waiters.notify(done);
-    this.#remember(done.id);
-    return done;
+  #finish(record: TaskRecord, state: 'completed' | 'failed' | 'cancelled', result: unknown): void {
+    record.state = state;
+    record.result = result ?? null;
+    if (record.claimTtlMs !== null) this.#claimed.delete(record);
+    if (this.#waiters.size > 0) this.#waiters.notify(snapshot(record));
+    this.#remember(record);
   }
 
   /** Records a terminal task and forgets the oldest ones beyond `maxFinishedTasks`. */
-  #remember(id: string): void {
+  #remember(record: TaskRecord): void {
     const finished = this.#finished;
-    finished.push(id);
+    finished.push(record);
     while (finished.length - this.#finishedHead > this.#maxFinished) {
-      const oldest = finished[this.#finishedHead++];
-      if (oldest !== undefined) this.#tasks.delete(oldest);
+      const oldest = finished[this.#finishedHead];
+      finished[this.#finishedHead++] = undefined as unknown as TaskRecord;
+      if (oldest !== undefined && this.#tasks.get(oldest.id) === oldest) this.#tasks.delete(oldest.id);
     }
-    // Compact the queue now and then instead of shifting on every eviction (O(n) each).
-    if (this.#finishedHead > 4096 && this.#finishedHead * 2 > finished.length) {
+    // Compact now and then instead of shifting on every eviction (O(n) each).
+    if (this.#finishedHead >= 1024 && this.#finishedHead * 2 >= finished.length) {
       finished.splice(0, this.#finishedHead);
       this.#finishedHead = 0;
     }
   }
 
-  #enqueue(task: Task): void {
-    const caps = task.requiredCapabilities;
-    const key = task.poolId === null && task.topic === null && caps.length === 0 ? '' : `${task.poolId ?? ''}\u0000${task.topic ?? ''}\u0000${caps.join('\u0000')}`;
+  #enqueue(record: TaskRecord): void {
+    const caps = record.requiredCapabilities;
+    const key = record.poolId === null && record.topic === null && caps.length === 0 ? '' : `${record.poolId ?? ''}\u0000${record.topic ?? ''}\u0000${caps.join('\u0000')}`;
     let partition = this.#partitions.get(key);
     if (partition === undefined) {
-      partition = { key, poolId: task.poolId, topic: task.topic, requiredCapabilities: caps, heap: new BinaryHeap<Task>(compareClaimOrder) };
+      partition = { key, poolId: record.poolId, topic: record.topic, requiredCapabilities: caps, heap: new BinaryHeap<TaskRecord>(compareClaimOrder) };
       this.#partitions.set(key, partition);
     }
-    partition.heap.push(task);
+    partition.heap.push(record);
+    record.inHeap = true;
   }
 
-  /** The partition's best live entry, discarding stale ones; drops the partition once it is empty. */
-  #liveTop(partition: Partition): Task | undefined {
+  /** The partition's best pending record, discarding entries that are no longer pending. */
+  #liveTop(partition: Partition): TaskRecord | undefined {
     const heap = partition.heap;
     for (;;) {
       const top = heap.peek();
       if (top === undefined) {
-        // Keep the default partition: it is the hot one and recreating it costs an allocation.
+        // Keep the default partition: it is the hot one, and recreating it would cost an allocation.
         if (partition.key !== '') this.#partitions.delete(partition.key);
         return undefined;
       }
-      if (this.#tasks.get(top.id) === top) return top;
+      if (top.state === 'pending') return top;
       heap.pop();
+      top.inHeap = false;
     }
   }
 }
 
-function pendingTask(input: NewTask): Task {
-  return Object.freeze<Task>({
-    id: input.id,
-    state: 'pending',
-    payload: input.payload,
-    result: null,
-    poolId: input.poolId,
-    topic: input.topic,
-    requiredCapabilities: input.requiredCapabilities,
-    priority: input.priority,
-    assignedTo: null,
-    claimedAt: null,
-    claimTtlMs: input.claimTtlMs,
-    attempts: 0,
-    fencingToken: 0,
-    createdAt: input.createdAt,
-    updatedAt: input.createdAt,
-  });
-}
-
-// One object literal with every field in one order keeps all task snapshots on one hidden class.
-function makeTask(
-  from: Task,
-  state: TaskState,
-  result: unknown,
-  assignedTo: string | null,
-  claimedAt: number | null,
-  attempts: number,
-  fencingToken: number,
-  updatedAt: number,
-): Task {
-  return Object.freeze<Task>({
-    id: from.id,
-    state,
-    payload: from.payload,
-    result: result ?? null,
-    poolId: from.poolId,
-    topic: from.topic,
-    requiredCapabilities: from.requiredCapabilities,
-    priority: from.priority,
-    assignedTo,
-    claimedAt,
-    claimTtlMs: from.claimTtlMs,
-    attempts,
-    fencingToken,
-    createdAt: from.createdAt,
-    updatedAt,
-  });
+/** A caller's copy of a record. One literal with every field in one order: one hidden class. */
+function snapshot(record: TaskRecord): Task {
+  return {
+    id: record.id,
+    state: record.state,
+    payload: record.payload,
+    result: record.result,
+    poolId: record.poolId,
+    topic: record.topic,
+    requiredCapabilities: record.requiredCapabilities,
+    priority: record.priority,
+    assignedTo: record.assignedTo,
+    claimedAt: record.claimedAt,
+    claimTtlMs: record.claimTtlMs,
+    attempts: record.attempts,
+    fencingToken: record.fencingToken,
+  };
 }
 
 function poolRecord(pool: MemoryPool): PoolRecord {
-  return Object.freeze({
-    id: pool.id,
-    topics: pool.topics,
-    trustThreshold: pool.trustThreshold,
-    hasAdmissionPolicy: pool.hasAdmissionPolicy,
-    members: Object.freeze([...pool.members]),
-    createdAt: pool.createdAt,
-  });
+  return { id: pool.id, topics: pool.topics, trustThreshold: pool.trustThreshold, hasAdmissionPolicy: pool.hasAdmissionPolicy, members: [...pool.members] };
 }

@@ -37,7 +37,7 @@ export interface TaskManagerOptions {
   readonly store?: TaskStore;
   /** Claim TTL of tasks submitted without `claimTtlMs`. Default: none (claims never expire). */
   readonly defaultClaimTtlMs?: number;
-  /** Clock for `claimedAt`, `createdAt` and `updatedAt` (epoch ms). Default `Date.now`. */
+  /** Clock for `claimedAt` and for the time part of generated ids (epoch ms). Default `Date.now`. */
   readonly now?: () => number;
 }
 
@@ -261,14 +261,13 @@ export class TaskManager {
     const parsed = parseInput(SubmitTaskSchema, input, name);
     const capabilities = parsed.requiredCapabilities;
     return {
-      id: parsed.id ?? newId('task'),
+      id: parsed.id ?? newId('task', this.#now()),
       payload: parsed.payload ?? null,
       poolId: parsed.poolId ?? null,
       topic: parsed.topic ?? null,
       requiredCapabilities: capabilities === undefined || capabilities.length === 0 ? NO_CAPABILITIES : Object.freeze([...new Set(capabilities)].sort()),
       priority: parsed.priority ?? 0,
       claimTtlMs: parsed.claimTtlMs === undefined ? this.#defaultClaimTtlMs : parsed.claimTtlMs,
-      createdAt: this.#now(),
     };
   }
 }

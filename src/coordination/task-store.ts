@@ -65,7 +65,6 @@ export interface PoolRecord {
   readonly hasAdmissionPolicy: boolean;
   /** Agent ids in join order. */
   readonly members: readonly string[];
-  readonly createdAt: number;
 }
 
 /** Pool persistence; implemented by every TaskStore so that one store holds one deployment's state. */

@@ -45,8 +45,6 @@ export interface Task<P = unknown, R = unknown> {
   readonly attempts: number;
   /** The current claim generation (see the interface comment). */
   readonly fencingToken: number;
-  readonly createdAt: number;
-  readonly updatedAt: number;
 }
 
 /** What a store needs to create a task; the manager fills every default. */
@@ -58,7 +56,6 @@ export interface NewTask {
   readonly requiredCapabilities: readonly string[];
   readonly priority: number;
   readonly claimTtlMs: number | null;
-  readonly createdAt: number;
 }
 
 /**

@@ -1,0 +1,79 @@
+/**
+ * The public API of converge-engine. Explicit named exports only: what is not listed here is not
+ * public. Worker entries are never exported; they are loaded by path.
+ */
+
+// The engine.
+export { createEngine, Engine } from './engine.js';
+export type { ContextPageSource, EngineEvents, EngineStatus, SubscribeOptions, Subscription } from './engine.js';
+export { ENGINE_DEFAULTS, resolveEngineOptions } from './options.js';
+export type { EngineOptions, ResolvedEngineOptions } from './options.js';
+export { EngineScope, SCOPE_FORMAT_VERSION } from './scope.js';
+export type { SerializedScope } from './scope.js';
+export type { Dispatch, DispatchErrorInfo, SubscriptionHandler } from './dispatcher.js';
+export type {
+  ChangeFeedEntry,
+  EngineCounters,
+  EngineState,
+  QuiescenceReport,
+  SkippedReason,
+} from '../shared/protocol.js';
+
+// Events and protocol keys.
+export {
+  ConvergenceDispatchProtocol,
+  ConvergenceQuiescenceProtocol,
+  PAGE_CHANGE_KINDS,
+  PageChange,
+  PageChangeEventSchema,
+  validateEvent,
+} from '../shared/events.js';
+export type { PageChangeEvent, PageChangeInit, PageChangeKind } from '../shared/events.js';
+
+// Pure convergence logic, for single-threaded use.
+export {
+  compilePredicate,
+  DEFAULT_TOLERANCE_EPSILON,
+  matchesPredicate,
+  NumericToleranceSchema,
+  PagePredicateSchema,
+  validatePredicate,
+  validateTolerance,
+} from '../shared/predicates.js';
+export type { CompiledPredicate, EdgeReach, NumericTolerance, PagePredicate } from '../shared/predicates.js';
+export { DEFAULT_SUBSCRIPTION_CAPACITY, SubscriptionIndex } from '../shared/subscription-index.js';
+export type { IndexedSubscription, SubscriptionIndexOptions } from '../shared/subscription-index.js';
+export { ConvergenceDamper } from '../shared/damper.js';
+export { WriteRateLimiter } from '../shared/rate-limiter.js';
+export type { WriteRateLimiterOptions } from '../shared/rate-limiter.js';
+export { PageGraph } from '../shared/page-graph.js';
+export type { PageGraphOptions } from '../shared/page-graph.js';
+export { findCycles, predicatesMayOverlap } from '../shared/cycles.js';
+
+// The data plane, for embedders that build their own producers.
+export { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
+export type { OnFull, RingStats } from '../shared/ring.js';
+export { FrameDecoder, FrameEncoder } from '../shared/framing.js';
+
+// Errors.
+export {
+  ClosedError,
+  ConvergeError,
+  deserializeError,
+  DuplicateIdError,
+  ErrorCode,
+  FrameTooLargeError,
+  InvalidStateError,
+  NotAuthorizedError,
+  NotFoundError,
+  ProtocolError,
+  RingFullError,
+  serializeError,
+  StaticSourceError,
+  StoreError,
+  SubscriptionRegistryFullError,
+  TimeoutError,
+  ValidationError,
+  WorkerCrashedError,
+} from '../shared/errors.js';
+export type { SerializedError, ValidationIssue } from '../shared/errors.js';
