@@ -21,28 +21,36 @@ export class DoneWaiters {
     return this.#byId.size;
   }
 
+  /** Whether anyone waits for `id`. */
+  has(id: string): boolean {
+    return this.#byId.has(id);
+  }
+
   /** The task ids being waited on. */
   ids(): string[] {
     return [...this.#byId.keys()];
   }
 
-  /** A promise settled by `notify` with the terminal task, or with null once `timeoutMs` has passed. */
-  wait(id: string, timeoutMs: number): Promise<Task | null> {
-    return new Promise<Task | null>((resolve, reject) => {
-      let set = this.#byId.get(id);
-      if (set === undefined) this.#byId.set(id, (set = new Set()));
-      const waiters = set;
-      const waiter: Waiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          waiters.delete(waiter);
-          if (waiters.size === 0 && this.#byId.get(id) === waiters) this.#byId.delete(id);
-          resolve(null);
-        }, timeoutMs),
-      };
-      waiters.add(waiter);
+  /**
+   * Registers a waiter: `promise` is settled by `notify` with the terminal task, with null once
+   * `timeoutMs` has passed, or by the caller through `settle` (which removes only this waiter).
+   */
+  wait(id: string, timeoutMs: number): { promise: Promise<Task | null>; settle(task: Task | null): void } {
+    let set = this.#byId.get(id);
+    if (set === undefined) this.#byId.set(id, (set = new Set()));
+    const waiters = set;
+    let waiter!: Waiter;
+    const promise = new Promise<Task | null>((resolve, reject) => {
+      waiter = { resolve, reject, timer: setTimeout(() => settle(null), timeoutMs) };
     });
+    const settle = (task: Task | null): void => {
+      if (!waiters.delete(waiter)) return;
+      clearTimeout(waiter.timer);
+      if (waiters.size === 0 && this.#byId.get(id) === waiters) this.#byId.delete(id);
+      waiter.resolve(task);
+    };
+    waiters.add(waiter);
+    return { promise, settle };
   }
 
   /** Wakes every waiter of `task.id` if the task is terminal; otherwise does nothing. */

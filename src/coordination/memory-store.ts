@@ -158,14 +158,14 @@ export class MemoryStore implements TaskStore {
     return snapshot(record);
   }
 
-  completeTask(id: string, holder: ClaimHolder, result: unknown, _nowMs: number): Task | null {
+  completeTask(id: string, holder: ClaimHolder, result: unknown, _nowMs: number): boolean {
     this.#assertOpen();
     const record = this.#tasks.get(id);
-    if (record === undefined) return null;
+    if (record === undefined) return false;
     const error = claimHolderError(record, holder);
     if (error !== null) throw error;
     this.#finish(record, 'completed', result);
-    return snapshot(record);
+    return true;
   }
 
   failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, _nowMs: number): boolean {
@@ -232,7 +232,7 @@ export class MemoryStore implements TaskStore {
     if (record === undefined) return Promise.resolve(null);
     if (isTerminalState(record.state)) return Promise.resolve(snapshot(record));
     if (timeoutMs <= 0) return Promise.resolve(null);
-    return this.#waiters.wait(id, timeoutMs);
+    return this.#waiters.wait(id, timeoutMs).promise;
   }
 
   async close(): Promise<void> {
@@ -332,7 +332,9 @@ export class MemoryStore implements TaskStore {
     while (finished.length - this.#finishedHead > this.#maxFinished) {
       const oldest = finished[this.#finishedHead];
       finished[this.#finishedHead++] = undefined as unknown as TaskRecord;
-      if (oldest !== undefined && this.#tasks.get(oldest.id) === oldest) this.#tasks.delete(oldest.id);
+      // The map still holds `oldest` under its id: a terminal record is remembered once, and its id
+      // cannot be taken by a new task until it is forgotten here.
+      if (oldest !== undefined) this.#tasks.delete(oldest.id);
     }
     // Compact now and then instead of shifting on every eviction (O(n) each).
     if (this.#finishedHead >= 1024 && this.#finishedHead * 2 >= finished.length) {
@@ -363,7 +365,7 @@ export class MemoryStore implements TaskStore {
         if (partition.key !== '') this.#partitions.delete(partition.key);
         return undefined;
       }
-      if (top.state === 'pending') return top;
+      if (top.state !== 'cancelled') return top;
       heap.pop();
       top.inHeap = false;
     }

@@ -69,3 +69,44 @@ export function parseId(value: unknown, name: string): string {
   if (typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH) return value;
   return parseInput(IdSchema, value, name);
 }
+
+function isId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH;
+}
+
+function isIdList(value: unknown): value is readonly string[] {
+  if (!Array.isArray(value)) return false;
+  for (const item of value) if (!isId(item)) return false;
+  return true;
+}
+
+function isInt(value: unknown, min: number, max: number): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
+}
+
+/**
+ * True only for inputs {@link SubmitTaskSchema} accepts, checked without allocating. The submit hot
+ * path takes the input as is when this holds and falls back to the schema (which also produces the
+ * error) when it does not. Conservative by construction: it may send a valid input to the schema,
+ * never an invalid one past it (a property test holds it to that).
+ */
+export function isPlainSubmitInput(value: unknown): value is z.output<typeof SubmitTaskSchema> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const input = value as Record<string, unknown>;
+  const { id, poolId, topic, requiredCapabilities, priority, claimTtlMs } = input;
+  return (
+    (id === undefined || isId(id)) &&
+    (poolId === undefined || poolId === null || isId(poolId)) &&
+    (topic === undefined || topic === null || isId(topic)) &&
+    (requiredCapabilities === undefined || isIdList(requiredCapabilities)) &&
+    (priority === undefined || isInt(priority, INT32_MIN, INT32_MAX)) &&
+    (claimTtlMs === undefined || claimTtlMs === null || isInt(claimTtlMs, 1, Number.MAX_SAFE_INTEGER))
+  );
+}
+
+/** True only for a `{ fencingToken? }` that {@link HolderOptionsSchema} accepts; see {@link isPlainSubmitInput}. */
+export function isPlainHolderOptions(value: unknown): value is z.output<typeof HolderOptionsSchema> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const token = (value as { fencingToken?: unknown }).fencingToken;
+  return token === undefined || isInt(token, 1, INT32_MAX);
+}

@@ -25,6 +25,8 @@ import {
   TaskFilterSchema,
   TtlSchema,
   WaitOptionsSchema,
+  isPlainHolderOptions,
+  isPlainSubmitInput,
   parseId,
 } from './schemas.js';
 import type { ClaimHolder, NewTask, Task, TaskFilter } from './task.js';
@@ -158,13 +160,14 @@ export class TaskManager {
   }
 
   /**
-   * Completes the holder's task with `result`. Unknown id → no-op (null). Another agent or a stale
+   * Completes the holder's task with `result`. Unknown id → no-op. Another agent or a stale
    * fencing token → `NotAuthorizedError`; a task that already finished → `InvalidStateError`.
    */
-  async report(agentId: string, taskId: string, result?: unknown, options: HolderOptions = NO_OPTIONS): Promise<Task | null> {
+  async report(agentId: string, taskId: string, result?: unknown, options: HolderOptions = NO_OPTIONS): Promise<void> {
     this.#assertOpen();
     const holder = this.#holder(agentId, options);
-    return this.#store.completeTask(parseId(taskId, 'taskId'), holder, result ?? null, this.#now());
+    const done = this.#store.completeTask(parseId(taskId, 'taskId'), holder, result ?? null, this.#now());
+    if (done instanceof Promise) await done;
   }
 
   /** Cancels a task that has not finished. Unknown or terminal → false. */
@@ -252,13 +255,13 @@ export class TaskManager {
 
   #holder(agentId: string, options: HolderOptions): ClaimHolder {
     const agent = parseId(agentId, 'agentId');
-    if (options === NO_OPTIONS) return { agentId: agent };
-    const { fencingToken } = parseInput(HolderOptionsSchema, options, 'options');
+    if (options === NO_OPTIONS) return { agentId: agent, fencingToken: undefined };
+    const { fencingToken } = isPlainHolderOptions(options) ? options : parseInput(HolderOptionsSchema, options, 'options');
     return { agentId: agent, fencingToken };
   }
 
   #newTask(input: SubmitTaskInput, name: string): NewTask {
-    const parsed = parseInput(SubmitTaskSchema, input, name);
+    const parsed = isPlainSubmitInput(input) ? input : parseInput(SubmitTaskSchema, input, name);
     const capabilities = parsed.requiredCapabilities;
     return {
       id: parsed.id ?? newId('task', this.#now()),

@@ -36,8 +36,8 @@ export interface TaskStore extends PoolStore {
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Awaitable<Task | null>;
   /** assigned → running for the holder. Unknown id → null. Not the holder → throws (see `claimHolderError`). */
   startTask(id: string, holder: ClaimHolder, nowMs: number): Awaitable<Task | null>;
-  /** claimed → completed with `result`. Unknown id → null. Not the holder → throws. */
-  completeTask(id: string, holder: ClaimHolder, result: unknown, nowMs: number): Awaitable<Task | null>;
+  /** claimed → completed with `result`; true. Unknown id → false. Not the holder → throws. */
+  completeTask(id: string, holder: ClaimHolder, result: unknown, nowMs: number): Awaitable<boolean>;
   /**
    * Non-terminal → failed with `reason` as the result. With a holder, only the holder may fail it
    * (throws otherwise); without, anyone may. Unknown or already terminal → false.

@@ -77,6 +77,25 @@ export interface ClaimHolder {
   readonly fencingToken?: number | undefined;
 }
 
+/** The snapshot of a task just inserted from `task`. */
+export function pendingTask(task: NewTask): Task {
+  return {
+    id: task.id,
+    state: 'pending',
+    payload: task.payload,
+    result: null,
+    poolId: task.poolId,
+    topic: task.topic,
+    requiredCapabilities: task.requiredCapabilities,
+    priority: task.priority,
+    assignedTo: null,
+    claimedAt: null,
+    claimTtlMs: task.claimTtlMs,
+    attempts: 0,
+    fencingToken: 0,
+  };
+}
+
 /** True for completed, failed and cancelled. */
 export function isTerminalState(state: TaskState): boolean {
   return state === 'completed' || state === 'failed' || state === 'cancelled';

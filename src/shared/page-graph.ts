@@ -78,7 +78,8 @@ export class PageGraph {
 
   readonly #reachCacheSize: number;
   readonly #filters = new Map<string, TypeFilter>();
-  readonly #filterByArray = new WeakMap<readonly string[], TypeFilter>();
+  /** Memo by array identity, with a copy of the contents so that a caller mutating its array is noticed. */
+  readonly #filterByArray = new WeakMap<readonly string[], { filter: TypeFilter; seen: readonly string[] }>();
   readonly #anyType: TypeFilter = { types: null, roots: new Map() };
   #cachedEntries = 0;
   #tick = 0;
@@ -210,7 +211,8 @@ export class PageGraph {
   /**
    * Whether `target` is at most `maxHops` directed edges (of `edgeTypes`, any type when omitted) away
    * from `root`. `root` reaches itself at 0 hops; a negative or NaN `maxHops` reaches nothing.
-   * Pass the same `edgeTypes` array on repeated calls: its normalised filter is memoised by identity.
+   * Passing the same `edgeTypes` array on repeated calls is cheapest: its normalised filter is
+   * memoised by identity (and re-derived if the array's contents changed).
    */
   reachable(root: string, target: string, maxHops: number, edgeTypes?: readonly string[]): boolean {
     if (!(maxHops >= 0)) return false;
@@ -283,16 +285,16 @@ export class PageGraph {
 
   #filter(edgeTypes: readonly string[] | undefined): TypeFilter {
     if (edgeTypes === undefined) return this.#anyType;
-    let filter = this.#filterByArray.get(edgeTypes);
-    if (filter !== undefined) return filter;
+    const memo = this.#filterByArray.get(edgeTypes);
+    if (memo !== undefined && sameStrings(memo.seen, edgeTypes)) return memo.filter;
     const sorted = [...new Set(edgeTypes)].sort();
     const key = JSON.stringify(sorted);
-    filter = this.#filters.get(key);
+    let filter = this.#filters.get(key);
     if (filter === undefined) {
       filter = { types: new Set(sorted), roots: new Map() };
       this.#filters.set(key, filter);
     }
-    this.#filterByArray.set(edgeTypes, filter);
+    this.#filterByArray.set(edgeTypes, { filter, seen: [...edgeTypes] });
     return filter;
   }
 
@@ -388,6 +390,12 @@ export class PageGraph {
       }
     }
   }
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function passes(edgeTypes: ReadonlySet<string>, filter: ReadonlySet<string> | null): boolean {

@@ -229,7 +229,8 @@ export function matchesPredicate(predicate: PagePredicate, event: PageChangeEven
 // ---------------------------------------------------------------------------------------------
 // Compilation
 
-const matchAll: CompiledPredicate = () => true;
+/** What {@link compilePredicate} returns for a predicate with no constraint; callers may skip calling it. */
+export const MATCH_ALL: CompiledPredicate = () => true;
 
 // Many subscriptions test the same event one after another; a one-entry memo saves re-parsing its
 // ISO `effectiveAt` for each of them. Safe because the worker is single-threaded and the memo is a
@@ -283,7 +284,7 @@ export function compilePredicate(predicate: PagePredicate): CompiledPredicate {
     reachRoot === undefined &&
     branches === undefined
   ) {
-    return matchAll;
+    return MATCH_ALL;
   }
 
   return (event, graph) => {

@@ -6,7 +6,7 @@
  *  SharedArrayBuffer
  *  ┌──────────────────────── control block: CONTROL_BYTES (Int32 slots) ───────────────────────┐
  *  │ [0] HEAD ........ consumer's read position        (own 64-byte line: only the consumer     │
- *  │                                                   writes it)                               │
+ *  │ [2..5] framesRead, bytesRead counters             writes it, so its counters live here)    │
  *  │ [16] TAIL ....... producers' reserve position     (own line: producers CAS it)             │
  *  │ [32] DATA_SIGNAL  futex word the consumer parks on; bumped by a producer to wake it        │
  *  │ [33] PARKED ..... 1 while the consumer is (about to be) parked in Atomics.wait             │
@@ -14,7 +14,7 @@
  *  │ [35] SPACE_WAITERS number of producers waiting for space (the consumer notifies if > 0)    │
  *  │ [36] PENDING .... producers that accepted a frame but have not reserved it yet             │
  *  │ [37] CLOSED ..... 1 once the ring is closed: waiters wake and give up                      │
- *  │ [48..63] 64-bit counters as (lo, hi) Int32 pairs, see COUNTER                              │
+ *  │ [48..59] producers' 64-bit counters as (lo, hi) Int32 pairs, see COUNTER                   │
  *  ├──────────────────────── data area: capacity bytes (a power of two) ───────────────────────┤
  *  │ … │ len │ payload (len bytes) │pad│ len │ payload … │ -n (padding to the end) │            │
  *  └────────────────────────────────────────────────────────────────────────────────────────────┘
@@ -46,15 +46,19 @@ export const Slot = {
   CLOSED: 37,
 } as const;
 
-/** First Int32 slot of each 64-bit counter (lo word; hi word at +1). */
+/**
+ * First Int32 slot of each 64-bit counter (lo word; hi word at +1). The consumer's counters share
+ * HEAD's cache line and the producers' have their own: a consumer bumping its counters once per drain
+ * must not keep stealing the line producers bump on every write (false sharing).
+ */
 export const COUNTER = {
+  framesRead: 2,
+  bytesRead: 4,
   framesWritten: 48,
   bytesWritten: 50,
-  framesRead: 52,
-  bytesRead: 54,
-  fullWaits: 56,
-  wakes: 58,
-  fullRejects: 60,
+  fullWaits: 52,
+  wakes: 54,
+  fullRejects: 56,
 } as const;
 export type RingCounterName = keyof typeof COUNTER;
 

@@ -210,7 +210,12 @@ export class RingProducer {
     }
     if (this.#onFull === 'throw') throw fullError(this.#ring, chunks[written]!);
     let last: Promise<void> | undefined;
-    for (let i = written; i < chunks.length; i++) last = this.#enqueue(chunks[i]!);
+    for (let i = written; i < chunks.length; i++) {
+      // Only the last chunk's promise reaches the caller; an earlier one rejects exactly when the
+      // last does (close rejects the whole queue), so it must not surface as an unhandled rejection.
+      last?.catch(ignore);
+      last = this.#enqueue(chunks[i]!);
+    }
     return last;
   }
 
@@ -502,6 +507,8 @@ function wakeConsumer(ring: Ring): void {
     ring.bump('wakes', 1);
   }
 }
+
+function ignore(): void {}
 
 function payloadSize(frames: readonly Uint8Array[]): number {
   let n = 0;

@@ -18,9 +18,9 @@
  * insertion sequence, so results are deterministic — the same adds and removes give the same order.
  */
 import { DuplicateIdError, SubscriptionRegistryFullError, ValidationError } from './errors.js';
-import type { PageChangeEvent } from './events.js';
+import { PAGE_CHANGE_KINDS, type PageChangeEvent } from './events.js';
 import type { PageGraph } from './page-graph.js';
-import { compilePredicate, validatePredicate, type CompiledPredicate, type PagePredicate } from './predicates.js';
+import { compilePredicate, MATCH_ALL, validatePredicate, type CompiledPredicate, type PagePredicate } from './predicates.js';
 
 /** Default most subscriptions one index holds (DESIGN §2). */
 export const DEFAULT_SUBSCRIPTION_CAPACITY = 100_000;
@@ -46,9 +46,23 @@ export type SubscriptionIndexKey =
 interface Rec<T> {
   readonly seq: number;
   readonly entry: IndexedSubscription<T>;
-  readonly test: CompiledPredicate;
+  /** Bit set of accepted kinds ({@link KIND_BITS}); every bit when the predicate has no `kinds`. */
+  readonly kinds: number;
+  /**
+   * The rest of the predicate, compiled, or null when nothing is left: the field the bucket was
+   * chosen by is already guaranteed by the lookup and `kinds` is tested inline, so most
+   * subscriptions cost one AND per candidate instead of a call. Keeping the candidate loop to the
+   * record itself matters: with 100 000 subscriptions the closures are scattered across the heap and
+   * every pointer followed is a likely cache miss.
+   */
+  readonly test: CompiledPredicate | null;
   readonly key: SubscriptionIndexKey;
 }
+
+/** One bit per event kind; an unknown kind (an unvalidated event) gets a bit no `kinds` list contains. */
+const KIND_BITS: ReadonlyMap<string, number> = new Map(PAGE_CHANGE_KINDS.map((kind, i) => [kind, 1 << i]));
+const OTHER_KIND_BIT = 1 << PAGE_CHANGE_KINDS.length;
+const ALL_KINDS = -1;
 
 type Bucket<T> = Rec<T>[];
 
@@ -65,7 +79,7 @@ const VISIT_WEIGHT = { pageIdIn: 1, pageIdPrefix: 8, scopeId: 8, sourcePrefix: 1
  * candidate — not per subscription.
  *
  * Key choice: of the keys a subscription's predicate offers, the one whose bucket would cost least —
- * (current bucket size + 1) × {@link VISIT_WEIGHT}, ties to the more selective kind. This keeps a
+ * (current bucket size + 1) × the kind's visit weight, ties to the more selective kind. This keeps a
  * mix such as "10 000 subscriptions on one source prefix, each on its own data type" out of one
  * giant bucket. The choice depends only on the sequence of adds and removes, so it is deterministic.
  */
@@ -78,6 +92,11 @@ export class SubscriptionIndex<T = unknown> {
   readonly #pageIdPrefixes = new PrefixBuckets<Rec<T>>();
   readonly #sourcePrefixes = new PrefixBuckets<Rec<T>>();
   readonly #unindexed: Bucket<T> = [];
+  // Scratch state of #collect, reused so that matching an event allocates little beyond its result.
+  /** Prefix buckets found for the event being matched. */
+  readonly #prefixBuckets: Bucket<T>[] = [];
+  /** Where each run of hits (one per bucket that contributed) starts. */
+  readonly #runStarts: number[] = [];
   #seq = 0;
 
   constructor(options: SubscriptionIndexOptions = {}) {
@@ -110,7 +129,15 @@ export class SubscriptionIndex<T = unknown> {
     const predicate = validatePredicate(entry.predicate, 'predicate');
     if (this.#byId.has(id)) throw new DuplicateIdError('subscription', id);
     if (this.#byId.size >= this.#capacity) throw new SubscriptionRegistryFullError(this.#capacity);
-    const rec: Rec<T> = { seq: this.#seq++, entry, test: compilePredicate(predicate), key: this.#chooseKey(predicate) };
+    const key = this.#chooseKey(predicate);
+    const { kinds, ...rest } = withoutKeyField(predicate, key);
+    let kindMask = ALL_KINDS;
+    if (kinds !== undefined) {
+      kindMask = 0;
+      for (const kind of kinds) kindMask |= KIND_BITS.get(kind)!;
+    }
+    const test = compilePredicate(rest);
+    const rec: Rec<T> = { seq: this.#seq++, entry, kinds: kindMask, test: test === MATCH_ALL ? null : test, key };
     this.#byId.set(id, rec);
     this.#file(rec);
   }
@@ -188,29 +215,21 @@ export class SubscriptionIndex<T = unknown> {
   // -------------------------------------------------------------------------------------------
 
   #collect(event: PageChangeEvent, graph: PageGraph | undefined, filter: boolean): IndexedSubscription<T>[] {
-    const hits: Rec<T>[] = [];
-    let runs = 0;
-    const scan = (bucket: Bucket<T> | undefined): void => {
-      if (bucket === undefined || bucket.length === 0) return;
-      const before = hits.length;
-      if (filter) {
-        for (let i = 0; i < bucket.length; i++) {
-          const rec = bucket[i]!;
-          if (rec.test(event, graph)) hits.push(rec);
-        }
-      } else {
-        for (let i = 0; i < bucket.length; i++) hits.push(bucket[i]!);
-      }
-      if (hits.length > before) runs++;
-    };
-    scan(this.#pageIds.get(event.pageId));
-    if (event.dataType !== undefined) scan(this.#dataTypes.get(event.dataType));
-    if (event.scopeId !== undefined) scan(this.#scopeIds.get(event.scopeId));
-    this.#pageIdPrefixes.visit(event.pageId, scan);
-    this.#sourcePrefixes.visit(event.sourceId, scan);
-    scan(this.#unindexed);
-    // Each bucket is already in insertion order; only interleaving runs from several buckets needs a sort.
-    if (runs > 1) hits.sort(bySeq);
+    let hits: Rec<T>[] = [];
+    const runs = this.#runStarts;
+    const kindBit = filter ? (KIND_BITS.get(event.kind) ?? OTHER_KIND_BIT) : ALL_KINDS;
+    const g = filter ? graph : undefined;
+    scanInto(hits, runs, this.#pageIds.get(event.pageId), event, g, kindBit, filter);
+    if (event.dataType !== undefined) scanInto(hits, runs, this.#dataTypes.get(event.dataType), event, g, kindBit, filter);
+    if (event.scopeId !== undefined) scanInto(hits, runs, this.#scopeIds.get(event.scopeId), event, g, kindBit, filter);
+    const buckets = this.#prefixBuckets;
+    this.#pageIdPrefixes.collect(event.pageId, buckets);
+    this.#sourcePrefixes.collect(event.sourceId, buckets);
+    for (let i = 0; i < buckets.length; i++) scanInto(hits, runs, buckets[i], event, g, kindBit, filter);
+    buckets.length = 0;
+    scanInto(hits, runs, this.#unindexed, event, g, kindBit, filter);
+    if (runs.length > 1) hits = mergeRuns(hits, runs);
+    runs.length = 0;
     const out = new Array<IndexedSubscription<T>>(hits.length);
     for (let i = 0; i < hits.length; i++) out[i] = hits[i]!.entry;
     return out;
@@ -270,8 +289,105 @@ export class SubscriptionIndex<T = unknown> {
   }
 }
 
-function bySeq(a: { seq: number }, b: { seq: number }): number {
-  return a.seq - b.seq;
+/**
+ * Appends the bucket's records that pass (all of them when `filter` is false) to `hits`, and notes
+ * where that run starts in `runs` when it appended any. A plain function rather than a closure in
+ * `#collect`, so that matching an event allocates nothing per bucket.
+ */
+function scanInto<T>(
+  hits: Rec<T>[],
+  runs: number[],
+  bucket: Bucket<T> | undefined,
+  event: PageChangeEvent,
+  graph: PageGraph | undefined,
+  kindBit: number,
+  filter: boolean,
+): void {
+  if (bucket === undefined) return;
+  const start = hits.length;
+  if (filter) {
+    for (let i = 0; i < bucket.length; i++) {
+      const rec = bucket[i]!;
+      if ((rec.kinds & kindBit) !== 0 && (rec.test === null || rec.test(event, graph))) hits.push(rec);
+    }
+  } else {
+    for (let i = 0; i < bucket.length; i++) hits.push(bucket[i]!);
+  }
+  if (hits.length > start) runs.push(start);
+}
+
+/** Below this many hits an insertion sort beats merging (and both beat Array#sort's comparator calls). */
+const INSERTION_SORT_MAX = 32;
+
+/**
+ * Puts hits in seq order. Each run is already sorted (buckets are kept in insertion order), so this
+ * merges runs pairwise — O(n log runs) — rather than sorting from scratch; `Array#sort` with a
+ * comparator cost more than the whole lookup for a typical handful of hits.
+ */
+function mergeRuns<T>(hits: Rec<T>[], runStarts: readonly number[]): Rec<T>[] {
+  const n = hits.length;
+  if (n <= INSERTION_SORT_MAX) {
+    for (let i = 1; i < n; i++) {
+      const rec = hits[i]!;
+      let j = i - 1;
+      while (j >= 0 && hits[j]!.seq > rec.seq) {
+        hits[j + 1] = hits[j]!;
+        j--;
+      }
+      hits[j + 1] = rec;
+    }
+    return hits;
+  }
+  let bounds = [...runStarts, n];
+  let src = hits;
+  let dst = new Array<Rec<T>>(n);
+  while (bounds.length > 2) {
+    const next: number[] = [];
+    for (let r = 0; r + 1 < bounds.length; r += 2) {
+      const lo = bounds[r]!;
+      const mid = bounds[r + 1]!;
+      const hi = r + 2 < bounds.length ? bounds[r + 2]! : mid;
+      let i = lo;
+      let j = mid;
+      let k = lo;
+      while (i < mid && j < hi) dst[k++] = src[i]!.seq < src[j]!.seq ? src[i++]! : src[j++]!;
+      while (i < mid) dst[k++] = src[i++]!;
+      while (j < hi) dst[k++] = src[j++]!;
+      next.push(lo);
+    }
+    next.push(n);
+    bounds = next;
+    [src, dst] = [dst, src];
+  }
+  return src;
+}
+
+/** The predicate minus the field its bucket lookup already guarantees (see {@link Rec.test}). */
+function withoutKeyField(p: PagePredicate, key: SubscriptionIndexKey): PagePredicate {
+  switch (key.kind) {
+    case 'pageIdIn': {
+      const { pageIdIn: _, ...rest } = p;
+      return rest;
+    }
+    case 'pageIdPrefix': {
+      const { pageIdPrefix: _, ...rest } = p;
+      return rest;
+    }
+    case 'scopeId': {
+      const { scopeId: _, ...rest } = p;
+      return rest;
+    }
+    case 'sourcePrefix': {
+      const { sourcePrefix: _, ...rest } = p;
+      return rest;
+    }
+    case 'dataType': {
+      const { dataType: _, ...rest } = p;
+      return rest;
+    }
+    case 'unindexed':
+      return p;
+  }
 }
 
 function maxBucketSize(map: Map<string, unknown[]>, values: readonly string[]): number {
@@ -356,8 +472,8 @@ class PrefixBuckets<R extends { seq: number }> {
     else this.#stale++;
   }
 
-  /** Calls `fn` with the bucket of every stored prefix of `s`. */
-  visit(s: string, fn: (bucket: R[]) => void): void {
+  /** Appends to `out` the bucket of every stored prefix of `s`. */
+  collect(s: string, out: R[][]): void {
     if (this.#buckets.size === 0) return;
     this.#settle();
     const sorted = this.#sorted;
@@ -369,7 +485,7 @@ class PrefixBuckets<R extends { seq: number }> {
       const p = sorted[i]!;
       if (t.startsWith(p)) {
         const bucket = this.#buckets.get(p);
-        if (bucket !== undefined) fn(bucket);
+        if (bucket !== undefined) out.push(bucket);
         if (p.length === 0) return;
         limit = p.length - 1;
       } else {

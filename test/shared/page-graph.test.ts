@@ -167,6 +167,15 @@ describe('PageGraph', () => {
       expect(graph.reachable('r', 'd', 4)).toBe(true);
     });
 
+    it('notices an edgeTypes array whose contents changed between calls', () => {
+      const graph = new PageGraph();
+      graph.addEdge('a', 'b', 'links');
+      const types = ['cites'];
+      expect(graph.reachable('a', 'b', 1, types)).toBe(false);
+      types[0] = 'links';
+      expect(graph.reachable('a', 'b', 1, types)).toBe(true);
+    });
+
     it('rejects a reach cache size below 1', () => {
       expect(() => new PageGraph({ reachCacheSize: 0 })).toThrow(RangeError);
     });

@@ -1,0 +1,79 @@
+/**
+ * One dedicated connection that LISTENs on a channel and hands each notification's payload to a
+ * callback. It connects on first use; when the connection drops it reports the error and reconnects
+ * on the next `ready()`, calling `onReconnect` so that the owner can catch up on what it missed (the
+ * store re-polls its waiters). Pooled connections cannot LISTEN: a pool hands a client to another
+ * caller, who would then receive, or lose, the notifications.
+ */
+import pg from 'pg';
+import { quoteIdent } from './postgres-schema.js';
+
+/** Callbacks of {@link PgListener}. */
+export interface PgListenerHandlers {
+  readonly onNotify: (payload: string) => void;
+  readonly onError: (error: unknown) => void;
+  readonly onReconnect: () => void;
+}
+
+/** A LISTEN connection with lazy (re)connection. */
+export class PgListener {
+  readonly #config: pg.ClientConfig;
+  readonly #channel: string;
+  readonly #handlers: PgListenerHandlers;
+  #client: pg.Client | undefined;
+  #connecting: Promise<void> | undefined;
+  #everConnected = false;
+  #closed = false;
+
+  constructor(config: pg.ClientConfig, channel: string, handlers: PgListenerHandlers) {
+    this.#config = config;
+    this.#channel = channel;
+    this.#handlers = handlers;
+  }
+
+  /** Resolves once the connection is listening (connecting or reconnecting if needed). */
+  ready(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('listener is closed'));
+    if (this.#client !== undefined) return Promise.resolve();
+    this.#connecting ??= this.#connect().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#connecting?.catch(() => undefined);
+    const client = this.#client;
+    this.#client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  async #connect(): Promise<void> {
+    const client = new pg.Client(this.#config);
+    client.on('notification', (message) => {
+      if (message.channel === this.#channel && message.payload !== undefined) this.#handlers.onNotify(message.payload);
+    });
+    const lost = (error?: unknown): void => {
+      if (this.#client !== client) return;
+      this.#client = undefined;
+      if (!this.#closed) this.#handlers.onError(error ?? new Error('LISTEN connection ended'));
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${quoteIdent(this.#channel)}`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (this.#closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.#client = client;
+    if (this.#everConnected) this.#handlers.onReconnect();
+    this.#everConnected = true;
+  }
+}

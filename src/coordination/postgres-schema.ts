@@ -1,0 +1,214 @@
+/**
+ * PostgreSQL layout of the coordination store (one schema per deployment, `converge` by default),
+ * its DDL, its named statements and the row ↔ Task mapping.
+ *
+ * - Ids are `COLLATE "C"`, so claim order (priority, then id) is byte order, as in the other stores.
+ * - The partial index on pending tasks is in claim order: `claimNext` walks it with `FOR UPDATE SKIP
+ *   LOCKED`, so concurrent claimers skip each other's rows instead of queueing on them.
+ * - bigint columns are read as float8: node-postgres returns int8 as strings; epoch ms and TTLs are
+ *   far below 2^53.
+ * - Statements are named (prepared once per connection); names carry a hash of the schema because
+ *   one connection may serve several schemas.
+ */
+import { createHash } from 'node:crypto';
+import type { Task, TaskState } from './task.js';
+import type { PoolRecord } from './task-store.js';
+
+/** Bumped whenever the layout changes incompatibly. */
+export const PG_SCHEMA_VERSION = 1;
+/** Key of the transaction-scoped advisory lock that serialises DDL across processes. */
+export const DDL_LOCK_NAME = 'converge:coordination:ddl';
+/** Schema names: a plain identifier, short enough to leave room for the notification channel. */
+export const SCHEMA_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,47}$/;
+
+/** `"name"`: identifiers here are validated by {@link SCHEMA_NAME_PATTERN}, quoting keeps case. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** The channel that carries ids of tasks that became terminal in `schema`. */
+export function doneChannel(schema: string): string {
+  return `converge_done_${schema}`;
+}
+
+export function schemaDdl(schema: string): string {
+  const s = quoteIdent(schema);
+  return `
+CREATE SCHEMA IF NOT EXISTS ${s};
+CREATE TABLE IF NOT EXISTS ${s}.meta (
+  key text PRIMARY KEY,
+  value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${s}.tasks (
+  seq bigint GENERATED ALWAYS AS IDENTITY,
+  id text COLLATE "C" PRIMARY KEY,
+  state text NOT NULL,
+  payload json NOT NULL,
+  result json,
+  pool_id text COLLATE "C",
+  topic text COLLATE "C",
+  required_capabilities text[] COLLATE "C" NOT NULL,
+  priority integer NOT NULL,
+  assigned_to text,
+  claimed_at bigint,
+  claim_ttl_ms bigint,
+  attempts integer NOT NULL DEFAULT 0,
+  fencing_token integer NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tasks_pending_idx ON ${s}.tasks (priority DESC, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_claimed_idx ON ${s}.tasks (claimed_at) WHERE state IN ('assigned', 'running') AND claim_ttl_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ${s}.pools (
+  seq bigint GENERATED ALWAYS AS IDENTITY,
+  id text COLLATE "C" PRIMARY KEY,
+  topics text[] NOT NULL,
+  trust_threshold double precision,
+  has_admission_policy boolean NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${s}.pool_members (
+  seq bigint GENERATED ALWAYS AS IDENTITY,
+  pool_id text COLLATE "C" NOT NULL REFERENCES ${s}.pools (id) ON DELETE CASCADE,
+  agent_id text NOT NULL,
+  PRIMARY KEY (pool_id, agent_id)
+);
+CREATE INDEX IF NOT EXISTS pool_members_agent_idx ON ${s}.pool_members (agent_id);
+INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${PG_SCHEMA_VERSION}') ON CONFLICT (key) DO NOTHING;
+`;
+}
+
+/** A task row as node-postgres returns it with {@link TASK_COLUMNS}. */
+export interface PgTaskRow {
+  id: string;
+  state: TaskState;
+  payload: unknown;
+  result: unknown;
+  pool_id: string | null;
+  topic: string | null;
+  required_capabilities: string[];
+  priority: number;
+  assigned_to: string | null;
+  claimed_at: number | null;
+  claim_ttl_ms: number | null;
+  attempts: number;
+  fencing_token: number;
+}
+
+const TASK_COLUMNS =
+  'id, state, payload, result, pool_id, topic, required_capabilities, priority, assigned_to, claimed_at::float8 AS claimed_at, claim_ttl_ms::float8 AS claim_ttl_ms, attempts, fencing_token';
+
+export function pgRowToTask(row: PgTaskRow): Task {
+  return {
+    id: row.id,
+    state: row.state,
+    payload: row.payload,
+    result: row.result ?? null,
+    poolId: row.pool_id,
+    topic: row.topic,
+    requiredCapabilities: row.required_capabilities,
+    priority: row.priority,
+    assignedTo: row.assigned_to,
+    claimedAt: row.claimed_at,
+    claimTtlMs: row.claim_ttl_ms,
+    attempts: row.attempts,
+    fencingToken: row.fencing_token,
+  };
+}
+
+export interface PgPoolRow {
+  id: string;
+  topics: string[];
+  trust_threshold: number | null;
+  has_admission_policy: boolean;
+  members: string[];
+}
+
+export function pgRowToPool(row: PgPoolRow): PoolRecord {
+  return { id: row.id, topics: row.topics, trustThreshold: row.trust_threshold, hasAdmissionPolicy: row.has_admission_policy, members: row.members };
+}
+
+// The visibility rule of task.ts `isVisible`, in SQL; parameters $P (pools), $C (capabilities), $T (topics).
+function visible(p: string, c: string, t: string): string {
+  return `(${p}::text[] IS NULL OR pool_id IS NULL OR pool_id = ANY(${p}::text[]))
+    AND (${t}::text[] IS NULL OR topic IS NULL OR topic = ANY(${t}::text[]))
+    AND (${c}::text[] IS NULL OR required_capabilities <@ ${c}::text[])`;
+}
+
+const CLAIMED = "state IN ('assigned', 'running')";
+const LIVE = "state IN ('pending', 'assigned', 'running')";
+const TERMINAL = "state IN ('completed', 'failed', 'cancelled')";
+// A holder's conditional update: $1 id, $2 agent, $3 fencing token or null.
+const HELD = `id = $1 AND assigned_to = $2 AND ${CLAIMED} AND ($3::integer IS NULL OR fencing_token = $3::integer)`;
+
+/** A named statement; node-postgres prepares it once per connection. */
+export interface NamedStatement {
+  readonly name: string;
+  readonly text: string;
+}
+
+/** Every statement the store runs, for `schema`. */
+export function pgStatements(schema: string) {
+  const s = quoteIdent(schema);
+  const tag = createHash('sha1').update(schema).digest('hex').slice(0, 10);
+  const st = (op: string, text: string): NamedStatement => ({ name: `converge_${tag}_${op}`, text });
+  const notifyDone = (cte: string) => `WITH done AS (${cte} RETURNING ${TASK_COLUMNS}) SELECT done.*, pg_notify('${doneChannel(schema)}', done.id) FROM done`;
+  return {
+    insert: st(
+      'insert',
+      `INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
+       VALUES ($1, 'pending', $2::json, $3, $4, $5::text[], $6, $7)`,
+    ),
+    insertMany: st(
+      'insert_many',
+      `INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
+       SELECT id, 'pending', payload, pool_id, topic, ARRAY(SELECT json_array_elements_text(caps)), priority, ttl
+       FROM unnest($1::text[], $2::json[], $3::text[], $4::text[], $5::json[], $6::integer[], $7::bigint[])
+         AS t (id, payload, pool_id, topic, caps, priority, ttl)`,
+    ),
+    get: st('get', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = $1`),
+    claim: st(
+      'claim',
+      `UPDATE ${s}.tasks SET state = 'assigned', assigned_to = $2, claimed_at = $3, attempts = attempts + 1, fencing_token = fencing_token + 1
+       WHERE id = $1 AND state = 'pending' RETURNING ${TASK_COLUMNS}`,
+    ),
+    claimNext: st(
+      'claim_next',
+      `UPDATE ${s}.tasks SET state = 'assigned', assigned_to = $1, claimed_at = $2, attempts = attempts + 1, fencing_token = fencing_token + 1
+       WHERE id = (
+         SELECT id FROM ${s}.tasks WHERE state = 'pending' AND ${visible('$3', '$4', '$5')}
+         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+       AND state = 'pending'
+       RETURNING ${TASK_COLUMNS}`,
+    ),
+    start: st('start', `UPDATE ${s}.tasks SET state = 'running' WHERE ${HELD} RETURNING ${TASK_COLUMNS}`),
+    complete: st('complete', notifyDone(`UPDATE ${s}.tasks SET state = 'completed', result = $4::json WHERE ${HELD}`)),
+    failHeld: st('fail_held', notifyDone(`UPDATE ${s}.tasks SET state = 'failed', result = $4::json WHERE ${HELD}`)),
+    fail: st('fail', notifyDone(`UPDATE ${s}.tasks SET state = 'failed', result = $2::json WHERE id = $1 AND ${LIVE}`)),
+    cancel: st('cancel', notifyDone(`UPDATE ${s}.tasks SET state = 'cancelled' WHERE id = $1 AND ${LIVE}`)),
+    renew: st('renew', `UPDATE ${s}.tasks SET claimed_at = $4 WHERE ${HELD} RETURNING ${TASK_COLUMNS}`),
+    release: st(
+      'release',
+      `UPDATE ${s}.tasks SET state = 'pending', assigned_to = NULL, claimed_at = NULL
+       WHERE ${CLAIMED} AND claim_ttl_ms IS NOT NULL AND claimed_at + claim_ttl_ms <= $1 RETURNING id`,
+    ),
+    pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} ORDER BY seq`),
+    pendingByPriority: st('pending_priority', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} ORDER BY priority DESC, id`),
+    done: st('done', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[]) AND ${TERMINAL}`),
+    insertPool: st(
+      'insert_pool',
+      `INSERT INTO ${s}.pools (id, topics, trust_threshold, has_admission_policy) VALUES ($1, $2::text[], $3, $4) ON CONFLICT (id) DO NOTHING`,
+    ),
+    getPool: st('get_pool', `${poolSelect(s)} WHERE p.id = $1`),
+    listPools: st('list_pools', `${poolSelect(s)} ORDER BY p.seq`),
+    addMember: st('add_member', `INSERT INTO ${s}.pool_members (pool_id, agent_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`),
+    removeMember: st('remove_member', `DELETE FROM ${s}.pool_members WHERE pool_id = $1 AND agent_id = $2`),
+    poolsForAgent: st(
+      'pools_for_agent',
+      `SELECT p.id FROM ${s}.pools p JOIN ${s}.pool_members m ON m.pool_id = p.id WHERE m.agent_id = $1 ORDER BY p.seq`,
+    ),
+  };
+}
+
+function poolSelect(s: string): string {
+  return `SELECT p.id, p.topics, p.trust_threshold, p.has_admission_policy,
+    COALESCE((SELECT array_agg(m.agent_id ORDER BY m.seq) FROM ${s}.pool_members m WHERE m.pool_id = p.id), '{}') AS members
+    FROM ${s}.pools p`;
+}

@@ -1,0 +1,389 @@
+/**
+ * A store on PostgreSQL for many processes on many machines. Claims are single conditional
+ * statements: `claimTask` updates `WHERE state = 'pending'` (row locks serialise racers and the loser
+ * re-checks the predicate and updates nothing), `claimNext` picks its row with `FOR UPDATE SKIP
+ * LOCKED` so concurrent claimers never wait on each other's rows. Claim-holder calls (report, fail,
+ * renew, start) are one conditional update on (id, agent, claimed state, fencing token); only when it
+ * matches nothing does the store read the row to say why.
+ *
+ * Terminal transitions `pg_notify` the task id in the same statement; `waitUntilDone` LISTENs on a
+ * dedicated connection and falls back to a bounded poll (a notification can be lost while the LISTEN
+ * connection reconnects). The schema (default `converge`) is created on first use under a
+ * transaction-scoped advisory lock, so that several processes starting at once do not collide.
+ * `leaderLock(name)` elects one leader among replicas with session advisory locks.
+ */
+import pg from 'pg';
+import { z } from 'zod';
+import { ClosedError, DuplicateIdError, StoreError } from '../shared/errors.js';
+import { parseInput } from '../shared/validation.js';
+import { DonePoller } from './done-poller.js';
+import { DoneWaiters } from './done-waiters.js';
+import { encodeJson } from './json-codec.js';
+import { LeaderLock, type LeaderLockOptions } from './leader-lock.js';
+import { PgListener } from './postgres-listener.js';
+import {
+  DDL_LOCK_NAME,
+  PG_SCHEMA_VERSION,
+  SCHEMA_NAME_PATTERN,
+  doneChannel,
+  pgRowToPool,
+  pgRowToTask,
+  pgStatements,
+  quoteIdent,
+  schemaDdl,
+  type NamedStatement,
+  type PgPoolRow,
+  type PgTaskRow,
+} from './postgres-schema.js';
+import { IdSchema } from './schemas.js';
+import { claimHolderError, failDecision, isTerminalState, pendingTask, type ClaimHolder, type NewTask, type Task, type TaskFilter } from './task.js';
+import type { PendingQuery, PoolRecord, TaskStore } from './task-store.js';
+
+/** Options of {@link PostgresStore}: a connection string or a pool of yours (never closed by the store). */
+export interface PostgresStoreOptions {
+  readonly connectionString?: string;
+  readonly pool?: pg.Pool;
+  /** Schema holding the tables; created on first use. Default `converge`. */
+  readonly schema?: string;
+  /** Size of the pool the store creates from `connectionString`. Default 10. */
+  readonly max?: number;
+  /** Fallback poll of `waitUntilDone` when a notification is missed. Default 1 000 ms. */
+  readonly pollIntervalMs?: number;
+  /** Receives background failures (LISTEN connection, poll). Default: `process.emitWarning`. */
+  readonly onError?: (error: unknown) => void;
+}
+
+const OptionsSchema = z
+  .object({
+    connectionString: z.string().min(1).optional(),
+    pool: z.instanceof(pg.Pool, { message: 'must be a pg.Pool' }).optional(),
+    schema: z.string().regex(SCHEMA_NAME_PATTERN, 'must be an identifier of at most 48 characters ([A-Za-z_][A-Za-z0-9_]*)').optional(),
+    max: z.number().int().min(1).max(1000).optional(),
+    pollIntervalMs: z.number().int().min(1).max(3_600_000).optional(),
+    onError: z.custom<(error: unknown) => void>((value) => typeof value === 'function', 'must be a function').optional(),
+  })
+  .refine((options) => (options.connectionString === undefined) !== (options.pool === undefined), {
+    message: 'give exactly one of connectionString and pool',
+    path: ['connectionString'],
+  });
+
+const DEFAULT_SCHEMA = 'converge';
+const DEFAULT_POOL_SIZE = 10;
+const DEFAULT_POLL_INTERVAL_MS = 1_000;
+const UNIQUE_VIOLATION = '23505';
+const FOREIGN_KEY_VIOLATION = '23503';
+
+/** PostgreSQL-backed {@link TaskStore}. */
+export class PostgresStore implements TaskStore {
+  readonly kind = 'postgres';
+  /** The schema holding this store's tables. */
+  readonly schema: string;
+  readonly #pool: pg.Pool;
+  readonly #ownsPool: boolean;
+  readonly #clientConfig: pg.ClientConfig;
+  readonly #sql: ReturnType<typeof pgStatements>;
+  readonly #waiters = new DoneWaiters();
+  readonly #poller: DonePoller;
+  readonly #listener: PgListener;
+  readonly #locks = new Set<LeaderLock>();
+  readonly #onError: (error: unknown) => void;
+  #schemaReady = false;
+  #schemaPromise: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: PostgresStoreOptions) {
+    const resolved = parseInput(OptionsSchema, options, 'options');
+    this.schema = resolved.schema ?? DEFAULT_SCHEMA;
+    this.#onError = resolved.onError ?? ((error: unknown) => process.emitWarning(`PostgresStore: ${String(error)}`));
+    if (resolved.pool !== undefined) {
+      this.#pool = resolved.pool;
+      this.#ownsPool = false;
+      this.#clientConfig = resolved.pool.options;
+    } else {
+      this.#clientConfig = { connectionString: resolved.connectionString };
+      this.#pool = new pg.Pool({ ...this.#clientConfig, max: resolved.max ?? DEFAULT_POOL_SIZE });
+      this.#ownsPool = true;
+      // An idle pooled connection that dies must not crash the process; the next query reconnects.
+      this.#pool.on('error', (error) => this.#onError(error));
+    }
+    this.#sql = pgStatements(this.schema);
+    this.#poller = new DonePoller(this.#waiters, (ids) => this.#fetchDone(ids), resolved.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS, this.#onError);
+    this.#listener = new PgListener(this.#clientConfig, doneChannel(this.schema), {
+      onNotify: (id) => this.#onNotify(id),
+      onError: this.#onError,
+      onReconnect: () => void this.#poller.pollNow(),
+    });
+  }
+
+  async insertTask(task: NewTask): Promise<Task> {
+    await this.#query(this.#sql.insert, [task.id, encodeJson(task.payload, 'payload'), task.poolId, task.topic, task.requiredCapabilities, task.priority, task.claimTtlMs]);
+    return pendingTask(task);
+  }
+
+  async insertTasks(tasks: readonly NewTask[]): Promise<Task[]> {
+    if (tasks.length === 0) return [];
+    await this.#query(this.#sql.insertMany, [
+      tasks.map((task) => task.id),
+      tasks.map((task) => encodeJson(task.payload, 'payload')),
+      tasks.map((task) => task.poolId),
+      tasks.map((task) => task.topic),
+      tasks.map((task) => JSON.stringify(task.requiredCapabilities)),
+      tasks.map((task) => task.priority),
+      tasks.map((task) => task.claimTtlMs),
+    ]);
+    return tasks.map(pendingTask);
+  }
+
+  async getTask(id: string): Promise<Task | null> {
+    const row = (await this.#query<PgTaskRow>(this.#sql.get, [id])).rows[0];
+    return row === undefined ? null : pgRowToTask(row);
+  }
+
+  async claimTask(id: string, agentId: string, nowMs: number): Promise<Task | null> {
+    const row = (await this.#query<PgTaskRow>(this.#sql.claim, [id, agentId, nowMs])).rows[0];
+    return row === undefined ? null : pgRowToTask(row);
+  }
+
+  async claimNext(agentId: string, filter: TaskFilter, nowMs: number): Promise<Task | null> {
+    const row = (await this.#query<PgTaskRow>(this.#sql.claimNext, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null])).rows[0];
+    return row === undefined ? null : pgRowToTask(row);
+  }
+
+  async startTask(id: string, holder: ClaimHolder, _nowMs: number): Promise<Task | null> {
+    const row = await this.#held(this.#sql.start, id, holder, []);
+    return row === null ? null : pgRowToTask(row);
+  }
+
+  async completeTask(id: string, holder: ClaimHolder, result: unknown, _nowMs: number): Promise<boolean> {
+    const row = await this.#held(this.#sql.complete, id, holder, [encodeJson(result, 'result')]);
+    if (row === null) return false;
+    this.#waiters.notify(pgRowToTask(row));
+    return true;
+  }
+
+  async failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, _nowMs: number): Promise<boolean> {
+    const json = encodeJson(reason, 'reason');
+    let row: PgTaskRow | undefined;
+    if (holder === undefined) {
+      row = (await this.#query<PgTaskRow>(this.#sql.fail, [id, json])).rows[0];
+    } else {
+      row = (await this.#query<PgTaskRow>(this.#sql.failHeld, [id, holder.agentId, holder.fencingToken ?? null, json])).rows[0];
+      if (row === undefined) {
+        // Nothing matched: say why (unknown, finished, or not the holder).
+        const current = await this.getTask(id);
+        if (current === null) return false;
+        const decision = failDecision(current, holder);
+        if (decision === 'skip') return false;
+        if (decision !== 'fail') throw decision;
+        return this.failTask(id, reason, holder, _nowMs);
+      }
+    }
+    if (row === undefined) return false;
+    this.#waiters.notify(pgRowToTask(row));
+    return true;
+  }
+
+  async cancelTask(id: string, _nowMs: number): Promise<boolean> {
+    const row = (await this.#query<PgTaskRow>(this.#sql.cancel, [id])).rows[0];
+    if (row === undefined) return false;
+    this.#waiters.notify(pgRowToTask(row));
+    return true;
+  }
+
+  async renewClaim(id: string, holder: ClaimHolder, nowMs: number): Promise<Task | null> {
+    const row = await this.#held(this.#sql.renew, id, holder, [nowMs]);
+    return row === null ? null : pgRowToTask(row);
+  }
+
+  async releaseExpiredClaims(nowMs: number): Promise<string[]> {
+    return (await this.#query<{ id: string }>(this.#sql.release, [nowMs])).rows.map((row) => row.id);
+  }
+
+  async listPendingTasks(query: PendingQuery): Promise<Task[]> {
+    const filter = query.filter ?? {};
+    const statement = query.sortByPriority ? this.#sql.pendingByPriority : this.#sql.pendingBySeq;
+    const result = await this.#query<PgTaskRow>(statement, [filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null]);
+    return result.rows.map(pgRowToTask);
+  }
+
+  async waitUntilDone(id: string, timeoutMs: number): Promise<Task | null> {
+    this.#assertOpen();
+    if (timeoutMs > 0) {
+      // Listen before looking, so that a completion right after the look is notified, not missed.
+      await this.#listener.ready().catch((error: unknown) => this.#onError(error));
+    }
+    const waiting = timeoutMs > 0 ? this.#waiters.wait(id, timeoutMs) : undefined;
+    let task: Task | null;
+    try {
+      task = await this.getTask(id);
+    } catch (error) {
+      waiting?.settle(null);
+      throw error;
+    }
+    if (task === null || isTerminalState(task.state) || waiting === undefined) {
+      waiting?.settle(task);
+      return task !== null && isTerminalState(task.state) ? task : null;
+    }
+    this.#poller.schedule();
+    return waiting.promise;
+  }
+
+  /**
+   * Tries to become leader for `name` (e.g. `source:<id>`) among every process using this schema.
+   * Always resolves with a handle: check `isLeader`, retry with `tryAcquire()`, watch `signal`,
+   * and `release()` it (closing the store releases it too).
+   */
+  async leaderLock(name: string, options: LeaderLockOptions = {}): Promise<LeaderLock> {
+    this.#assertOpen();
+    const lockName = parseInput(IdSchema, name, 'name');
+    const checked = parseInput(z.object({ checkIntervalMs: z.number().int().min(10).max(3_600_000).optional() }), options, 'options');
+    const lock = new LeaderLock(lockName, `${this.schema}:${lockName}`, this.#clientConfig, checked, (released) => this.#locks.delete(released));
+    this.#locks.add(lock);
+    try {
+      await lock.tryAcquire();
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+    return lock;
+  }
+
+  /** Drops the schema and everything in it. For tests and teardown; the store stays usable (it recreates the schema). */
+  async dropSchema(): Promise<void> {
+    this.#assertOpen();
+    await this.#pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(this.schema)} CASCADE`);
+    this.#schemaReady = false;
+    this.#schemaPromise = undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#poller.stop();
+    this.#waiters.closeAll('PostgresStore');
+    await Promise.all([...this.#locks].map((lock) => lock.release()));
+    await this.#listener.close();
+    await this.#schemaPromise?.catch(() => undefined);
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  async insertPool(pool: Omit<PoolRecord, 'members'>): Promise<PoolRecord> {
+    const result = await this.#query(this.#sql.insertPool, [pool.id, pool.topics, pool.trustThreshold, pool.hasAdmissionPolicy]);
+    if (result.rowCount === 0) throw new DuplicateIdError('pool', pool.id);
+    return { ...pool, members: [] };
+  }
+
+  async getPool(id: string): Promise<PoolRecord | null> {
+    const row = (await this.#query<PgPoolRow>(this.#sql.getPool, [id])).rows[0];
+    return row === undefined ? null : pgRowToPool(row);
+  }
+
+  async listPools(): Promise<PoolRecord[]> {
+    return (await this.#query<PgPoolRow>(this.#sql.listPools, [])).rows.map(pgRowToPool);
+  }
+
+  async addPoolMember(poolId: string, agentId: string): Promise<boolean> {
+    try {
+      await this.#query(this.#sql.addMember, [poolId, agentId]);
+      return true;
+    } catch (error) {
+      if ((error as StoreError).cause instanceof Error && ((error as StoreError).cause as { code?: string }).code === FOREIGN_KEY_VIOLATION) return false;
+      throw error;
+    }
+  }
+
+  async removePoolMember(poolId: string, agentId: string): Promise<boolean> {
+    return ((await this.#query(this.#sql.removeMember, [poolId, agentId])).rowCount ?? 0) > 0;
+  }
+
+  async getPoolsForAgent(agentId: string): Promise<string[]> {
+    return (await this.#query<{ id: string }>(this.#sql.poolsForAgent, [agentId])).rows.map((row) => row.id);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('PostgresStore');
+  }
+
+  async #query<R extends pg.QueryResultRow = pg.QueryResultRow>(statement: NamedStatement, values: unknown[]): Promise<pg.QueryResult<R>> {
+    this.#assertOpen();
+    if (!this.#schemaReady) await this.#ensureSchema();
+    try {
+      return await this.#pool.query<R>({ name: statement.name, text: statement.text, values });
+    } catch (error) {
+      if ((error as { code?: string }).code === UNIQUE_VIOLATION && (statement === this.#sql.insert || statement === this.#sql.insertMany)) {
+        throw new DuplicateIdError('task', duplicateKey(error) ?? String(values[0]));
+      }
+      throw new StoreError(`PostgreSQL store (${this.schema}) failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+  }
+
+  /** The holder's conditional update; on no match, reads the row to return null (unknown) or throw why. */
+  async #held(statement: NamedStatement, id: string, holder: ClaimHolder, extra: unknown[]): Promise<PgTaskRow | null> {
+    for (;;) {
+      const row = (await this.#query<PgTaskRow>(statement, [id, holder.agentId, holder.fencingToken ?? null, ...extra])).rows[0];
+      if (row !== undefined) return row;
+      const current = await this.getTask(id);
+      if (current === null) return null;
+      const error = claimHolderError(current, holder);
+      if (error !== null) throw error;
+      // The row changed between the two statements into one the holder holds again: retry.
+    }
+  }
+
+  #ensureSchema(): Promise<void> {
+    this.#schemaPromise ??= this.#createSchema().then(
+      () => {
+        this.#schemaReady = true;
+      },
+      (error: unknown) => {
+        this.#schemaPromise = undefined;
+        throw error instanceof StoreError ? error : new StoreError(`cannot create PostgreSQL schema ${this.schema}: ${String(error)}`, { cause: error });
+      },
+    );
+    return this.#schemaPromise;
+  }
+
+  async #createSchema(): Promise<void> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      // CREATE … IF NOT EXISTS is not safe against a concurrent CREATE (it can fail on the catalog's
+      // unique index); every process takes this lock first, so DDL runs one process at a time.
+      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [DDL_LOCK_NAME]);
+      await client.query(schemaDdl(this.schema));
+      const version = await client.query<{ value: string }>(`SELECT value FROM ${quoteIdent(this.schema)}.meta WHERE key = 'schema_version'`);
+      await client.query('COMMIT');
+      const found = version.rows[0]?.value;
+      if (Number(found) !== PG_SCHEMA_VERSION) {
+        throw new StoreError(`schema ${this.schema} has coordination schema version ${String(found)}; this build reads version ${PG_SCHEMA_VERSION}`);
+      }
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async #fetchDone(ids: string[]): Promise<Task[]> {
+    // A poll is also the moment to restore a LISTEN connection that dropped.
+    void this.#listener.ready().catch(() => undefined);
+    return (await this.#query<PgTaskRow>(this.#sql.done, [ids])).rows.map(pgRowToTask);
+  }
+
+  #onNotify(id: string): void {
+    if (!this.#waiters.has(id) || this.#closed) return;
+    this.getTask(id).then(
+      (task) => {
+        if (task !== null) this.#waiters.notify(task);
+      },
+      (error: unknown) => this.#onError(error),
+    );
+  }
+}
+
+/** The id in a unique violation's detail: `Key (id)=(task_1) already exists.` */
+function duplicateKey(error: unknown): string | undefined {
+  const detail = (error as { detail?: unknown }).detail;
+  return typeof detail === 'string' ? /^Key \(id\)=\((.*)\) already exists\.$/.exec(detail)?.[1] : undefined;
+}

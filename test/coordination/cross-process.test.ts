@@ -1,0 +1,180 @@
+/**
+ * Claims across real processes: four workers race `claimNext` over 10 000 tasks on one SQLite file
+ * and on one PostgreSQL schema, and every task must be completed exactly once; a worker killed with
+ * SIGKILL while it holds a claim loses nothing, and its late report with the stale fencing token is
+ * refused after the claim was released and taken again.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { NotAuthorizedError } from '../../src/shared/errors.js';
+import { PostgresStore, SqliteStore, StaleClaimError, TaskManager, type Task, type TaskStore } from '../../src/coordination/index.js';
+import { describePg, dropSchema, uniqueSchema } from '../helpers/pg.js';
+import { startRacers, type Child, type ChildConfig } from './children.js';
+
+const TASKS = 10_000;
+const RACERS = 4;
+const RACE_TIMEOUT_MS = 100_000;
+const TTL_MS = 60_000;
+
+type Backend = { name: 'sqlite'; path: string } | { name: 'postgres'; url: string; schema: string };
+
+function childConfig(backend: Backend, agentId: string, mode: ChildConfig['mode'], reportFirst?: number): ChildConfig {
+  return backend.name === 'sqlite'
+    ? { store: 'sqlite', path: backend.path, agentId, mode, reportFirst }
+    : { store: 'postgres', url: backend.url, schema: backend.schema, agentId, mode, reportFirst };
+}
+
+function openStore(backend: Backend): TaskStore {
+  return backend.name === 'sqlite' ? new SqliteStore(backend.path) : new PostgresStore({ connectionString: backend.url, schema: backend.schema, max: 8 });
+}
+
+/** getTask for every id, a few at a time. */
+async function getAll(tm: TaskManager, ids: readonly string[]): Promise<(Task | null)[]> {
+  const out: (Task | null)[] = [];
+  for (let i = 0; i < ids.length; i += 64) out.push(...(await Promise.all(ids.slice(i, i + 64).map((id) => tm.getTask(id)))));
+  return out;
+}
+
+function defineCrossProcessSuite(label: string, makeBackend: () => Backend, cleanup: (backend: Backend) => Promise<void>): void {
+  describe(`${label}: across processes`, () => {
+    let children: Child[] = [];
+    let stores: TaskStore[] = [];
+    let backend: Backend | undefined;
+    const open = (): TaskManager => {
+      const store = openStore(backend!);
+      stores.push(store);
+      return new TaskManager({ store });
+    };
+
+    afterEach(async () => {
+      for (const child of children) child.kill();
+      await Promise.all(children.map((child) => child.exited));
+      await Promise.all(stores.map((store) => store.close()));
+      if (backend !== undefined) await cleanup(backend);
+      children = [];
+      stores = [];
+      backend = undefined;
+    });
+
+    it(`${RACERS} processes racing claimNext complete each of ${TASKS} tasks exactly once`, { timeout: 180_000 }, async () => {
+      backend = makeBackend();
+      const tm = open();
+      const ids = Array.from({ length: TASKS }, (_, i) => `race-${String(i).padStart(5, '0')}`);
+      await tm.submitMany(ids.map((id, i) => ({ id, payload: i })));
+
+      children = await startRacers(Array.from({ length: RACERS }, (_, k) => childConfig(backend!, `racer-${k}`, 'drain')));
+      const reports = await Promise.all(children.map((child) => child.waitFor('done', RACE_TIMEOUT_MS)));
+      const exits = await Promise.all(children.map((child) => child.exited));
+      expect(exits.map((exit) => exit.code)).toEqual(children.map(() => 0));
+
+      const claimedBy = new Map<string, string>();
+      reports.forEach((report, k) => {
+        const claimed = report.claimed as string[];
+        expect(claimed.length, `racer-${k} claimed nothing: not a race`).toBeGreaterThan(0);
+        for (const id of claimed) {
+          expect(claimedBy.has(id), `${id} claimed by racer-${k} and ${String(claimedBy.get(id))}`).toBe(false);
+          claimedBy.set(id, `racer-${k}`);
+        }
+      });
+      expect(claimedBy.size).toBe(TASKS);
+      expect(await tm.listPendingTasks()).toEqual([]);
+      // The store agrees: completed once, by the process that claimed it, on its first claim.
+      const wrong = (await getAll(tm, ids)).filter((task) => task?.state !== 'completed' || task.result !== claimedBy.get(task.id) || task.attempts !== 1);
+      expect(wrong).toEqual([]);
+    });
+
+    it('a worker killed with SIGKILL while holding a claim loses nothing; its stale report is refused', { timeout: 120_000 }, async () => {
+      backend = makeBackend();
+      const tm = open();
+      const ids = Array.from({ length: 200 }, (_, i) => `kill-${String(i).padStart(3, '0')}`);
+      await tm.submitMany(ids.map((id, i) => ({ id, payload: i, claimTtlMs: TTL_MS })));
+
+      // The worker completes 50 tasks, then claims one more and is killed while holding it.
+      const [victim] = (children = await startRacers([childConfig(backend, 'worker-1', 'hold', 50)]));
+      const held = await victim!.waitFor('holding', RACE_TIMEOUT_MS);
+      const heldId = held.holding as string;
+      const staleToken = held.fencingToken as number;
+      expect(heldId).toBe('kill-050');
+      victim!.kill();
+      expect((await victim!.exited).signal).toBe('SIGKILL');
+
+      // "After restart": a fresh connection finds the claim still held by the dead worker…
+      const restarted = open();
+      const orphan = await restarted.getTask(heldId);
+      expect(orphan).toMatchObject({ state: 'assigned', assignedTo: 'worker-1', fencingToken: staleToken });
+      expect(await restarted.releaseExpiredClaims(orphan!.claimedAt! + TTL_MS - 1)).toEqual([]);
+      // …and releasing expired claims returns it, and only it, to pending.
+      expect(await restarted.releaseExpiredClaims(orphan!.claimedAt! + TTL_MS)).toEqual([heldId]);
+      expect((await restarted.listPendingTasks()).length).toBe(150);
+
+      // The restarted worker (same agent id) drains everything left, the orphan included.
+      const [again] = (children = await startRacers([childConfig(backend, 'worker-1', 'drain')]));
+      const done = await again!.waitFor('done', RACE_TIMEOUT_MS);
+      expect((done.claimed as string[]).sort()).toEqual(ids.slice(50));
+      expect((await again!.exited).code).toBe(0);
+
+      // The dead worker's late report, with the token of its lost claim, is refused.
+      const late = await restarted.report('worker-1', heldId, 'ghost result', { fencingToken: staleToken }).catch((error: unknown) => error);
+      expect(late).toBeInstanceOf(StaleClaimError);
+      expect(late).toBeInstanceOf(NotAuthorizedError);
+      const final = await getAll(restarted, ids);
+      expect(final.every((task) => task?.state === 'completed' && task.result === 'worker-1')).toBe(true);
+      expect(final.find((task) => task?.id === heldId)).toMatchObject({ attempts: 2, fencingToken: staleToken + 1 });
+      expect(final.filter((task) => task!.attempts !== 1).map((task) => task!.id)).toEqual([heldId]);
+    });
+
+    it('a worker killed at an arbitrary point of a busy run leaves a consistent store', { timeout: 120_000 }, async () => {
+      backend = makeBackend();
+      const tm = open();
+      const ids = Array.from({ length: 1000 }, (_, i) => `busy-${String(i).padStart(4, '0')}`);
+      await tm.submitMany(ids.map((id, i) => ({ id, payload: i, claimTtlMs: TTL_MS })));
+      children = await startRacers([childConfig(backend, 'victim', 'drain'), childConfig(backend, 'survivor', 'drain')]);
+      const [victim, survivor] = children;
+
+      // Kill the victim mid-run, once the store shows progress: tasks go in id order, so the 200th
+      // having left pending means about 200 were claimed.
+      const deadline = Date.now() + RACE_TIMEOUT_MS;
+      for (;;) {
+        if ((await tm.getTask(ids[199]!))?.state !== 'pending') break;
+        if (Date.now() > deadline) throw new Error(`no progress within ${RACE_TIMEOUT_MS} ms\n${victim!.stderr}`);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      victim!.kill();
+      expect((await victim!.exited).signal).toBe('SIGKILL');
+      await survivor!.waitFor('done', RACE_TIMEOUT_MS);
+
+      // At most the one claim the victim held is left over; releasing it and draining finishes all.
+      const released = await tm.releaseExpiredClaims(Date.now() + TTL_MS);
+      expect(released.length).toBeLessThanOrEqual(1);
+      for (let task = await tm.claimNext('cleaner'); task !== null; task = await tm.claimNext('cleaner')) {
+        await tm.report('cleaner', task.id, 'cleaner', { fencingToken: task.fencingToken });
+      }
+      const final = await getAll(tm, ids);
+      expect(final.filter((task) => task?.state !== 'completed')).toEqual([]);
+      expect(final.filter((task) => task!.attempts > 1).map((task) => task!.id)).toEqual(released);
+      expect(new Set(final.map((task) => task!.result))).toContain('victim');
+    });
+  });
+}
+
+const sqliteDir = mkdtempSync(join(tmpdir(), 'converge-cross-process-'));
+afterAll(() => rmSync(sqliteDir, { recursive: true, force: true }));
+let sqliteFiles = 0;
+
+defineCrossProcessSuite(
+  'SqliteStore',
+  () => ({ name: 'sqlite', path: join(sqliteDir, `race-${++sqliteFiles}.sqlite`) }),
+  async () => undefined,
+);
+
+describePg('PostgresStore cross-process', (url) => {
+  defineCrossProcessSuite(
+    'PostgresStore',
+    () => ({ name: 'postgres', url, schema: uniqueSchema('cv_xproc') }),
+    async (backend) => {
+      if (backend.name === 'postgres') await dropSchema(url, backend.schema);
+    },
+  );
+});

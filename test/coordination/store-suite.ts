@@ -1,0 +1,594 @@
+/**
+ * The one acceptance suite of DESIGN §5 for tasks and pools, run against every store (memory,
+ * SQLite, PostgreSQL) by the `*-store.test.ts` files. A harness gives each test a fresh backing (a
+ * new SQLite file, a new PostgreSQL schema) and can open several store instances on it, which for
+ * the SQL stores are separate connections — the way separate processes see the data.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  NotAuthorizedError,
+  InvalidStateError,
+  DuplicateIdError,
+  ValidationError,
+  ClosedError,
+  ErrorCode,
+} from '../../src/shared/errors.js';
+import { PoolManager, StaleClaimError, TaskManager, type Task, type TaskStore } from '../../src/coordination/index.js';
+
+/** A fresh backing for one test. */
+export interface StoreBacking {
+  /** A store instance on this backing; SQL stores return a new instance (connection) per call. */
+  open(): TaskStore;
+  /** Closes what `open` returned and removes the backing. */
+  dispose(): Promise<void>;
+}
+
+export type BackingFactory = () => StoreBacking | Promise<StoreBacking>;
+
+const T0 = 1_700_000_000_000;
+
+export function defineStoreSuite(label: string, createBacking: BackingFactory): void {
+  describe(`${label}: TaskManager and PoolManager (DESIGN §5)`, () => {
+    let backing: StoreBacking;
+    let now: number;
+    const clock = (): number => now;
+    /** A manager on a new store instance of this test's backing. */
+    const manager = (options: { defaultClaimTtlMs?: number } = {}): TaskManager => new TaskManager({ store: backing.open(), now: clock, ...options });
+
+    beforeEach(async () => {
+      now = T0;
+      backing = await createBacking();
+    });
+    afterEach(async () => {
+      await backing.dispose();
+    });
+
+    describe('submit', () => {
+      it('creates a pending task with every default filled', async () => {
+        const tm = manager();
+        const task = await tm.submit({ payload: { n: 1, nested: { list: [1, 'a', null] } } });
+        expect(task).toEqual({
+          id: expect.stringMatching(/^task_[0-9a-f]{18}[0-9a-z]{9}$/),
+          state: 'pending',
+          payload: { n: 1, nested: { list: [1, 'a', null] } },
+          result: null,
+          poolId: null,
+          topic: null,
+          requiredCapabilities: [],
+          priority: 0,
+          assignedTo: null,
+          claimedAt: null,
+          claimTtlMs: null,
+          attempts: 0,
+          fencingToken: 0,
+        });
+        expect(await tm.getTask(task.id)).toEqual(task);
+      });
+
+      it('keeps the given routing fields, deduplicating and sorting capabilities', async () => {
+        const tm = manager();
+        const task = await tm.submit({ id: 'job-1', payload: 'x', poolId: 'p', topic: 't', requiredCapabilities: ['b', 'a', 'b'], priority: -7, claimTtlMs: 500 });
+        expect(task).toMatchObject({ id: 'job-1', poolId: 'p', topic: 't', requiredCapabilities: ['a', 'b'], priority: -7, claimTtlMs: 500 });
+        expect(await tm.getTask('job-1')).toEqual(task);
+      });
+
+      it('refuses a taken id with DuplicateIdError', async () => {
+        const tm = manager();
+        await tm.submit({ id: 'dup', payload: 1 });
+        await expect(tm.submit({ id: 'dup', payload: 2 })).rejects.toMatchObject({ code: ErrorCode.DUPLICATE_ID });
+        await expect(tm.submit({ id: 'dup', payload: 2 })).rejects.toBeInstanceOf(DuplicateIdError);
+        expect((await tm.getTask('dup'))?.payload).toBe(1);
+      });
+
+      it('submitMany inserts all tasks or none', async () => {
+        const tm = manager();
+        const tasks = await tm.submitMany([{ id: 'm1', payload: 1 }, { id: 'm2', payload: 2, priority: 3 }]);
+        expect(tasks.map((t) => t.id)).toEqual(['m1', 'm2']);
+        await expect(tm.submitMany([{ id: 'm3', payload: 3 }, { id: 'm1', payload: 4 }])).rejects.toBeInstanceOf(DuplicateIdError);
+        await expect(tm.submitMany([{ id: 'm4', payload: 3 }, { id: 'm4', payload: 4 }])).rejects.toBeInstanceOf(DuplicateIdError);
+        expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['m1', 'm2']);
+      });
+
+      it('rejects invalid input with a ValidationError naming the field', async () => {
+        const tm = manager();
+        const cases: [unknown, string][] = [
+          [{ payload: 1, priority: 1.5 }, 'input.priority'],
+          [{ payload: 1, priority: 2 ** 31 }, 'input.priority'],
+          [{ payload: 1, id: '' }, 'input.id'],
+          [{ payload: 1, claimTtlMs: 0 }, 'input.claimTtlMs'],
+          [{ payload: 1, requiredCapabilities: ['ok', 7] }, 'input.requiredCapabilities[1]'],
+          [{ payload: 1, poolId: 'x'.repeat(257) }, 'input.poolId'],
+          [null, 'input'],
+        ];
+        for (const [input, field] of cases) {
+          const error = await tm.submit(input as never).then(
+            () => null,
+            (e: unknown) => e,
+          );
+          expect(error, field).toBeInstanceOf(ValidationError);
+          expect((error as ValidationError).field).toBe(field);
+          expect((error as ValidationError).code).toBe(ErrorCode.VALIDATION);
+        }
+        expect(await tm.listPendingTasks()).toEqual([]);
+      });
+    });
+
+    describe('claim', () => {
+      it('claims only a pending task, once', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1 });
+        now = T0 + 5;
+        expect(await tm.claim('a', id)).toBe(true);
+        expect(await tm.claim('b', id)).toBe(false);
+        expect(await tm.claim('a', id)).toBe(false);
+        expect(await tm.claim('a', 'no-such-task')).toBe(false);
+        expect(await tm.getTask(id)).toMatchObject({ state: 'assigned', assignedTo: 'a', claimedAt: T0 + 5, attempts: 1, fencingToken: 1 });
+        await tm.report('a', id, 'ok');
+        expect(await tm.claim('b', id)).toBe(false);
+      });
+
+      it('lets exactly one of many concurrent claimants win, across store instances', async () => {
+        const managers = Array.from({ length: 8 }, () => manager());
+        const { id } = await managers[0]!.submit({ payload: 1 });
+        const results = await Promise.all(managers.flatMap((tm, m) => [0, 1, 2].map((k) => tm.claimTask(`agent-${m}-${k}`, id))));
+        const winners = results.filter((task): task is Task => task !== null);
+        expect(winners).toHaveLength(1);
+        expect((await managers[0]!.getTask(id))?.assignedTo).toBe(winners[0]!.assignedTo);
+        expect(winners[0]!.fencingToken).toBe(1);
+      });
+
+      it('claimTask returns the claimed task with its fencing token', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1 });
+        const claimed = await tm.claimTask('a', id);
+        expect(claimed).toMatchObject({ id, state: 'assigned', assignedTo: 'a', fencingToken: 1, attempts: 1, claimedAt: T0 });
+        expect(await tm.claimTask('b', id)).toBeNull();
+      });
+    });
+
+    describe('claimNext', () => {
+      it('takes the highest priority first, then the smallest id', async () => {
+        const tm = manager();
+        await tm.submitMany([
+          { id: 'c', payload: 1, priority: 1 },
+          { id: 'e', payload: 1, priority: 5 },
+          { id: 'b', payload: 1, priority: 3 },
+          { id: 'd', payload: 1, priority: 5 },
+          { id: 'a', payload: 1, priority: -2 },
+        ]);
+        const order: string[] = [];
+        for (let task = await tm.claimNext('w'); task !== null; task = await tm.claimNext('w')) order.push(task.id);
+        expect(order).toEqual(['d', 'e', 'b', 'c', 'a']);
+      });
+
+      it('takes equal-priority tasks with generated ids first in, first out', async () => {
+        const tm = manager();
+        const submitted: string[] = [];
+        for (let i = 0; i < 20; i++) {
+          now = T0 + Math.floor(i / 3); // several per millisecond
+          submitted.push((await tm.submit({ payload: i })).id);
+        }
+        const claimed: string[] = [];
+        for (let task = await tm.claimNext('w'); task !== null; task = await tm.claimNext('w')) claimed.push(task.id);
+        expect(claimed).toEqual(submitted);
+      });
+
+      it('returns the claimed task and records the claim', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: { x: 1 }, claimTtlMs: 1000 });
+        now = T0 + 42;
+        const task = await tm.claimNext('agent-1');
+        expect(task).toMatchObject({ id, state: 'assigned', assignedTo: 'agent-1', claimedAt: T0 + 42, attempts: 1, fencingToken: 1, payload: { x: 1 } });
+        expect(await tm.claimNext('agent-2')).toBeNull();
+      });
+
+      it('sees pooled tasks only with their pool, capability-gated tasks only with every capability, topical tasks only with their topic', async () => {
+        const tm = manager();
+        await tm.submitMany([
+          { id: 'open', payload: 0, priority: 0 },
+          { id: 'pool-p', payload: 0, poolId: 'p', priority: 9 },
+          { id: 'caps-ab', payload: 0, requiredCapabilities: ['a', 'b'], priority: 8 },
+          { id: 'topic-t', payload: 0, topic: 't', priority: 7 },
+        ]);
+        const visible = async (filter: Parameters<TaskManager['listPendingTasksForAgent']>[1]) =>
+          (await tm.listPendingTasksForAgent('x', { ...filter, sortByPriority: true })).map((t) => t.id);
+        expect(await visible({ poolIds: [], capabilities: [], topics: [] })).toEqual(['open']);
+        expect(await visible({ poolIds: ['p'], capabilities: ['a'], topics: ['u'] })).toEqual(['pool-p', 'open']);
+        expect(await visible({ poolIds: [], capabilities: ['b', 'a', 'c'], topics: [] })).toEqual(['caps-ab', 'open']);
+        expect(await visible({ poolIds: [], capabilities: [], topics: ['t'] })).toEqual(['topic-t', 'open']);
+        // An absent field applies no filter.
+        expect(await visible({})).toEqual(['pool-p', 'caps-ab', 'topic-t', 'open']);
+
+        expect((await tm.claimNext('w', { poolIds: [], capabilities: ['a'], topics: [] }))?.id).toBe('open');
+        expect(await tm.claimNext('w', { poolIds: [], capabilities: ['a'], topics: [] })).toBeNull();
+        expect((await tm.claimNext('w', { poolIds: ['q'], capabilities: ['a', 'b'], topics: ['t'] }))?.id).toBe('caps-ab');
+        expect((await tm.claimNext('w', { poolIds: ['p'] }))?.id).toBe('pool-p');
+        expect((await tm.claimNext('w', { topics: ['t'] }))?.id).toBe('topic-t');
+        expect(await tm.claimNext('w')).toBeNull();
+      });
+
+      it('hands every task to exactly one of many concurrent claimers', async () => {
+        const managers = Array.from({ length: 4 }, () => manager());
+        const count = 60;
+        await managers[0]!.submitMany(Array.from({ length: count }, (_, i) => ({ id: `t${String(i).padStart(3, '0')}`, payload: i })));
+        const claimed = await Promise.all(
+          managers.flatMap((tm, m) =>
+            [0, 1].map(async (k) => {
+              const mine: string[] = [];
+              for (let task = await tm.claimNext(`w${m}.${k}`); task !== null; task = await tm.claimNext(`w${m}.${k}`)) {
+                mine.push(task.id);
+                await tm.report(`w${m}.${k}`, task.id, `w${m}.${k}`, { fencingToken: task.fencingToken });
+              }
+              return mine;
+            }),
+          ),
+        );
+        const all = claimed.flat();
+        expect(all).toHaveLength(count);
+        expect(new Set(all).size).toBe(count);
+        for (const id of all) expect(await managers[1]!.getTask(id)).toMatchObject({ state: 'completed', attempts: 1 });
+      });
+
+      it('validates the agent and the filter', async () => {
+        const tm = manager();
+        await expect(tm.claimNext('')).rejects.toMatchObject({ field: 'agentId' });
+        await expect(tm.claimNext('a', { poolIds: ['ok', ''] })).rejects.toMatchObject({ field: 'filter.poolIds[1]' });
+        await expect(tm.claimNext('a', { topics: 'x' as never })).rejects.toMatchObject({ field: 'filter.topics' });
+      });
+    });
+
+    describe('report', () => {
+      it('completes the holder’s task with the result', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1 });
+        const claimed = await tm.claimNext('a');
+        await tm.report('a', id, { answer: 42 }, { fencingToken: claimed!.fencingToken });
+        expect(await tm.getTask(id)).toMatchObject({ state: 'completed', result: { answer: 42 }, assignedTo: 'a' });
+      });
+
+      it('refuses another agent with NotAuthorizedError (CONVERGE_NOT_AUTHORIZED)', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1 });
+        await expect(tm.report('a', id, 1)).rejects.toBeInstanceOf(NotAuthorizedError); // nobody holds it
+        await tm.claim('a', id);
+        await expect(tm.report('b', id, 1)).rejects.toMatchObject({ code: ErrorCode.NOT_AUTHORIZED });
+        expect(await tm.getTask(id)).toMatchObject({ state: 'assigned', result: null });
+      });
+
+      it('is a no-op for an unknown id', async () => {
+        const tm = manager();
+        await expect(tm.report('a', 'missing', 1)).resolves.toBeUndefined();
+        expect(await tm.getTask('missing')).toBeNull();
+      });
+
+      it('cannot complete a task twice', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1 });
+        await tm.claim('a', id);
+        await tm.report('a', id, 'first');
+        await expect(tm.report('a', id, 'second')).rejects.toBeInstanceOf(InvalidStateError);
+        expect((await tm.getTask(id))?.result).toBe('first');
+      });
+    });
+
+    describe('fencing tokens', () => {
+      it('refuses a stale token after the claim expired and the task was claimed again by another agent', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1, claimTtlMs: 100 });
+        const first = await tm.claimNext('slow');
+        now = T0 + 100;
+        expect(await tm.releaseExpiredClaims()).toEqual([id]);
+        const second = await tm.claimNext('fast');
+        expect(second).toMatchObject({ id, fencingToken: 2, attempts: 2 });
+        const stale = await tm.report('slow', id, 'late', { fencingToken: first!.fencingToken }).catch((e: unknown) => e);
+        expect(stale).toBeInstanceOf(StaleClaimError);
+        expect(stale).toBeInstanceOf(NotAuthorizedError);
+        expect(stale).toMatchObject({ code: ErrorCode.NOT_AUTHORIZED, fencingToken: 1, currentFencingToken: 2 });
+        await expect(tm.failTask(id, 'late', { agentId: 'slow', fencingToken: 1 })).rejects.toBeInstanceOf(NotAuthorizedError);
+        await tm.report('fast', id, 'fresh', { fencingToken: second!.fencingToken });
+        expect(await tm.getTask(id)).toMatchObject({ state: 'completed', result: 'fresh', assignedTo: 'fast' });
+      });
+
+      it('refuses a stale token even when the same agent id claimed the task again (a restarted worker)', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1, claimTtlMs: 50 });
+        const before = await tm.claimNext('worker-1');
+        now = T0 + 60;
+        await tm.releaseExpiredClaims();
+        const after = await tm.claimNext('worker-1');
+        expect(after!.fencingToken).toBe(before!.fencingToken + 1);
+        await expect(tm.report('worker-1', id, 'ghost', { fencingToken: before!.fencingToken })).rejects.toBeInstanceOf(StaleClaimError);
+        await expect(tm.renewClaim('worker-1', id, { fencingToken: before!.fencingToken })).rejects.toBeInstanceOf(StaleClaimError);
+        await expect(tm.startTask('worker-1', id, { fencingToken: before!.fencingToken })).rejects.toBeInstanceOf(StaleClaimError);
+        await tm.report('worker-1', id, 'real', { fencingToken: after!.fencingToken });
+        expect((await tm.getTask(id))?.result).toBe('real');
+      });
+
+      it('refuses a late report of a released task that nobody holds', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1, claimTtlMs: 10 });
+        const claimed = await tm.claimNext('a');
+        now = T0 + 10;
+        await tm.releaseExpiredClaims();
+        await expect(tm.report('a', id, 'late', { fencingToken: claimed!.fencingToken })).rejects.toBeInstanceOf(NotAuthorizedError);
+        await expect(tm.report('a', id, 'late')).rejects.toBeInstanceOf(NotAuthorizedError);
+        expect(await tm.getTask(id)).toMatchObject({ state: 'pending', assignedTo: null, claimedAt: null, result: null });
+      });
+
+      it('validates the token', async () => {
+        const tm = manager();
+        await expect(tm.report('a', 'x', 1, { fencingToken: 0 })).rejects.toMatchObject({ field: 'options.fencingToken' });
+        await expect(tm.report('a', 'x', 1, { fencingToken: 1.5 })).rejects.toMatchObject({ field: 'options.fencingToken' });
+        await expect(tm.failTask('x', 'r', { fencingToken: 1 })).rejects.toMatchObject({ field: 'options.fencingToken' });
+      });
+    });
+
+    describe('failTask and cancelTask', () => {
+      it('fails a live task (anyone without agentId; only the holder with it)', async () => {
+        const tm = manager();
+        const [a, b] = await tm.submitMany([{ id: 'fa', payload: 1 }, { id: 'fb', payload: 2 }]);
+        expect(await tm.failTask(a!.id, { message: 'no input' })).toBe(true);
+        expect(await tm.getTask(a!.id)).toMatchObject({ state: 'failed', result: { message: 'no input' } });
+        await tm.claim('holder', b!.id);
+        await expect(tm.failTask(b!.id, 'x', { agentId: 'other' })).rejects.toBeInstanceOf(NotAuthorizedError);
+        expect(await tm.failTask(b!.id, 'boom', { agentId: 'holder', fencingToken: 1 })).toBe(true);
+        expect(await tm.getTask(b!.id)).toMatchObject({ state: 'failed', result: 'boom', assignedTo: 'holder' });
+      });
+
+      it('returns false for unknown and terminal tasks', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1 });
+        await tm.claim('a', id);
+        await tm.report('a', id, 'done');
+        expect(await tm.failTask(id, 'late')).toBe(false);
+        expect(await tm.failTask(id, 'late', { agentId: 'a' })).toBe(false);
+        expect(await tm.failTask('missing', 'x')).toBe(false);
+        expect(await tm.cancelTask(id)).toBe(false);
+        expect(await tm.cancelTask('missing')).toBe(false);
+        expect(await tm.getTask(id)).toMatchObject({ state: 'completed', result: 'done' });
+      });
+
+      it('cancels pending and claimed tasks; a cancelled task is never handed out', async () => {
+        const tm = manager();
+        const [p, c] = await tm.submitMany([{ id: 'p', payload: 1, priority: 9 }, { id: 'c', payload: 1 }]);
+        await tm.claim('a', c!.id);
+        expect(await tm.cancelTask(p!.id)).toBe(true);
+        expect(await tm.cancelTask(c!.id)).toBe(true);
+        expect(await tm.cancelTask(c!.id)).toBe(false);
+        expect(await tm.claimNext('w')).toBeNull();
+        expect(await tm.claim('w', p!.id)).toBe(false);
+        await expect(tm.report('a', c!.id, 'too late')).rejects.toBeInstanceOf(InvalidStateError);
+        expect((await tm.getTask(c!.id))?.state).toBe('cancelled');
+      });
+    });
+
+    describe('claim expiry', () => {
+      it('releases exactly the claims whose TTL has run out, back to pending and unassigned', async () => {
+        const tm = manager();
+        await tm.submitMany([
+          { id: 'short', payload: 1, claimTtlMs: 100 },
+          { id: 'long', payload: 1, claimTtlMs: 1000 },
+          { id: 'forever', payload: 1 },
+        ]);
+        for (const id of ['short', 'long', 'forever']) expect(await tm.claim('a', id)).toBe(true);
+        expect(await tm.releaseExpiredClaims(T0 + 99)).toEqual([]);
+        expect(await tm.releaseExpiredClaims(T0 + 100)).toEqual(['short']);
+        expect(await tm.getTask('short')).toMatchObject({ state: 'pending', assignedTo: null, claimedAt: null, fencingToken: 1, attempts: 1 });
+        expect((await tm.releaseExpiredClaims(T0 + 10_000_000)).sort()).toEqual(['long']);
+        expect(await tm.getTask('forever')).toMatchObject({ state: 'assigned', assignedTo: 'a' });
+        expect((await tm.claimNext('b'))?.id).toBe('long');
+      });
+
+      it('uses the manager clock when nowMs is omitted, and the default TTL', async () => {
+        const tm = manager({ defaultClaimTtlMs: 30 });
+        const { id, claimTtlMs } = await tm.submit({ payload: 1 });
+        expect(claimTtlMs).toBe(30);
+        expect((await tm.submit({ payload: 1, claimTtlMs: null })).claimTtlMs).toBeNull();
+        await tm.claim('a', id);
+        now = T0 + 29;
+        expect(await tm.releaseExpiredClaims()).toEqual([]);
+        now = T0 + 30;
+        expect(await tm.releaseExpiredClaims()).toEqual([id]);
+      });
+
+      it('renewClaim restarts the TTL for the holder only', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1, claimTtlMs: 100 });
+        const claimed = await tm.claimNext('a');
+        now = T0 + 80;
+        expect(await tm.renewClaim('a', id, { fencingToken: claimed!.fencingToken })).toBe(true);
+        expect((await tm.getTask(id))?.claimedAt).toBe(T0 + 80);
+        expect(await tm.releaseExpiredClaims(T0 + 150)).toEqual([]);
+        await expect(tm.renewClaim('b', id)).rejects.toBeInstanceOf(NotAuthorizedError);
+        expect(await tm.renewClaim('a', 'missing')).toBe(false);
+        expect(await tm.releaseExpiredClaims(T0 + 180)).toEqual([id]);
+        await expect(tm.renewClaim('a', id)).rejects.toBeInstanceOf(NotAuthorizedError);
+      });
+
+      it('startTask moves a claim to running, which still expires and still reports', async () => {
+        const tm = manager();
+        const [x, y] = await tm.submitMany([{ id: 'x', payload: 1, claimTtlMs: 10 }, { id: 'y', payload: 1, claimTtlMs: 10 }]);
+        await tm.claim('a', x!.id);
+        await tm.claim('a', y!.id);
+        expect(await tm.startTask('a', x!.id)).toMatchObject({ state: 'running', assignedTo: 'a' });
+        expect(await tm.startTask('a', 'missing')).toBeNull();
+        await expect(tm.startTask('b', y!.id)).rejects.toBeInstanceOf(NotAuthorizedError);
+        await tm.startTask('a', y!.id);
+        await tm.report('a', y!.id, 'ok');
+        expect(await tm.releaseExpiredClaims(T0 + 10)).toEqual([x!.id]);
+        expect((await tm.getTask(y!.id))?.state).toBe('completed');
+      });
+    });
+
+    describe('waitUntilDone', () => {
+      it('resolves when another manager instance finishes the task', async () => {
+        const waiter = manager();
+        const worker = manager();
+        const { id } = await worker.submit({ payload: 1 });
+        const waiting = waiter.waitUntilDone(id, { timeoutMs: 20_000 });
+        const claimed = await worker.claimNext('w');
+        await worker.report('w', id, 'result', { fencingToken: claimed!.fencingToken });
+        expect(await waiting).toMatchObject({ id, state: 'completed', result: 'result' });
+      });
+
+      it('resolves for failed and cancelled tasks, and at once for a finished one', async () => {
+        const tm = manager();
+        const [f, c] = await tm.submitMany([{ id: 'f', payload: 1 }, { id: 'c', payload: 1 }]);
+        const failed = tm.waitUntilDone(f!.id, { timeoutMs: 20_000 });
+        const cancelled = tm.waitUntilDone(c!.id, { timeoutMs: 20_000 });
+        await tm.failTask(f!.id, 'no');
+        await tm.cancelTask(c!.id);
+        expect(await failed).toMatchObject({ state: 'failed', result: 'no' });
+        expect(await cancelled).toMatchObject({ state: 'cancelled' });
+        expect(await tm.waitUntilDone(f!.id, { timeoutMs: 0 })).toMatchObject({ state: 'failed' });
+      });
+
+      it('returns null on timeout and for an unknown id', async () => {
+        const tm = manager();
+        const { id } = await tm.submit({ payload: 1 });
+        expect(await tm.waitUntilDone(id, { timeoutMs: 0 })).toBeNull();
+        expect(await tm.waitUntilDone(id, { timeoutMs: 30 })).toBeNull();
+        expect(await tm.waitUntilDone('missing', { timeoutMs: 10_000 })).toBeNull();
+        await expect(tm.waitUntilDone(id, { timeoutMs: -1 })).rejects.toMatchObject({ field: 'options.timeoutMs' });
+      });
+    });
+
+    describe('listing', () => {
+      it('lists pending tasks in submission order; claimed and finished ones drop out', async () => {
+        const tm = manager();
+        await tm.submitMany([
+          { id: 'z', payload: 1, priority: 1 },
+          { id: 'y', payload: 1, priority: 9 },
+          { id: 'x', payload: 1, priority: 5 },
+        ]);
+        await tm.submit({ id: 'w', payload: 1 });
+        expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['z', 'y', 'x', 'w']);
+        await tm.claim('a', 'y');
+        await tm.cancelTask('w');
+        expect((await tm.listPendingTasks({ refreshFromStore: true })).map((t) => t.id)).toEqual(['z', 'x']);
+        expect((await tm.listPendingTasksForAgent('a', { sortByPriority: true })).map((t) => t.id)).toEqual(['x', 'z']);
+        expect((await tm.listPendingTasksForAgent('a', { sortByPriority: false, refreshFromStore: true })).map((t) => t.id)).toEqual(['z', 'x']);
+      });
+
+      it('sorts by (−priority, id)', async () => {
+        const tm = manager();
+        await tm.submitMany([
+          { id: 'b', payload: 1, priority: 2 },
+          { id: 'c', payload: 1, priority: 2 },
+          { id: 'a', payload: 1, priority: 2 },
+          { id: 'd', payload: 1, priority: 3 },
+        ]);
+        expect((await tm.listPendingTasksForAgent('x', { sortByPriority: true })).map((t) => t.id)).toEqual(['d', 'a', 'b', 'c']);
+      });
+    });
+
+    it('two managers sharing one store see one truth', async () => {
+      const store = backing.open();
+      const a = new TaskManager({ store, now: clock });
+      const b = new TaskManager({ store, now: clock });
+      const { id } = await a.submit({ payload: 'shared' });
+      expect((await b.listPendingTasks()).map((t) => t.id)).toEqual([id]);
+      const claimed = await b.claimNext('w');
+      expect(await a.claim('v', id)).toBe(false);
+      await b.report('w', id, 'ok', { fencingToken: claimed!.fencingToken });
+      expect(await a.getTask(id)).toMatchObject({ state: 'completed', result: 'ok' });
+      await a.close(); // does not close a store it was given
+      expect((await b.getTask(id))?.state).toBe('completed');
+      await expect(a.getTask(id)).rejects.toBeInstanceOf(ClosedError);
+    });
+
+    it('a closed store refuses calls with ClosedError', async () => {
+      const store = backing.open();
+      const tm = new TaskManager({ store, now: clock });
+      await tm.submit({ payload: 1 });
+      await store.close();
+      await store.close(); // idempotent
+      await expect(tm.claimNext('a')).rejects.toMatchObject({ code: ErrorCode.CLOSED });
+    });
+
+    describe('PoolManager', () => {
+      const pools = (options: ConstructorParameters<typeof PoolManager>[0] = {}): PoolManager => new PoolManager({ store: backing.open(), ...options });
+
+      it('creates, gets and lists pools', async () => {
+        const pm = pools();
+        const first = await pm.createPool({ id: 'alpha', topics: ['build', 'test', 'build'] });
+        expect(first).toEqual({ id: 'alpha', topics: ['build', 'test'], members: [], trustThreshold: null, hasAdmissionPolicy: false });
+        const second = await pm.createPool();
+        expect(second.id).toMatch(/^pool_/);
+        expect(await pm.getPool('alpha')).toEqual(first);
+        expect(await pm.getPool('missing')).toBeNull();
+        expect((await pm.listPools()).map((p) => p.id)).toEqual(['alpha', second.id]);
+        await expect(pm.createPool({ id: 'alpha' })).rejects.toBeInstanceOf(DuplicateIdError);
+        await expect(pm.createPool({ id: '' })).rejects.toMatchObject({ field: 'input.id' });
+      });
+
+      it('joins, leaves and lists an agent’s pools', async () => {
+        const pm = pools();
+        await pm.createPool({ id: 'p1' });
+        await pm.createPool({ id: 'p2' });
+        await pm.createPool({ id: 'p3' });
+        expect(await pm.joinPool('p3', 'a')).toBe(true);
+        expect(await pm.joinPool('p1', 'a')).toBe(true);
+        expect(await pm.joinPool('p1', 'a')).toBe(true);
+        expect(await pm.joinPool('p1', 'b')).toBe(true);
+        expect(await pm.joinPool('missing', 'a')).toBe(false);
+        expect(await pm.getPoolsForAgent('a')).toEqual(['p1', 'p3']);
+        expect((await pm.getPool('p1'))?.members).toEqual(['a', 'b']);
+        expect(await pm.leavePool('p1', 'a')).toBe(true);
+        expect(await pm.leavePool('p1', 'a')).toBe(false);
+        expect(await pm.getPoolsForAgent('a')).toEqual(['p3']);
+        expect(await pm.getPoolsForAgent('nobody')).toEqual([]);
+      });
+
+      it('applies the admission policy and the trust threshold', async () => {
+        const trust = new Map([['trusted', 0.9], ['shady', 0.2]]);
+        const seen: unknown[] = [];
+        const pm = pools({ trust: { getTrust: (agent) => trust.get(agent) ?? 0 } });
+        await pm.createPool({
+          id: 'vip',
+          trustThreshold: 0.5,
+          admissionPolicy: {
+            canAdmit: async (agent, context) => {
+              seen.push([agent, context.pool.id, context.trust]);
+              return !agent.startsWith('banned');
+            },
+          },
+        });
+        expect(await pm.joinPool('vip', 'shady')).toBe(false);
+        expect(await pm.joinPool('vip', 'unknown')).toBe(false);
+        expect(await pm.joinPool('vip', 'trusted')).toBe(true);
+        trust.set('banned-1', 1);
+        expect(await pm.joinPool('vip', 'banned-1')).toBe(false);
+        expect(seen).toEqual([['trusted', 'vip', 0.9], ['banned-1', 'vip', 1]]);
+        expect((await pm.getPool('vip'))?.members).toEqual(['trusted']);
+        // A pool's own trust provider wins over the manager's.
+        await pm.createPool({ id: 'own', trustThreshold: 5, trust: { getTrust: () => 5 } });
+        expect(await pm.joinPool('own', 'shady')).toBe(true);
+      });
+
+      it('refuses joins through a manager that lacks the pool’s policy until it is attached', async () => {
+        const creator = pools();
+        const other = pools();
+        await creator.createPool({ id: 'guarded', admissionPolicy: { canAdmit: () => true } });
+        expect(await other.getPool('guarded')).toMatchObject({ hasAdmissionPolicy: true });
+        expect(await other.joinPool('guarded', 'a')).toBe(false);
+        expect(await other.attachPolicy('guarded', { admissionPolicy: { canAdmit: (agent) => agent === 'a' } })).toBe(true);
+        expect(await other.attachPolicy('missing', {})).toBe(false);
+        expect(await other.joinPool('guarded', 'a')).toBe(true);
+        expect(await other.joinPool('guarded', 'b')).toBe(false);
+        expect((await creator.getPool('guarded'))?.members).toEqual(['a']);
+      });
+
+      it('pool membership drives what claimNext hands out', async () => {
+        const pm = pools();
+        const tm = manager();
+        await pm.createPool({ id: 'gpu' });
+        await pm.joinPool('gpu', 'member');
+        await tm.submitMany([{ id: 'gpu-job', payload: 1, poolId: 'gpu', priority: 1 }, { id: 'any-job', payload: 1 }]);
+        expect((await tm.claimNext('outsider', { poolIds: await pm.getPoolsForAgent('outsider') }))?.id).toBe('any-job');
+        expect(await tm.claimNext('outsider', { poolIds: await pm.getPoolsForAgent('outsider') })).toBeNull();
+        expect((await tm.claimNext('member', { poolIds: await pm.getPoolsForAgent('member') }))?.id).toBe('gpu-job');
+      });
+    });
+  });
+}
