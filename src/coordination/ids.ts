@@ -2,30 +2,57 @@
  * Id generation for tasks, pools, sessions, delegations and auctions.
  *
  * Ids sort by creation time: `claimNext` breaks priority ties by id, so time-ordered ids make
- * equal-priority tasks come out first-in, first-out on every store, across processes too. The layout
- * is `<prefix>_<12 hex ms time><6 hex per-process random><9 base-36 per-process counter>`; the counter
- * keeps ids from one process strictly increasing within a millisecond, the random part keeps two
- * processes from colliding. The time part is formatted once per millisecond: this runs once per
- * submitted task.
+ * equal-priority tasks come out first-in, first-out on every store, across processes too. Layout:
+ * `<prefix>_<9 base-36 ms time><4 base-36 per-process random><6 base-36 per-process counter>`. The
+ * counter keeps ids of one process strictly increasing, whatever the clock does; the random part
+ * keeps two processes apart.
+ *
+ * Without an explicit time the clock is read at most once per event-loop turn and per 1024 ids: this
+ * runs once per submitted task, and a clock read costs ~100 ns on some virtual machines. The time
+ * part only orders ids of different processes, so a reading a few microseconds old is as good.
  */
-import { randomBytes } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 
-const processTag = randomBytes(3).toString('hex');
-// 36^8 offset: the counter always formats to 9 base-36 digits, so ids of one millisecond sort by it.
-const COUNTER_OFFSET = 36 ** 8;
-const COUNTER_SPAN = 36 ** 9 - COUNTER_OFFSET;
+const BASE = 36;
+const TIME_WIDTH = 9; // 36^9 ms ≈ year 5188
+const COUNTER_WIDTH = 6;
+const COUNTER_OFFSET = BASE ** COUNTER_WIDTH;
+const COUNTER_SPAN = BASE ** COUNTER_WIDTH;
+const CLOCK_READS_EVERY = 1024;
+
+const processTag = randomInt(BASE ** 4).toString(BASE).padStart(4, '0');
 let counter = 0;
 let cachedMs = Number.NaN;
-let cachedPrefix = '';
 let cachedTime = '';
+let coarseMs = 0;
+let coarseUses = CLOCK_READS_EVERY;
+let coarseFresh = false;
 
-/** A new time-ordered id such as `task_019a2b3c4d5e7f31c21000000a3`; `nowMs` defaults to `Date.now()`. */
-export function newId(prefix: string, nowMs: number = Date.now()): string {
-  if (nowMs !== cachedMs || prefix !== cachedPrefix) {
+function coarseNow(): number {
+  if (!coarseFresh || coarseUses >= CLOCK_READS_EVERY) {
+    coarseMs = Date.now();
+    coarseUses = 0;
+    if (!coarseFresh) {
+      coarseFresh = true;
+      setImmediate(expireCoarse).unref();
+    }
+  }
+  coarseUses += 1;
+  return coarseMs;
+}
+
+function expireCoarse(): void {
+  coarseFresh = false;
+}
+
+/** A new time-ordered id such as `task_mh3k2x1a0q7z3000001`; `nowMs` defaults to (nearly) now. */
+export function newId(prefix: string, nowMs: number = coarseNow()): string {
+  // Never step back (a clock adjusted backwards): ids of this process stay increasing.
+  if (nowMs > cachedMs || Number.isNaN(cachedMs)) {
     cachedMs = nowMs;
-    cachedPrefix = prefix;
-    cachedTime = `${prefix}_${Math.max(0, Math.trunc(nowMs)).toString(16).padStart(12, '0')}${processTag}`;
+    cachedTime = Math.max(0, Math.trunc(nowMs)).toString(BASE).padStart(TIME_WIDTH, '0') + processTag;
   }
   counter = (counter + 1) % COUNTER_SPAN;
-  return cachedTime + (COUNTER_OFFSET + counter).toString(36);
+  // The offset makes every counter exactly COUNTER_WIDTH digits after the leading "1" is dropped.
+  return `${prefix}_${cachedTime}${(COUNTER_OFFSET + counter).toString(BASE).slice(1)}`;
 }

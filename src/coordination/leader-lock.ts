@@ -16,6 +16,8 @@ export interface LeaderLockOptions {
 }
 
 const DEFAULT_CHECK_INTERVAL_MS = 5_000;
+/** `application_name` of leader-lock connections, so that operators can find them in pg_stat_activity. */
+export const LEADER_APPLICATION_NAME = 'converge-leader';
 
 /** A handle on one named leadership. Obtain it from `PostgresStore.leaderLock(name)`. */
 export class LeaderLock {
@@ -85,7 +87,7 @@ export class LeaderLock {
 
   async #connection(): Promise<pg.Client> {
     if (this.#client !== undefined) return this.#client;
-    const client = new pg.Client({ ...this.#config, keepAlive: true });
+    const client = new pg.Client({ ...this.#config, application_name: LEADER_APPLICATION_NAME, keepAlive: true });
     const dropped = (): void => {
       if (this.#client !== client) return;
       this.#client = undefined;

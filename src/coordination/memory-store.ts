@@ -37,9 +37,9 @@ import type { PendingQuery, PoolRecord, TaskStore } from './task-store.js';
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
   /**
-   * How many terminal tasks to remember for `getTask`/`waitUntilDone` (oldest forgotten first).
-   * Default 10 000: bounded so that a long-running process does not grow without limit, and small
-   * enough that finished tasks die young instead of burdening the old-generation garbage collector.
+   * How many terminal tasks to remember for `getTask`/`waitUntilDone` (oldest forgotten first;
+   * `Infinity` keeps all). Default 10 000: bounded so that a long-running process does not grow
+   * without limit.
    */
   readonly maxFinishedTasks?: number;
 }
@@ -87,6 +87,8 @@ export class MemoryStore implements TaskStore {
   readonly #tasks = new Map<string, TaskRecord>();
   readonly #claimed = new Set<TaskRecord>();
   readonly #partitions = new Map<string, Partition>();
+  /** Tasks without pool, topic or required capabilities: visible to everyone, and the common case. */
+  readonly #open: Partition = { key: '', poolId: null, topic: null, requiredCapabilities: [], heap: new BinaryHeap<TaskRecord>(compareClaimOrder) };
   readonly #finished: TaskRecord[] = [];
   #finishedHead = 0;
   readonly #maxFinished: number;
@@ -96,8 +98,11 @@ export class MemoryStore implements TaskStore {
 
   constructor(options: MemoryStoreOptions = {}) {
     const max = options.maxFinishedTasks ?? DEFAULT_MAX_FINISHED_TASKS;
-    if (!Number.isInteger(max) || max < 0) throw new RangeError(`maxFinishedTasks must be a non-negative integer, got ${String(max)}`);
+    if (!(Number.isInteger(max) || max === Number.POSITIVE_INFINITY) || max < 0) {
+      throw new RangeError(`maxFinishedTasks must be a non-negative integer or Infinity, got ${String(max)}`);
+    }
     this.#maxFinished = max;
+    this.#partitions.set('', this.#open);
   }
 
   insertTask(input: NewTask): Task {
@@ -131,6 +136,14 @@ export class MemoryStore implements TaskStore {
 
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Task | null {
     this.#assertOpen();
+    if (this.#partitions.size === 1) {
+      // Only the open partition exists: no filter can hide it, no comparison across heaps.
+      const top = this.#liveTop(this.#open);
+      if (top === undefined) return null;
+      this.#open.heap.pop();
+      top.inHeap = false;
+      return snapshot(this.#claim(top, agentId, nowMs));
+    }
     let best: TaskRecord | undefined;
     let bestPartition: Partition | undefined;
     for (const partition of this.#partitions.values()) {
@@ -346,7 +359,7 @@ export class MemoryStore implements TaskStore {
   #enqueue(record: TaskRecord): void {
     const caps = record.requiredCapabilities;
     const key = record.poolId === null && record.topic === null && caps.length === 0 ? '' : `${record.poolId ?? ''}\u0000${record.topic ?? ''}\u0000${caps.join('\u0000')}`;
-    let partition = this.#partitions.get(key);
+    let partition = key === '' ? this.#open : this.#partitions.get(key);
     if (partition === undefined) {
       partition = { key, poolId: record.poolId, topic: record.topic, requiredCapabilities: caps, heap: new BinaryHeap<TaskRecord>(compareClaimOrder) };
       this.#partitions.set(key, partition);
@@ -365,7 +378,7 @@ export class MemoryStore implements TaskStore {
         if (partition.key !== '') this.#partitions.delete(partition.key);
         return undefined;
       }
-      if (top.state !== 'cancelled') return top;
+      if (top.state === 'pending') return top;
       heap.pop();
       top.inHeap = false;
     }

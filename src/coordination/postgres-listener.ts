@@ -8,6 +8,9 @@
 import pg from 'pg';
 import { quoteIdent } from './postgres-schema.js';
 
+/** `application_name` of LISTEN connections, so that operators can find them in pg_stat_activity. */
+export const LISTENER_APPLICATION_NAME = 'converge-listener';
+
 /** Callbacks of {@link PgListener}. */
 export interface PgListenerHandlers {
   readonly onNotify: (payload: string) => void;
@@ -50,7 +53,7 @@ export class PgListener {
   }
 
   async #connect(): Promise<void> {
-    const client = new pg.Client(this.#config);
+    const client = new pg.Client({ ...this.#config, application_name: LISTENER_APPLICATION_NAME, keepAlive: true });
     client.on('notification', (message) => {
       if (message.channel === this.#channel && message.payload !== undefined) this.#handlers.onNotify(message.payload);
     });

@@ -95,6 +95,7 @@ export function isPlainSubmitInput(value: unknown): value is z.output<typeof Sub
   const input = value as Record<string, unknown>;
   const { id, poolId, topic, requiredCapabilities, priority, claimTtlMs } = input;
   return (
+    'payload' in input &&
     (id === undefined || isId(id)) &&
     (poolId === undefined || poolId === null || isId(poolId)) &&
     (topic === undefined || topic === null || isId(topic)) &&

@@ -95,6 +95,8 @@ export class TaskManager {
   readonly #store: TaskStore;
   readonly #ownsStore: boolean;
   readonly #now: () => number;
+  /** Whether `now` was injected: then generated ids take their time from it too (deterministic tests). */
+  readonly #clockInjected: boolean;
   readonly #defaultClaimTtlMs: number | null;
   #closed = false;
 
@@ -103,6 +105,7 @@ export class TaskManager {
     this.#ownsStore = resolved.store === undefined;
     this.#store = resolved.store ?? new MemoryStore();
     this.#now = resolved.now ?? Date.now;
+    this.#clockInjected = resolved.now !== undefined;
     this.#defaultClaimTtlMs = resolved.defaultClaimTtlMs ?? null;
   }
 
@@ -264,7 +267,7 @@ export class TaskManager {
     const parsed = isPlainSubmitInput(input) ? input : parseInput(SubmitTaskSchema, input, name);
     const capabilities = parsed.requiredCapabilities;
     return {
-      id: parsed.id ?? newId('task', this.#now()),
+      id: parsed.id ?? (this.#clockInjected ? newId('task', this.#now()) : newId('task')),
       payload: parsed.payload ?? null,
       poolId: parsed.poolId ?? null,
       topic: parsed.topic ?? null,

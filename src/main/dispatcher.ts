@@ -8,10 +8,10 @@
  * in one frame; asynchronous ones as they settle, coalesced per microtask.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { serializeError } from '../shared/errors.js';
+import { ProtocolError, serializeError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
 import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
-import { type AckError, DispatchTag, IngestTag, MainSlot } from '../shared/protocol.js';
+import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
 
 /** What a handler receives besides the event. */
@@ -41,6 +41,9 @@ interface HandlerEntry {
   readonly handler: SubscriptionHandler | undefined;
 }
 
+/** Remembered frames beyond which `remember` tries to trim released ones. */
+const MAX_FRAMES_BEFORE_TRIM = 256;
+
 /** Frames drained per macrotask, so a storm of dispatches cannot starve the embedder's event loop. */
 const FRAMES_PER_TURN = 64;
 
@@ -56,6 +59,8 @@ export class MainDispatcher {
   readonly #handlers = new Map<number, HandlerEntry>();
   readonly #onError: (info: DispatchErrorInfo) => void;
   readonly #onFatal: (error: unknown) => void;
+  /** Event objects of this thread's ingest frames, by frame seq, until the worker releases them. */
+  readonly #sent = new Map<number, readonly PageChangeEvent[]>();
   #settled = 0;
   #errors: AckError[] = [];
   #flushQueued = false;
@@ -94,6 +99,27 @@ export class MainDispatcher {
     this.#handlers.delete(handle);
   }
 
+  /** Keeps a frame's events so that dispatches can refer to them instead of carrying copies. */
+  remember(seq: number, events: readonly PageChangeEvent[]): void {
+    this.#sent.set(seq, events);
+    if (this.#sent.size > MAX_FRAMES_BEFORE_TRIM) this.trim();
+  }
+
+  /**
+   * Drops remembered frames the worker has released. Only when the dispatch ring is empty: the
+   * worker publishes a release after the dispatch frames that refer to those events, so reading
+   * the release first and then finding the ring empty means no unread frame still needs them.
+   */
+  trim(): void {
+    if (this.#sent.size === 0) return;
+    const released = Atomics.load(this.#flags, MainSlot.RELEASED);
+    if (this.#consumer.ring.usedBytes() !== 0) return;
+    for (const seq of this.#sent.keys()) {
+      if (seq > released) break;
+      this.#sent.delete(seq);
+    }
+  }
+
   /** Called when the worker says it wrote while we were parked. Drains until the ring is empty. */
   wake(): void {
     if (this.#draining) return;
@@ -118,6 +144,7 @@ export class MainDispatcher {
         return;
       }
       this.#draining = false;
+      this.trim();
     } catch (error) {
       this.#draining = false;
       this.#onFatal(error);
@@ -130,11 +157,18 @@ export class MainDispatcher {
     const episodeId = frame[1] as string;
     let dispatchId = frame[2] as number;
     const groups = frame[3] as [unknown, number[]][];
-    for (const [tuple, handles] of groups) {
-      const event = tupleToEvent(tuple);
+    for (const [ref, handles] of groups) {
+      const event = typeof ref === 'number' ? this.#lookup(ref) : tupleToEvent(ref);
       for (const handle of handles) this.#run(handle, event, dispatchId++, episodeId);
     }
   };
+
+  #lookup(ref: number): PageChangeEvent {
+    const [seq, index] = parseEventRef(ref);
+    const event = this.#sent.get(seq)?.[index];
+    if (event === undefined) throw new ProtocolError(`dispatch refers to event ${index} of frame ${seq}, which is no longer held`);
+    return event;
+  }
 
   #run(handle: number, event: PageChangeEvent, dispatchId: number, episodeId: string): void {
     const entry = this.#handlers.get(handle);

@@ -30,6 +30,7 @@ import {
   type ConvergenceWorkerData,
   type EngineCounters,
   type EngineState,
+  type IngestMeta,
   IngestTag,
   MainSlot,
   type QuiescenceReport,
@@ -37,7 +38,6 @@ import {
   type WorkerMessage,
 } from '../shared/protocol.js';
 import { Ring, RingConsumer, RingProducer, type RingStats } from '../shared/ring.js';
-import { Slot } from '../shared/ring-layout.js';
 import { parseInput } from '../shared/validation.js';
 import { startWorker } from '../shared/worker-entry.js';
 import { type DispatchErrorInfo, dispatchContext, MainDispatcher, type SubscriptionHandler } from './dispatcher.js';
@@ -168,6 +168,7 @@ export class Engine {
   readonly #requests = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
   readonly #sources = new Map<ContextPageSource, AbortController>();
   #nextRequest = 1;
+  #nextFrameSeq = 1;
   #nextHandle = 1;
   #state: Lifecycle = 'running';
   #failure: ConvergeError | undefined;
@@ -282,25 +283,28 @@ export class Engine {
       const list = prepareEvents(events, sourceId);
       if (list.length === 0) return Promise.resolve();
       const cause = dispatchContext.getStore();
-      const meta = cause === undefined ? {} : { cause };
       const frames: Uint8Array[] = [];
-      for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), meta, frames);
+      for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), cause, frames);
       return this.#producer.write(frames) ?? Promise.resolve();
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  #encodeChunk(events: readonly PageChangeEvent[], meta: object, out: Uint8Array[]): void {
+  #encodeChunk(events: readonly PageChangeEvent[], cause: string | undefined, out: Uint8Array[]): void {
+    const seq = this.#nextFrameSeq;
+    const meta: IngestMeta = cause === undefined ? { seq } : { seq, cause };
     const frame = this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events);
     if (frame.length <= this.#ingest.maxFrameBytes) {
+      this.#nextFrameSeq++;
+      this.#dispatcher.remember(seq, events);
       out.push(frame);
       return;
     }
     if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ingest.maxFrameBytes);
     const half = events.length >> 1;
-    this.#encodeChunk(events.slice(0, half), meta, out);
-    this.#encodeChunk(events.slice(half), meta, out);
+    this.#encodeChunk(events.slice(0, half), cause, out);
+    this.#encodeChunk(events.slice(half), cause, out);
   }
 
   /**
@@ -535,8 +539,7 @@ export class Engine {
 
   /** Wakes a worker parked in Atomics.wait so it reads a Comlink message now. */
   #nudge(): void {
-    Atomics.add(this.#ingest.ctl, Slot.DATA_SIGNAL, 1);
-    Atomics.notify(this.#ingest.ctl, Slot.DATA_SIGNAL);
+    this.#ingest.nudge();
   }
 
   #onMessage(message: WorkerMessage): void {

@@ -57,7 +57,7 @@ export class ConvergenceDamper {
       return false;
     }
     const ref = pages?.get(pageId);
-    if (ref !== undefined && tolerance !== undefined && within(ref, next, tolerance)) { pages!.set(pageId, next); return true; }
+    if (ref !== undefined && tolerance !== undefined && within(ref, next, tolerance)) return true;
     if (pages === undefined) {
       pages = new Map();
       this.#refs.set(subId, pages);

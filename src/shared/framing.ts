@@ -178,6 +178,19 @@ class MsgpackWriter {
     this.pos = used;
   }
 
+  /**
+   * A position to come back to. Relative to the frame's start, because the frame moves when the
+   * slab is replaced mid-frame.
+   */
+  mark(): number {
+    return this.pos - this.start;
+  }
+
+  /** Drops everything written after `mark`. */
+  rewind(mark: number): void {
+    this.pos = this.start + mark;
+  }
+
   room(bytes: number): void {
     if (this.pos + bytes > this.buf.length) this.#replace(bytes);
   }
@@ -516,7 +529,7 @@ export class FrameEncoder {
     const w = this.#w;
     if (!present) return w.byte(NIL);
     const n = this.#columns.n;
-    const mark = w.pos;
+    const mark = w.mark();
     w.arrayHeader(n);
     // Consecutive events mostly carry the very same string: compare before hashing it again.
     let last: string | undefined;
@@ -537,7 +550,7 @@ export class FrameEncoder {
       w.uint(lastRef);
     }
     if (same && lastRef >= 0) {
-      w.pos = mark;
+      w.rewind(mark);
       w.uint(lastRef);
     }
   }
@@ -609,10 +622,10 @@ export class FrameEncoder {
       }
       const keys = Object.keys(x);
       w.arrayHeader(keys.length + 1);
-      // The shape is known only after the values are written: reserve a uint16 (valid msgpack).
-      w.room(3);
-      const at = w.pos;
-      w.pos += 3;
+      // The shape is known only after the values are written: reserve a uint32 (valid msgpack).
+      w.room(5);
+      const slot = w.mark();
+      w.pos += 5;
       let node = this.#shapeRoot;
       for (let j = 0; j < keys.length; j++) {
         const key = keys[j]!;
@@ -629,9 +642,9 @@ export class FrameEncoder {
         node.index = this.#shapes.length;
         this.#shapes.push(node);
       }
-      w.buf[at] = 0xcd;
-      w.buf[at + 1] = node.index >>> 8;
-      w.buf[at + 2] = node.index & 0xff;
+      const at = w.start + slot;
+      w.buf[at] = 0xce;
+      w.view.setUint32(at + 1, node.index);
     }
   }
 

@@ -37,9 +37,11 @@ export type IngestTag = (typeof IngestTag)[keyof typeof IngestTag];
 /** Tags of frames in the dispatch ring. */
 export const DispatchTag = {
   /**
-   * `[DISPATCH, episodeId, firstDispatchId, groups]`: each group is `[eventTuple, handles[]]`,
-   * one event and the main-thread subscription handles it goes to; dispatch ids are consecutive
-   * from `firstDispatchId` in group order, handle order.
+   * `[DISPATCH, episodeId, firstDispatchId, groups]`: each group is `[event, handles[]]`, one
+   * event and the main-thread subscription handles it goes to; dispatch ids are consecutive from
+   * `firstDispatchId` in group order, handle order. `event` is an event tuple, or — for an event
+   * the main thread itself wrote — a negative {@link eventRef} to the object it still holds, so the
+   * event is neither re-encoded here nor decoded there.
    */
   DISPATCH: 10,
 } as const;
@@ -49,6 +51,25 @@ export type DispatchTag = (typeof DispatchTag)[keyof typeof DispatchTag];
 export interface IngestMeta {
   /** Subscription whose handler emitted these events (for observed causality), if any. */
   cause?: string;
+  /**
+   * Set by the main thread on its own frames: a per-engine frame number. The main thread keeps the
+   * frame's event objects until the worker publishes {@link MainSlot.RELEASED} at or past it.
+   */
+  seq?: number;
+}
+
+/** Most events one ingest frame may carry (so that an {@link eventRef} is unambiguous). */
+export const MAX_EVENTS_PER_FRAME = 1024;
+
+/** A reference to event `index` of main-thread frame `seq`: a negative integer. */
+export function eventRef(seq: number, index: number): number {
+  return -(seq * MAX_EVENTS_PER_FRAME + index + 1);
+}
+
+/** Splits an {@link eventRef} into `[seq, index]`. */
+export function parseEventRef(ref: number): [number, number] {
+  const n = -ref - 1;
+  return [Math.floor(n / MAX_EVENTS_PER_FRAME), n % MAX_EVENTS_PER_FRAME];
 }
 
 /** A failed dispatch reported in an ACKS frame: `[dispatchId, subscriptionId, error]`. */
@@ -166,6 +187,12 @@ export interface ConvergenceWorkerData {
 export const MainSlot = {
   /** 1 while the main thread waits for a wake message before draining the dispatch ring again. */
   PARKED: 0,
+  /**
+   * Highest main-thread frame `seq` the worker has finished with. Stored only after the dispatch
+   * frames that refer to that frame's events are in the dispatch ring, so once the main thread has
+   * drained that ring after reading this value, no unread frame can still refer to them.
+   */
+  RELEASED: 1,
   /** Dispatch frames/handlers not yet acknowledged by the main thread (diagnostics). */
   SIZE: 4,
 } as const;

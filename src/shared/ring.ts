@@ -112,6 +112,15 @@ export class Ring {
     return Atomics.load(this.ctl, Slot.CLOSED) === 1;
   }
 
+  /**
+   * Wakes the consumer if it is parked in {@link RingConsumer.waitForData}, without writing data.
+   * Used to make a parked worker thread look at its MessagePort (a control-plane request).
+   */
+  nudge(): void {
+    Atomics.add(this.ctl, Slot.DATA_SIGNAL, 1);
+    Atomics.notify(this.ctl, Slot.DATA_SIGNAL);
+  }
+
   /** Marks the ring closed and wakes every sleeper; waiting producers reject with ClosedError. */
   close(): void {
     Atomics.store(this.ctl, Slot.CLOSED, 1);
@@ -335,13 +344,15 @@ export class RingConsumer {
    */
   drain(visit: FrameVisitor, maxFrames = Infinity): number {
     const ring = this.#ring;
-    const { bytes, words, mask, ctl } = ring;
+    const { bytes, words, mask, ctl, capacity } = ring;
     const start = Atomics.load(ctl, Slot.HEAD);
     let head = start;
     let frames = 0;
     let payloadBytes = 0;
     try {
-      while (frames < maxFrames) {
+      // Never read more than one lap: the bytes consumed in this drain are zeroed only on release,
+      // so after a completely full ring the next header position still holds the first record.
+      while (frames < maxFrames && ((head - start) | 0) < capacity) {
         const index = head & mask;
         const header = Atomics.load(words, index >> 2);
         if (header === 0) break;
@@ -383,31 +394,27 @@ export class RingConsumer {
   }
 
   /**
-   * Blocks this (worker) thread until a frame is published, the ring closes, or `timeoutMs` passes:
-   * spins briefly first, then parks with Atomics.wait. Returns true if data is ready.
+   * Blocks this (worker) thread until a frame is published, the ring is nudged or closes, or
+   * `timeoutMs` passes: spins briefly first, then parks with Atomics.wait. Returns true if data is
+   * ready; false may also mean a nudge or a spurious wake, so callers loop.
    */
   waitForData(timeoutMs = Infinity): boolean {
     const ring = this.#ring;
+    // A nudge (see Ring.nudge) bumps DATA_SIGNAL without publishing data: it must end the wait too,
+    // so that the caller can serve whatever the nudger posted (a control-plane message).
+    const entry = Atomics.load(ring.ctl, Slot.DATA_SIGNAL);
     for (let i = 0; i < this.#spin; i++) {
-      if (this.hasData()) return true;
+      if (this.hasData() || Atomics.load(ring.ctl, Slot.DATA_SIGNAL) !== entry) return this.hasData();
     }
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const signal = Atomics.load(ring.ctl, Slot.DATA_SIGNAL);
-      Atomics.store(ring.ctl, Slot.PARKED, 1);
-      if (this.hasData() || ring.isClosed()) {
-        Atomics.store(ring.ctl, Slot.PARKED, 0);
-        return this.hasData();
-      }
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        Atomics.store(ring.ctl, Slot.PARKED, 0);
-        return false;
-      }
-      Atomics.wait(ring.ctl, Slot.DATA_SIGNAL, signal, left === Infinity ? undefined : left);
+    const signal = Atomics.load(ring.ctl, Slot.DATA_SIGNAL);
+    Atomics.store(ring.ctl, Slot.PARKED, 1);
+    if (signal !== entry || this.hasData() || ring.isClosed() || timeoutMs <= 0) {
       Atomics.store(ring.ctl, Slot.PARKED, 0);
-      if (this.hasData()) return true;
+      return this.hasData();
     }
+    Atomics.wait(ring.ctl, Slot.DATA_SIGNAL, signal, timeoutMs === Infinity ? undefined : timeoutMs);
+    Atomics.store(ring.ctl, Slot.PARKED, 0);
+    return this.hasData();
   }
 
   /**

@@ -51,6 +51,9 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
       // Wake the main thread only if it said it is waiting (it re-checks the ring after saying so).
       if (Atomics.exchange(mainFlags, MainSlot.PARKED, 0) === 1) post({ type: 'wake' });
     },
+    releaseMainFrames(seq) {
+      Atomics.store(mainFlags, MainSlot.RELEASED, seq);
+    },
     post,
     ingestDrained: () => ingestRing.isDrained(),
   });

@@ -29,6 +29,7 @@ import {
   type EngineCounters,
   type IngestMeta,
   IngestTag,
+  eventRef,
   type QuiescenceReport,
   type SkippedReason,
   type SubscriptionSpec,
@@ -43,7 +44,9 @@ import { SubscriptionIndex } from '../shared/subscription-index.js';
 /** Where the runtime sends what it decides. */
 export interface RuntimeIO {
   /** Dispatches to main-thread handlers: groups of `[eventTuple, handles[]]`, ids consecutive from firstId. */
-  dispatchToMain(episodeId: string, firstId: number, groups: [EventTuple, number[]][]): void;
+  dispatchToMain(episodeId: string, firstId: number, groups: [EventTuple | number, number[]][]): void;
+  /** Called after a flush: the main thread may drop its frames up to `seq`. */
+  releaseMainFrames(seq: number): void;
   post(message: WorkerMessage): void;
   /** True when the ingest ring holds nothing reserved, unread or pending. */
   ingestDrained(): boolean;
@@ -86,7 +89,12 @@ export class ConvergenceRuntime {
   readonly #observed = new Set<string>();
   #nextDispatchId = 1;
   // Dispatches decided since the last flush, grouped per event.
-  #pendingGroups: [EventTuple, number[]][] = [];
+  #pendingGroups: [EventTuple | number, number[]][] = [];
+  // Main-thread frame being handled (its events can be referred to instead of re-encoded).
+  #frameSeq: number | undefined;
+  #eventIndex = 0;
+  #releasedSeq: number | undefined;
+  #releasePending = false;
   #pendingFirstId = 1;
   #pendingCount = 0;
   #closed = false;
@@ -110,7 +118,19 @@ export class ConvergenceRuntime {
       case IngestTag.EVENTS: {
         const meta = (frame[1] ?? {}) as IngestMeta;
         const events = readEvents(frame[2]);
-        for (const event of events) this.#receive(event, meta.cause, now);
+        this.#frameSeq = meta.seq;
+        try {
+          for (let i = 0; i < events.length; i++) {
+            this.#eventIndex = i;
+            this.#receive(events[i]!, meta.cause, now);
+          }
+        } finally {
+          this.#frameSeq = undefined;
+        }
+        if (meta.seq !== undefined) {
+          this.#releasedSeq = meta.seq;
+          this.#releasePending = true;
+        }
         break;
       }
       case IngestTag.ACKS: {
@@ -173,8 +193,16 @@ export class ConvergenceRuntime {
     return next;
   }
 
-  /** Writes the dispatches decided so far as one batch. */
+  /** Writes the dispatches decided so far as one batch, then releases the main frames they refer to. */
   flush(): void {
+    this.#flushDispatches();
+    if (this.#releasePending) {
+      this.#releasePending = false;
+      this.#io.releaseMainFrames(this.#releasedSeq!);
+    }
+  }
+
+  #flushDispatches(): void {
     if (this.#pendingCount === 0) return;
     const groups = this.#pendingGroups;
     const firstId = this.#pendingFirstId;
@@ -294,6 +322,7 @@ export class ConvergenceRuntime {
       }
       this.#deferred.delete(pageId);
       this.#quietSince = null;
+      // Delivered after its frame was released: it travels as a tuple, not a reference.
       this.#applyAndMatch(deferred.event, deferred.cause, now);
     }
   }
@@ -334,7 +363,10 @@ export class ConvergenceRuntime {
       }
       if (this.#episode.dispatchesEmitted >= this.#options.episodeBudget) this.#exhausted = true;
     }
-    if (handles !== undefined) this.#pendingGroups.push([eventToTuple(event), handles]);
+    if (handles !== undefined) {
+      const seq = this.#frameSeq;
+      this.#pendingGroups.push([seq === undefined ? eventToTuple(event) : eventRef(seq, this.#eventIndex), handles]);
+    }
   }
 
   #startEpisode(now: number): void {

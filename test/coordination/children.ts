@@ -65,13 +65,12 @@ export class Child {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no "${key}" from child within ${timeoutMs} ms\n${this.#stderr}`);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, left);
-        const self = this;
-        function done(): void {
+        const done = (): void => {
           clearTimeout(timer);
-          self.#waiters.delete(done);
+          this.#waiters.delete(done);
           resolve();
-        }
+        };
+        const timer = setTimeout(done, left);
         this.#waiters.add(done);
       });
     }

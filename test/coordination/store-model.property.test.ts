@@ -42,9 +42,9 @@ const filterArb: fc.Arbitrary<TaskFilter> = fc
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('submit' as const), priority: fc.integer({ min: -2, max: 2 }), poolId: fc.constantFrom(null, 'p', 'q'), topic: fc.constantFrom(null, 't', 'u'), caps: fc.subarray(['a', 'b']), ttl: fc.constantFrom(null, 10, 50) }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('claimNext' as const), agent: fc.constantFrom('x', 'y'), filter: filterArb }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('claim' as const), agent: fc.constantFrom('x', 'y'), index: fc.nat(40) }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('report' as const), agent: fc.constantFrom('x', 'y'), index: fc.nat(40), stale: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('cancel' as const), index: fc.nat(40) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('claim' as const), agent: fc.constantFrom('x', 'y'), index: fc.nat(25) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('report' as const), agent: fc.constantFrom('x', 'y'), index: fc.nat(25), stale: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('cancel' as const), index: fc.nat(25) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'release' as const }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 40 }) }) },
 );
@@ -126,7 +126,7 @@ async function run(store: TaskStore, ops: Op[]): Promise<void> {
 describe('stores agree with the naive model', () => {
   it('MemoryStore', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 80 }), async (ops) => {
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 80, size: 'max' }), async (ops) => {
         const store = new MemoryStore();
         try {
           await run(store, ops);
@@ -140,7 +140,7 @@ describe('stores agree with the naive model', () => {
 
   it('SqliteStore', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 80 }), async (ops) => {
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 80, size: 'max' }), async (ops) => {
         const store = new SqliteStore(':memory:');
         try {
           await run(store, ops);

@@ -48,7 +48,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         const tm = manager();
         const task = await tm.submit({ payload: { n: 1, nested: { list: [1, 'a', null] } } });
         expect(task).toEqual({
-          id: expect.stringMatching(/^task_[0-9a-f]{18}[0-9a-z]{9}$/),
+          id: expect.stringMatching(/^task_[0-9a-z]{19}$/),
           state: 'pending',
           payload: { n: 1, nested: { list: [1, 'a', null] } },
           result: null,
@@ -99,6 +99,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
           [{ payload: 1, requiredCapabilities: ['ok', 7] }, 'input.requiredCapabilities[1]'],
           [{ payload: 1, poolId: 'x'.repeat(257) }, 'input.poolId'],
           [null, 'input'],
+          [{ id: 'no-payload' }, 'input.payload'],
         ];
         for (const [input, field] of cases) {
           const error = await tm.submit(input as never).then(

@@ -239,7 +239,7 @@ describe('PageGraph', () => {
             expect(graph.nodeCount).toBe(nodes.size);
           }
         }),
-        { numRuns: 400 },
+        { numRuns: 400, plugins: [fc.interruptAfterTimeLimit(20_000)] },
       );
     });
   });

@@ -173,7 +173,7 @@ describe('matchesPredicate', () => {
         const compiled = compilePredicate(validatePredicate(predicate));
         for (const event of events) expect(compiled(event, graph)).toBe(matchesPredicate(predicate, event, graph));
       }),
-      { numRuns: 1500 },
+      { numRuns: 1500, plugins: [fc.interruptAfterTimeLimit(20_000)] },
     );
   });
 
@@ -209,11 +209,14 @@ describe('validatePredicate', () => {
   });
 
   it('property: every generated predicate is valid', () => {
-    fc.assert(fc.property(predicateArb, (p) => void validatePredicate(p)), { numRuns: 500 });
+    fc.assert(fc.property(predicateArb, (p) => void validatePredicate(p)), { numRuns: 500, plugins: [fc.interruptAfterTimeLimit(20_000)] });
   });
 
   it('edgeReach: maxHops > 0 without a root, or a root with maxHops <= 0, names the field', () => {
     expect(validationField(() => validatePredicate({ edgeReach: { maxHops: 2 } }))).toBe('predicate.edgeReach.root');
+    expect(validationField(() => validatePredicate({ edgeReach: { maxHops: 1 } }))).toBe('predicate.edgeReach.root');
+    expect(validatePredicate({ edgeReach: { maxHops: 0 } })).toEqual({ edgeReach: { maxHops: 0 } });
+    expect(validatePredicate({ edgeReach: { root: 'a', maxHops: 1 } })).toEqual({ edgeReach: { root: 'a', maxHops: 1 } });
     expect(validationField(() => validatePredicate({ edgeReach: { root: 'a', maxHops: 0 } }))).toBe('predicate.edgeReach.maxHops');
     expect(validationField(() => validatePredicate({ edgeReach: { root: 'a', maxHops: -1 } }))).toBe('predicate.edgeReach.maxHops');
     expect(validationField(() => validatePredicate({ edgeReach: { root: 'a', maxHops: 1.5 } }))).toBe('predicate.edgeReach.maxHops');

@@ -140,7 +140,7 @@ describe('WriteRateLimiter', () => {
           }
         },
       ),
-      { numRuns: 1000 },
+      { numRuns: 1000, plugins: [fc.interruptAfterTimeLimit(20_000)] },
     );
   });
 });

@@ -1,0 +1,147 @@
+/**
+ * What only the PostgreSQL store does: schema creation by racing processes, LISTEN/NOTIFY wake-ups
+ * with a poll fallback, advisory-lock leader election, and pools owned by the caller.
+ */
+import pg from 'pg';
+import { afterEach, expect, it } from 'vitest';
+import { ValidationError } from '../../src/shared/errors.js';
+import { PostgresStore, TaskManager } from '../../src/coordination/index.js';
+import { describePg, dropSchema, pgQuery, uniqueSchema } from '../helpers/pg.js';
+
+describePg('PostgresStore specifics', (url) => {
+  const stores: PostgresStore[] = [];
+  const schemas = new Set<string>();
+  const open = (schema: string, options: { pollIntervalMs?: number; onError?: (error: unknown) => void } = {}): PostgresStore => {
+    schemas.add(schema);
+    const store = new PostgresStore({ connectionString: url, schema, max: 3, ...options });
+    stores.push(store);
+    return store;
+  };
+
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((store) => store.close()));
+    await Promise.all([...schemas].map((schema) => dropSchema(url, schema)));
+    schemas.clear();
+  });
+
+  /** Resolves when `signal` aborts; rejects after `timeoutMs`. */
+  const aborted = (signal: AbortSignal, timeoutMs: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      if (signal.aborted) return resolve();
+      const timer = setTimeout(() => reject(new Error(`signal not aborted within ${timeoutMs} ms`)), timeoutMs);
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+
+  it('creates its schema on first use, safely when several processes start at once', async () => {
+    const schema = uniqueSchema();
+    const racers = Array.from({ length: 6 }, () => open(schema));
+    await Promise.all(racers.map((store, i) => new TaskManager({ store }).submit({ id: `first-${i}`, payload: i })));
+    const tables = await pgQuery<{ table_name: string }>(url, 'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
+    expect(tables.map((t) => t.table_name)).toEqual(['meta', 'pool_members', 'pools', 'tasks']);
+    expect((await new TaskManager({ store: racers[0]! }).listPendingTasks()).map((t) => t.id).sort()).toEqual(['first-0', 'first-1', 'first-2', 'first-3', 'first-4', 'first-5']);
+  });
+
+  it('keeps schemas apart', async () => {
+    const a = new TaskManager({ store: open(uniqueSchema()) });
+    const b = new TaskManager({ store: open(uniqueSchema()) });
+    await a.submit({ id: 'same', payload: 'a' });
+    await b.submit({ id: 'same', payload: 'b' });
+    expect((await a.claimNext('w'))?.payload).toBe('a');
+    expect((await b.getTask('same'))?.state).toBe('pending');
+  });
+
+  it('wakes waitUntilDone through LISTEN/NOTIFY, not the poll', async () => {
+    const schema = uniqueSchema();
+    const waiter = new TaskManager({ store: open(schema, { pollIntervalMs: 3_600_000 }) });
+    const worker = new TaskManager({ store: open(schema) });
+    const { id } = await worker.submit({ payload: 1 });
+    const waiting = waiter.waitUntilDone(id, { timeoutMs: 30_000 });
+    const claimed = await worker.claimNext('w');
+    await worker.report('w', id, 'via notify', { fencingToken: claimed!.fencingToken });
+    // With an hour-long poll, only the notification can deliver this before the 30 s timeout.
+    expect(await waiting).toMatchObject({ state: 'completed', result: 'via notify' });
+  });
+
+  it('falls back to polling when the LISTEN connection is lost', async () => {
+    const schema = uniqueSchema();
+    const errors: unknown[] = [];
+    const waiter = new TaskManager({ store: open(schema, { pollIntervalMs: 20, onError: (error) => errors.push(error) }) });
+    const worker = new TaskManager({ store: open(schema) });
+    const { id } = await worker.submit({ payload: 1 });
+    expect(await waiter.waitUntilDone(id, { timeoutMs: 1 })).toBeNull(); // the LISTEN connection is up now
+    const waiting = waiter.waitUntilDone(id, { timeoutMs: 30_000 });
+    // Kill the waiter's LISTEN connection (found by its application_name and channel)…
+    const killed = await pgQuery(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'converge-listener' AND query LIKE $1", [`%${schema}%`]);
+    expect(killed).toHaveLength(1);
+    // …and wait until the store has noticed (reported, not swallowed) before finishing the task.
+    const deadline = Date.now() + 20_000;
+    while (errors.length === 0) {
+      if (Date.now() > deadline) throw new Error('the lost LISTEN connection was never reported');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await worker.claim('w', id);
+    await worker.report('w', id, 'via poll');
+    expect(await waiting).toMatchObject({ state: 'completed', result: 'via poll' });
+  });
+
+  it('elects one leader per name with advisory locks, and hands over on release', async () => {
+    const schema = uniqueSchema();
+    const first = open(schema);
+    const second = open(schema);
+    const a = await first.leaderLock('source:repo');
+    const b = await second.leaderLock('source:repo');
+    expect(a.isLeader).toBe(true);
+    expect(b.isLeader).toBe(false);
+    expect(await b.tryAcquire()).toBe(false);
+    expect((await second.leaderLock('source:other')).isLeader).toBe(true);
+    expect((await open(uniqueSchema()).leaderLock('source:repo')).isLeader).toBe(true); // another schema, another election
+
+    await a.release();
+    expect(a.isLeader).toBe(false);
+    expect(a.signal.aborted).toBe(true);
+    expect(await b.tryAcquire()).toBe(true);
+    await expect(a.tryAcquire()).rejects.toMatchObject({ code: 'CONVERGE_STORE' });
+
+    // Closing the store releases its locks.
+    await second.close();
+    expect(b.isLeader).toBe(false);
+    expect((await first.leaderLock('source:repo')).isLeader).toBe(true);
+  });
+
+  it('notices a lost leadership when its connection dies, so another replica can lead', async () => {
+    const schema = uniqueSchema();
+    const name = `source:${schema}`;
+    const leader = await open(schema).leaderLock(name, { checkIntervalMs: 50 });
+    expect(leader.isLeader).toBe(true);
+    const terminated = await pgQuery<{ ok: boolean }>(
+      url,
+      `SELECT pg_terminate_backend(l.pid) AS ok FROM pg_locks l
+       WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)`,
+      [`${schema}:${name}`],
+    );
+    expect(terminated).toEqual([{ ok: true }]);
+    await aborted(leader.signal, 20_000);
+    expect(leader.isLeader).toBe(false);
+    expect((await open(schema).leaderLock(name)).isLeader).toBe(true);
+  });
+
+  it('leaves a pool it was given open', async () => {
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    const schema = uniqueSchema();
+    schemas.add(schema);
+    const store = new PostgresStore({ pool, schema });
+    await new TaskManager({ store }).submit({ payload: 1 });
+    await store.close();
+    expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await pool.end();
+  });
+
+  it('validates its options', () => {
+    expect(() => new PostgresStore({})).toThrow(ValidationError);
+    expect(() => new PostgresStore({ connectionString: url, pool: new pg.Pool() })).toThrow(expect.objectContaining({ field: 'options.connectionString' }));
+    expect(() => new PostgresStore({ connectionString: url, schema: 'bad-name; DROP' })).toThrow(expect.objectContaining({ field: 'options.schema' }));
+  });
+});
