@@ -120,6 +120,41 @@ describe('quiescence is never early', () => {
   });
 });
 
+describe('quiescence with a tiny ring (writes wait for space)', () => {
+  it('derived events that wait for ring space still hold quiescence', async () => {
+    const small = await createEngine({ ringBytes: 2048, episodeBudget: 100_000, rateLimit: { minIntervalMs: 1, burst: 1_000_000 } });
+    try {
+      let delivered = 0;
+      let running = 0;
+      await small.subscribe({
+        predicate: { dataType: 'fan' },
+        handler: async (event) => {
+          running++;
+          delivered++;
+          const depth = Number(event.extra?.['depth'] ?? 0);
+          if (depth < 3) {
+            // Six fat events per handler overflow a 2 KiB ring: the writes queue behind each other.
+            const children = Array.from({ length: 6 }, (_, i) =>
+              PageChange.added(`${event.pageId}.${i}`, { dataType: 'fan', extra: { depth: depth + 1, pad: 'x'.repeat(120) } }),
+            );
+            void small.dispatchChange(children.slice(0, 3));
+            await small.dispatchChange(children.slice(3));
+          }
+          running--;
+        },
+      });
+      await small.dispatchChange(PageChange.added('root', { dataType: 'fan', extra: { depth: 0 } }));
+      const report = await small.waitForQuiescence({ timeoutMs: 60_000 });
+      expect(report).not.toBeNull();
+      expect(running).toBe(0);
+      expect(delivered).toBe(1 + 6 + 36 + 216);
+      expect((await small.getStatus()).ring.fullWaits).toBeGreaterThan(0);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 function pathExists(graph: Graph, from: number, to: number): boolean {
   const seen = new Set([from]);
   const queue = [from];

@@ -185,6 +185,14 @@ describe('SubscriptionIndex', () => {
     expect(ids(index.match(event({ pageId: 'x', dataType: 'img' })))).not.toContain('both');
     expect(ids(index.match(event({ pageId: 'x', sourceId: 'git:x' })))).not.toContain('both');
     expect(ids(index.match(event({ pageId: 'x', kind: 'page_invalidated' })))).not.toContain('both');
+    index.add({ id: 'dir', predicate: { pageIdPrefix: 'file:docs/', dataType: 'doc' } });
+    expect(index.keyOf('dir')?.kind).toBe('pageIdPrefix');
+    expect(ids(index.match(event({ pageId: 'file:docs/z' })))).toContain('dir');
+    expect(ids(index.match(event({ pageId: 'file:docs/z', dataType: 'img' })))).not.toContain('dir');
+    index.add({ id: 'scoped', predicate: { scopeId: 'team', dataType: 'doc' } });
+    expect(index.keyOf('scoped')?.kind).toBe('scopeId');
+    expect(ids(index.match(event({ scopeId: 'team' })))).toContain('scoped');
+    expect(ids(index.match(event({ scopeId: 'team', dataType: 'img' })))).not.toContain('scoped');
     index.add({ id: 'typed', predicate: { pageIdIn: ['x'], dataType: 'doc2' } });
     expect(index.keyOf('typed')?.kind).toBe('dataType');
     expect(ids(index.match(event({ pageId: 'x', dataType: 'doc2' })))).toContain('typed');
