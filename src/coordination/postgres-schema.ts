@@ -149,7 +149,7 @@ export function pgStatements(schema: string) {
   const s = quoteIdent(schema);
   const tag = createHash('sha1').update(schema).digest('hex').slice(0, 10);
   const st = (op: string, text: string): NamedStatement => ({ name: `converge_${tag}_${op}`, text });
-  const notifyDone = (cte: string) => `WITH done AS (${cte} RETURNING ${TASK_COLUMNS}) SELECT done.*, pg_notify('${doneChannel(schema)}', done.id) FROM done`;
+  const notifyDone = (cte: string) => `${cte} RETURNING ${TASK_COLUMNS}`;
   return {
     insert: st(
       'insert',

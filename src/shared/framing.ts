@@ -810,12 +810,11 @@ export function readEvents(payload: unknown): PageChangeEvent[] {
   const sourceAll = typeof sourceId === 'number' ? dict[sourceId] : undefined;
   let at = 0;
   for (let i = 0; i < n; i++) {
+    const kindName = kindAll ?? PAGE_CHANGE_KINDS[(kind as readonly number[])[i]!];
+    const source = sourceAll ?? dict[(sourceId as readonly number[])[i]!];
+    if (kindName === undefined || source === undefined) throw corrupt(`bad kind or sourceId of event ${i}`);
     const end = at + pageId[i]!;
-    out[i] = {
-      kind: kindAll ?? PAGE_CHANGE_KINDS[(kind as readonly number[])[i]!]!,
-      pageId: pool.substring(at, end),
-      sourceId: sourceAll ?? dict[(sourceId as readonly number[])[i]!]!,
-    };
+    out[i] = { kind: kindName, pageId: pool.substring(at, end), sourceId: source };
     at = end;
   }
   // Optional fields are added column by column, in EVENT_FIELDS order: events with the same fields

@@ -75,8 +75,8 @@ const VISIT_WEIGHT = { pageIdIn: 1, pageIdPrefix: 8, scopeId: 8, sourcePrefix: 1
 
 /**
  * Holds subscriptions and answers which of them match an event. Matching costs one lookup per index,
- * a binary search per stored prefix that is a prefix of the event's ids, and one predicate call per
- * candidate — not per subscription.
+ * a binary search per stored prefix that is a prefix of the event's ids, and per candidate — not per
+ * subscription — one bit test for `kinds` plus, when anything else is left, one compiled-predicate call.
  *
  * Key choice: of the keys a subscription's predicate offers, the one whose bucket would cost least —
  * (current bucket size + 1) × the kind's visit weight, ties to the more selective kind. This keeps a

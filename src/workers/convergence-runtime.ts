@@ -328,6 +328,9 @@ export class ConvergenceRuntime {
   }
 
   #suppress(event: PageChangeEvent): void {
+    // Never delivered, but still a fact about the page graph (an invalidated page loses its edges,
+    // a renamed one moves them): apply it so the graph does not keep stale edges.
+    this.#graph.apply(event);
     this.#count('dispatchesRateLimited');
     this.#record(null, event, 'rate_limited');
   }

@@ -48,7 +48,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         const tm = manager();
         const task = await tm.submit({ payload: { n: 1, nested: { list: [1, 'a', null] } } });
         expect(task).toEqual({
-          id: expect.stringMatching(/^task_[0-9a-z]{19}$/),
+          id: expect.stringMatching(/^task_[0-9a-z]{13}1[0-9]{9}$/),
           state: 'pending',
           payload: { n: 1, nested: { list: [1, 'a', null] } },
           result: null,

@@ -10,7 +10,8 @@ import type { PagePredicate } from '../../src/shared/predicates.js';
 
 export const PAGE_IDS = ['a', 'b', 'c', 'ab', 'abc', 'b/x', 'b/y'] as const;
 export const SOURCE_IDS = ['file:/r', 'file:/r/x', 'file:/q', 'git:u@1', 'manual', 'f'] as const;
-export const PREFIXES = ['', 'f', 'fi', 'file:', 'file:/r', 'file:/r/', 'file:/q', 'g', 'git:', 'm', 'manual', 'x', 'a', 'b', 'b/', 'ab'] as const;
+export const SOURCE_PREFIXES = ['', 'f', 'fi', 'file:', 'file:/r', 'file:/r/', 'file:/q', 'g', 'git:', 'm', 'manual', 'x'] as const;
+export const PAGE_PREFIXES = ['', 'a', 'ab', 'abc', 'b', 'b/', 'b/x', 'c', 'x'] as const;
 export const DATA_TYPES = ['d1', 'd2', 'd3'] as const;
 export const SCOPES = ['s1', 's2'] as const;
 export const EDGE_TYPES = ['t1', 't2'] as const;
@@ -24,10 +25,10 @@ function subset<T>(items: readonly T[]) {
 
 const fields = {
   dataType: fc.oneof(fc.constantFrom(...DATA_TYPES), subset(DATA_TYPES)),
-  sourcePrefix: fc.constantFrom(...PREFIXES),
+  sourcePrefix: fc.constantFrom(...SOURCE_PREFIXES),
   scopeId: fc.constantFrom(...SCOPES),
   pageIdIn: subset(PAGE_IDS),
-  pageIdPrefix: fc.constantFrom(...PREFIXES),
+  pageIdPrefix: fc.constantFrom(...PAGE_PREFIXES),
   kinds: subset(PAGE_CHANGE_KINDS),
   effectiveAfter: bound,
   effectiveBefore: bound,

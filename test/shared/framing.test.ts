@@ -1,0 +1,235 @@
+/**
+ * Framing: event batches survive encode → (SharedArrayBuffer) → decode exactly, for any events;
+ * the bytes are plain msgpack; bad input is refused with coded errors naming what is wrong.
+ */
+import fc from 'fast-check';
+import { Packr, unpack, unpackMultiple } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { ProtocolError, ValidationError } from '../../src/shared/errors.js';
+import { PAGE_CHANGE_KINDS, type PageChangeEvent } from '../../src/shared/events.js';
+import { EVENT_FIELDS, FrameDecoder, FrameEncoder, eventToTuple, readEvents, tupleToEvent } from '../../src/shared/framing.js';
+
+/** Copies bytes into a SharedArrayBuffer, as a ring would hold them. */
+function shared(bytes: Uint8Array): Uint8Array {
+  const view = new Uint8Array(new SharedArrayBuffer(bytes.length + 16), 8, bytes.length);
+  view.set(bytes);
+  return view;
+}
+
+function roundTrip(events: readonly PageChangeEvent[], encoder = new FrameEncoder(), decoder = new FrameDecoder()): PageChangeEvent[] {
+  const frame = decoder.decode(shared(encoder.encodeEvents(1, { cause: 'sub_1' }, events)));
+  expect(frame.slice(0, 2)).toEqual([1, { cause: 'sub_1' }]);
+  return readEvents(frame[2]);
+}
+
+// -0 travels as 0 in msgpack (msgpackr does the same); generate numbers that survive as themselves.
+const number = fc.oneof(fc.integer(), fc.double(), fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }), fc.constantFrom(2 ** 32, -(2 ** 31) - 1, 255, 256, 65_535, 65_536)).map((n) => (Object.is(n, -0) ? 0 : n));
+const text = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.string({ unit: 'grapheme-ascii', maxLength: 300 }), fc.constantFrom('', 'file:/work/monorepo', 'é', '日本語', '😀'));
+const repeated = fc.oneof(fc.constantFrom('file:/repo', 'git:https://example.com/r.git@abc', 'design_monorepo_file', 'imports'), text);
+// '__proto__' and 'constructor' keys have their own test: msgpackr renames a nested '__proto__',
+// and toStrictEqual compares objects' `constructor` properties as their types.
+const key = fc.oneof(fc.constantFrom('value', 'relativePath', 'effectiveAt', 'addedRecords', 'toString', ''), fc.string({ unit: 'grapheme', maxLength: 12 })).filter((k) => k !== '__proto__' && k !== 'constructor');
+const nested: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small' },
+    text,
+    number,
+    fc.boolean(),
+    fc.constant(null),
+    fc.array(tie('value'), { maxLength: 3 }),
+    fc.dictionary(key, tie('value'), { maxKeys: 3, noNullPrototype: true }),
+  ),
+})).value;
+const extra = fc.dictionary(key, fc.oneof(text, number, fc.boolean(), fc.constant(null), nested), { maxKeys: 20, noNullPrototype: true });
+
+const event: fc.Arbitrary<PageChangeEvent> = fc.record(
+  {
+    kind: fc.constantFrom(...PAGE_CHANGE_KINDS),
+    pageId: text,
+    sourceId: repeated,
+    dataType: repeated,
+    scopeId: repeated,
+    related: fc.array(text, { maxLength: 3 }),
+    edgeType: repeated,
+    reason: text,
+    editDiff: text,
+    extra,
+    ts: number,
+  },
+  { requiredKeys: ['kind', 'pageId', 'sourceId'], noNullPrototype: true },
+);
+
+describe('FrameEncoder.encodeEvents / readEvents', () => {
+  it('round-trips any batch of events exactly (property)', () => {
+    const encoder = new FrameEncoder();
+    const decoder = new FrameDecoder();
+    fc.assert(
+      fc.property(fc.array(event, { maxLength: 40 }), (events) => {
+        // One encoder and decoder across runs: state carried between frames must never leak.
+        expect(roundTrip(events, encoder, decoder)).toStrictEqual(events);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('round-trips batches whose events share or vary every field (constant and mixed columns)', () => {
+    const base: PageChangeEvent = { kind: 'page_added', pageId: 'p', sourceId: 's', dataType: 'd', ts: 7, related: ['r'], extra: { value: 1 } };
+    const batches: PageChangeEvent[][] = [
+      [],
+      [base],
+      Array.from({ length: 300 }, (_, i) => ({ ...base, pageId: `p${i}` })),
+      Array.from({ length: 300 }, (_, i) => ({ ...base, pageId: `p${i}`, sourceId: `s${i % 3}`, ts: i % 2 === 0 ? i : undefined, related: i % 5 === 0 ? undefined : [`a${i}`, `b${i}`].slice(0, i % 3) })),
+      Array.from({ length: 200 }, (_, i) => ({ kind: PAGE_CHANGE_KINDS[i % 5]!, pageId: `p${i}`, sourceId: 's', extra: i % 2 === 0 ? { [`k${i}`]: i, value: `v${i}` } : { value: i } })),
+    ].map((batch) => batch.map((e) => JSON.parse(JSON.stringify(e)) as PageChangeEvent));
+    for (const batch of batches) expect(roundTrip(batch)).toStrictEqual(batch);
+  });
+
+  it('keeps extra values msgpack carries: nested data, dates, bytes, undefined, own __proto__ keys, many keys', () => {
+    const bytes = new Uint8Array([1, 2, 3]);
+    const when = new Date('2026-11-22T01:02:03.000Z');
+    const manyKeys = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`key${i}`, i % 2 === 0 ? i : `v${i}`]));
+    const proto = JSON.parse('{"__proto__": {"polluted": true}, "plain": 1, "constructor": "c", "hasOwnProperty": 2}') as Record<string, unknown>;
+    const events: PageChangeEvent[] = [
+      { kind: 'page_added', pageId: 'a', sourceId: 's', extra: { nested: { deep: [1, { x: 'y' }] }, when, bytes, missing: undefined } },
+      { kind: 'page_added', pageId: 'b', sourceId: 's', extra: manyKeys },
+      { kind: 'page_added', pageId: 'c', sourceId: 's', extra: proto },
+      { kind: 'page_added', pageId: 'd', sourceId: 's', extra: {} },
+    ];
+    const decoder = new FrameDecoder();
+    const back = roundTrip(events, new FrameEncoder(), decoder);
+    // Binary comes back as a Buffer (a Uint8Array), as msgpackr decodes it.
+    expect(back[0]!.extra).toStrictEqual({ nested: { deep: [1, { x: 'y' }] }, when, bytes: Buffer.from(bytes), missing: undefined });
+    expect(back[1]!.extra).toStrictEqual(manyKeys);
+    expect(Object.keys(back[2]!.extra!)).toEqual(['__proto__', 'plain', 'constructor', 'hasOwnProperty']);
+    expect(Object.entries(back[2]!.extra!)).toEqual([['__proto__', { polluted: true }], ['plain', 1], ['constructor', 'c'], ['hasOwnProperty', 2]]);
+    expect(Object.getPrototypeOf(back[2]!.extra)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(back[3]!.extra).toStrictEqual({});
+    // Decoded bytes are the decoder's own, not a view of its scratch buffer that the next frame reuses.
+    const kept = back[0]!.extra!.bytes as Uint8Array;
+    roundTrip([{ kind: 'page_added', pageId: 'z', sourceId: 's', extra: { bytes: new Uint8Array([9, 9, 9]) } }], new FrameEncoder(), decoder);
+    expect([...kept]).toEqual([1, 2, 3]);
+  });
+
+  it('handles large batches and strings: 70,000 events, a 3 MB editDiff, frames larger than the encoder slab', () => {
+    const many = Array.from({ length: 70_000 }, (_, i): PageChangeEvent => ({ kind: 'page_added', pageId: `p${i}`, sourceId: `s${i % 300}`, extra: { value: i } }));
+    expect(roundTrip(many)).toStrictEqual(many);
+    const big: PageChangeEvent[] = [
+      { kind: 'page_replaced', pageId: 'x'.repeat(70_000), sourceId: 's', related: ['é'.repeat(40_000)], editDiff: '😀'.repeat(800_000), extra: { blob: 'ab'.repeat(100_000) } },
+    ];
+    expect(roundTrip(big)).toStrictEqual(big);
+  });
+
+  it('frames stay valid after later encodes (each is its own bytes)', () => {
+    const encoder = new FrameEncoder();
+    const decoder = new FrameDecoder();
+    const batches = Array.from({ length: 300 }, (_, b) => Array.from({ length: 20 }, (_, i): PageChangeEvent => ({ kind: 'page_added', pageId: `b${b}-${i}`, sourceId: 's', reason: 'r'.repeat(b) })));
+    const frames = batches.map((batch) => encoder.encodeEvents(1, null, batch));
+    frames.forEach((frame, b) => expect(readEvents(decoder.decode(frame)[2])).toStrictEqual(batches[b]));
+  });
+
+  it('is plain msgpack: one value per frame, [tag, meta, columns], readable by any msgpack decoder', () => {
+    const frame = new FrameEncoder().encodeEvents(7, { cause: 'sub' }, [
+      { kind: 'page_replaced', pageId: 'new', sourceId: 'file:/r', related: ['old'], ts: 1_795_312_028_434 },
+      { kind: 'page_invalidated', pageId: 'p', sourceId: 'file:/r', reason: 'gone', ts: 1_795_312_028_435 },
+    ]);
+    const values = unpackMultiple(Buffer.from(frame)) as unknown[];
+    expect(values).toHaveLength(1);
+    const [tag, meta, payload] = values[0] as [number, unknown, unknown[]];
+    expect(tag).toBe(7);
+    expect(meta).toEqual({ cause: 'sub' });
+    expect(payload[0]).toBe(2);
+    // The decoded structure is all a reader needs: readEvents works on any decoder's output.
+    expect(readEvents(payload)).toStrictEqual([
+      { kind: 'page_replaced', pageId: 'new', sourceId: 'file:/r', related: ['old'], ts: 1_795_312_028_434 },
+      { kind: 'page_invalidated', pageId: 'p', sourceId: 'file:/r', reason: 'gone', ts: 1_795_312_028_435 },
+    ]);
+  });
+
+  it('decodes from a shared view that the ring may overwrite right after', () => {
+    const events: PageChangeEvent[] = [{ kind: 'page_added', pageId: 'file:src/a.ts', sourceId: 'file:/repo', extra: { relativePath: 'src/a.ts' } }];
+    const view = shared(new FrameEncoder().encodeEvents(1, null, events));
+    const frame = new FrameDecoder().decode(view);
+    view.fill(0);
+    expect(readEvents(frame[2])).toStrictEqual(events);
+  });
+
+  it.each([
+    [{ kind: 'page_exploded', pageId: 'a', sourceId: 's' }, 'events[1].kind'],
+    [{ kind: 'page_added', pageId: 42, sourceId: 's' }, 'events[1].pageId'],
+    [{ kind: 'page_added', pageId: 'a' }, 'events[1].sourceId'],
+    [{ kind: 'page_added', pageId: 'a', sourceId: 's', dataType: 5 }, 'events[1].dataType'],
+    [{ kind: 'page_added', pageId: 'a', sourceId: 's', related: 'b' }, 'events[1].related'],
+    [{ kind: 'page_added', pageId: 'a', sourceId: 's', related: ['b', 3] }, 'events[1].related[1]'],
+    [{ kind: 'page_added', pageId: 'a', sourceId: 's', extra: [1] }, 'events[1].extra'],
+    [{ kind: 'page_added', pageId: 'a', sourceId: 's', ts: '1' }, 'events[1].ts'],
+    [null, 'events[1]'],
+  ])('refuses %j with ValidationError naming %s, and the encoder stays usable', (bad, field) => {
+    const encoder = new FrameEncoder();
+    const good: PageChangeEvent = { kind: 'page_added', pageId: 'ok', sourceId: 's' };
+    expect(() => encoder.encodeEvents(1, null, [good, bad as PageChangeEvent])).toThrow(expect.objectContaining({ name: 'ValidationError', code: 'CONVERGE_VALIDATION', field }));
+    expect(() => encoder.encodeEvents(1, null, [good, bad as PageChangeEvent])).toThrow(ValidationError);
+    expect(roundTrip([good], encoder)).toStrictEqual([good]);
+  });
+
+  it('treats null optional fields as absent, as eventToTuple does', () => {
+    const withNulls = { kind: 'page_added', pageId: 'a', sourceId: 's', dataType: null, extra: null, ts: null } as unknown as PageChangeEvent;
+    expect(roundTrip([withNulls])).toStrictEqual([{ kind: 'page_added', pageId: 'a', sourceId: 's' }]);
+  });
+});
+
+describe('FrameDecoder and readEvents on bad input', () => {
+  const decoder = new FrameDecoder();
+  const packr = new Packr({ useRecords: false });
+  const good = new FrameEncoder().encodeEvents(1, null, [{ kind: 'page_added', pageId: 'a', sourceId: 's', related: ['b'], extra: { v: 'x' } }]);
+  const payload = (): unknown[] => structuredClone(unpack(Buffer.from(good)) as unknown[])[2] as unknown[];
+
+  it('a frame that is not msgpack, truncated, or not a tagged array → ProtocolError', () => {
+    for (const bytes of [new Uint8Array([0xc1]), good.subarray(0, good.length - 3), packr.pack({ not: 'an array' }), packr.pack(['tag?'])]) {
+      expect(() => decoder.decode(shared(bytes))).toThrow(ProtocolError);
+    }
+  });
+
+  it('corrupt event columns → ProtocolError, never wrong events', () => {
+    const corruptions: ((p: unknown[]) => void)[] = [
+      (p) => p.pop(),
+      (p) => (p[0] = -1),
+      (p) => (p[2] = [1, 2]),
+      (p) => (p[3] = 99),
+      (p) => (p[1] = 42),
+      (p) => (p[1] = [7]),
+      (p) => (p[14] = 'x'),
+      (p) => (p[14] = `${p[14] as string}extra`),
+      (p) => (p[10] = [[5, 'x']]),
+      (p) => (p[13] = 'not a list'),
+    ];
+    for (const corrupt of corruptions) {
+      const p = payload();
+      corrupt(p);
+      expect(() => readEvents(p)).toThrow(ProtocolError);
+    }
+    expect(() => readEvents('nope')).toThrow(expect.objectContaining({ code: 'CONVERGE_PROTOCOL' }));
+  });
+});
+
+describe('tuples and generic frames', () => {
+  it('eventToTuple / tupleToEvent round-trip, dropping trailing absent fields; readEvents accepts tuple arrays', () => {
+    const event: PageChangeEvent = { kind: 'page_replaced', pageId: 'n', sourceId: 's', related: ['o'] };
+    const tuple = eventToTuple(event);
+    expect(tuple).toEqual([1, 'n', 's', null, null, ['o']]);
+    expect(EVENT_FIELDS[5]).toBe('related');
+    expect(tupleToEvent(tuple)).toStrictEqual(event);
+    expect(readEvents([tuple, eventToTuple({ kind: 'page_added', pageId: 'a', sourceId: 's', ts: 3 })])).toStrictEqual([event, { kind: 'page_added', pageId: 'a', sourceId: 's', ts: 3 }]);
+    expect(readEvents([])).toEqual([]);
+    expect(() => tupleToEvent([9, 'a', 's'])).toThrow(ProtocolError);
+    expect(() => tupleToEvent(['a'])).toThrow(ProtocolError);
+  });
+
+  it('encode/decode carries any tagged frame', () => {
+    const encoder = new FrameEncoder();
+    const decoder = new FrameDecoder();
+    const frame = [3, 17, { id: 'sub_1', handle: 2, predicate: { dataType: ['a', 'b'] }, target: 'main' }];
+    expect(decoder.decode(shared(encoder.encode(frame)))).toEqual(frame);
+    expect(decoder.decode(shared(encoder.encode([6])))).toEqual([6]);
+  });
+});
