@@ -162,7 +162,7 @@ async function quiescenceLatency(quick: boolean): Promise<Record<string, string>
   let lastSettled = 0;
   const engine = await engineWith(100, () => undefined);
   await engine.subscribe({
-    predicate: { dataType: 'type-1' },
+    predicate: {},
     handler: async () => {
       await new Promise((resolve) => setImmediate(resolve));
       lastSettled = performance.now();

@@ -15,6 +15,12 @@ interface Waiter {
 /** Waiters keyed by task id. */
 export class DoneWaiters {
   readonly #byId = new Map<string, Set<Waiter>>();
+  readonly #onEmpty: ((id: string) => void) | undefined;
+
+  /** `onEmpty(id)` runs when the last waiter of `id` is gone (woken, timed out or settled). */
+  constructor(onEmpty?: (id: string) => void) {
+    this.#onEmpty = onEmpty;
+  }
 
   /** Number of task ids with at least one waiter. */
   get size(): number {
@@ -46,7 +52,10 @@ export class DoneWaiters {
     const settle = (task: Task | null): void => {
       if (!waiters.delete(waiter)) return;
       clearTimeout(waiter.timer);
-      if (waiters.size === 0 && this.#byId.get(id) === waiters) this.#byId.delete(id);
+      if (waiters.size === 0 && this.#byId.get(id) === waiters) {
+        this.#byId.delete(id);
+        this.#onEmpty?.(id);
+      }
       waiter.resolve(task);
     };
     waiters.add(waiter);
@@ -59,6 +68,7 @@ export class DoneWaiters {
     const waiters = this.#byId.get(task.id);
     if (waiters === undefined) return;
     this.#byId.delete(task.id);
+    this.#onEmpty?.(task.id);
     for (const waiter of waiters) {
       clearTimeout(waiter.timer);
       waiter.resolve(task);

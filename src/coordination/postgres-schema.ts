@@ -9,6 +9,8 @@
  *   far below 2^53.
  * - Statements are named (prepared once per connection); names carry a hash of the schema because
  *   one connection may serve several schemas.
+ * - `waiters` (unlogged: it is only a hint) lists the tasks some process waits for; terminal
+ *   transitions NOTIFY only those.
  */
 import { createHash } from 'node:crypto';
 import type { Task, TaskState } from './task.js';
@@ -71,6 +73,12 @@ CREATE TABLE IF NOT EXISTS ${s}.pool_members (
   PRIMARY KEY (pool_id, agent_id)
 );
 CREATE INDEX IF NOT EXISTS pool_members_agent_idx ON ${s}.pool_members (agent_id);
+CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.waiters (
+  task_id text COLLATE "C" NOT NULL,
+  waiter_id text NOT NULL,
+  expires_at bigint NOT NULL,
+  PRIMARY KEY (task_id, waiter_id)
+);
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${PG_SCHEMA_VERSION}') ON CONFLICT (key) DO NOTHING;
 `;
 }
@@ -149,7 +157,14 @@ export function pgStatements(schema: string) {
   const s = quoteIdent(schema);
   const tag = createHash('sha1').update(schema).digest('hex').slice(0, 10);
   const st = (op: string, text: string): NamedStatement => ({ name: `converge_${tag}_${op}`, text });
-  const notifyDone = (cte: string) => `${cte} RETURNING ${TASK_COLUMNS}`;
+  // Notify only tasks somebody waits for: a notifying transaction holds a database-wide lock until
+  // its commit is flushed (PostgreSQL serialises NOTIFY in commit order), which would take terminal
+  // transitions out of group commit for nothing.
+  const notifyDone = (cte: string) =>
+    `WITH done AS (${cte} RETURNING ${TASK_COLUMNS})
+     SELECT done.*, CASE WHEN EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
+       THEN pg_notify('${doneChannel(schema)}', done.id) END AS notified
+     FROM done`;
   return {
     insert: st(
       'insert',
@@ -192,6 +207,13 @@ export function pgStatements(schema: string) {
     pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} ORDER BY seq`),
     pendingByPriority: st('pending_priority', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} ORDER BY priority DESC, id`),
     done: st('done', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[]) AND ${TERMINAL}`),
+    addWaiter: st(
+      'add_waiter',
+      `WITH expired AS (DELETE FROM ${s}.waiters WHERE expires_at < $4)
+       INSERT INTO ${s}.waiters (task_id, waiter_id, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (task_id, waiter_id) DO UPDATE SET expires_at = GREATEST(${s}.waiters.expires_at, EXCLUDED.expires_at)`,
+    ),
+    removeWaiter: st('remove_waiter', `DELETE FROM ${s}.waiters WHERE task_id = $1 AND waiter_id = $2`),
     insertPool: st(
       'insert_pool',
       `INSERT INTO ${s}.pools (id, topics, trust_threshold, has_admission_policy) VALUES ($1, $2::text[], $3, $4) ON CONFLICT (id) DO NOTHING`,

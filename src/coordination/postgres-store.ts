@@ -12,6 +12,7 @@
  * transaction-scoped advisory lock, so that several processes starting at once do not collide.
  * `leaderLock(name)` elects one leader among replicas with session advisory locks.
  */
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { z } from 'zod';
 import { ClosedError, DuplicateIdError, StoreError } from '../shared/errors.js';
@@ -72,6 +73,8 @@ const DEFAULT_POOL_SIZE = 10;
 const DEFAULT_POLL_INTERVAL_MS = 1_000;
 const UNIQUE_VIOLATION = '23505';
 const FOREIGN_KEY_VIOLATION = '23503';
+/** How long a `waiters` row outlives its wait, in case the process dies without removing it. */
+const WAITER_GRACE_MS = 60_000;
 
 /** PostgreSQL-backed {@link TaskStore}. */
 export class PostgresStore implements TaskStore {
@@ -82,7 +85,9 @@ export class PostgresStore implements TaskStore {
   readonly #ownsPool: boolean;
   readonly #clientConfig: pg.ClientConfig;
   readonly #sql: ReturnType<typeof pgStatements>;
-  readonly #waiters = new DoneWaiters();
+  readonly #waiters = new DoneWaiters((id) => this.#removeWaiterRow(id));
+  /** This instance's name in the `waiters` table. */
+  readonly #waiterId = randomUUID();
   readonly #poller: DonePoller;
   readonly #listener: PgListener;
   readonly #locks = new Set<LeaderLock>();
@@ -208,21 +213,26 @@ export class PostgresStore implements TaskStore {
 
   async waitUntilDone(id: string, timeoutMs: number): Promise<Task | null> {
     this.#assertOpen();
-    if (timeoutMs > 0) {
-      // Listen before looking, so that a completion right after the look is notified, not missed.
-      await this.#listener.ready().catch((error: unknown) => this.#onError(error));
+    if (timeoutMs <= 0) {
+      const task = await this.getTask(id);
+      return task !== null && isTerminalState(task.state) ? task : null;
     }
-    const waiting = timeoutMs > 0 ? this.#waiters.wait(id, timeoutMs) : undefined;
+    // Listen, then say who waits (so terminal transitions notify), then look: a completion after
+    // the look is notified; one racing the registration is caught by the look or by the poll.
+    await this.#listener.ready().catch((error: unknown) => this.#onError(error));
+    const fresh = !this.#waiters.has(id);
+    const waiting = this.#waiters.wait(id, timeoutMs);
     let task: Task | null;
     try {
+      if (fresh) await this.#query(this.#sql.addWaiter, [id, this.#waiterId, Date.now() + timeoutMs + WAITER_GRACE_MS, Date.now()]);
       task = await this.getTask(id);
     } catch (error) {
-      waiting?.settle(null);
+      waiting.settle(null);
       throw error;
     }
-    if (task === null || isTerminalState(task.state) || waiting === undefined) {
-      waiting?.settle(task);
-      return task !== null && isTerminalState(task.state) ? task : null;
+    if (task === null || isTerminalState(task.state)) {
+      waiting.settle(task);
+      return task;
     }
     this.#poller.schedule();
     return waiting.promise;
@@ -369,6 +379,13 @@ export class PostgresStore implements TaskStore {
     // A poll is also the moment to restore a LISTEN connection that dropped.
     void this.#listener.ready().catch(() => undefined);
     return (await this.#query<PgTaskRow>(this.#sql.done, [ids])).rows.map(pgRowToTask);
+  }
+
+  #removeWaiterRow(id: string): void {
+    if (this.#closed) return;
+    this.#query(this.#sql.removeWaiter, [id, this.#waiterId]).catch((error: unknown) => {
+      if (!this.#closed) this.#onError(error);
+    });
   }
 
   #onNotify(id: string): void {

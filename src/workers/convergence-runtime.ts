@@ -38,6 +38,7 @@ import {
   zeroCounters,
 } from '../shared/protocol.js';
 import { WriteRateLimiter } from '../shared/rate-limiter.js';
+import { ChangeFeed } from './change-feed.js';
 import { SubscriptionIndex } from '../shared/subscription-index.js';
 
 
@@ -83,9 +84,7 @@ export class ConvergenceRuntime {
   #inFlight = 0;
   #quietSince: number | null = null;
   readonly #quiescenceWaiters: number[] = [];
-  readonly #feed: (ChangeFeedEntry | undefined)[];
-  #feedNext = 0;
-  #feedSeq = 0;
+  readonly #feed: ChangeFeed;
   readonly #observed = new Set<string>();
   #nextDispatchId = 1;
   // Dispatches decided since the last flush, grouped per event.
@@ -104,7 +103,7 @@ export class ConvergenceRuntime {
     this.#io = io;
     this.#index = new SubscriptionIndex<Subscription>({ capacity: options.subscriptionCapacity });
     this.#limiter = new WriteRateLimiter({ minIntervalMs: options.rateLimit.minIntervalMs, burst: options.rateLimit.burst });
-    this.#feed = new Array(Math.max(0, options.changeFeedSize));
+    this.#feed = new ChangeFeed(options.changeFeedSize);
   }
 
   get closed(): boolean {
@@ -230,15 +229,7 @@ export class ConvergenceRuntime {
 
   /** The newest `limit` entries of the change feed, oldest first. */
   changeFeed(limit: number): ChangeFeedEntry[] {
-    const size = this.#feed.length;
-    const count = Math.min(limit, this.#feedSeq, size);
-    if (count <= 0) return [];
-    const out: ChangeFeedEntry[] = [];
-    for (let i = count; i > 0; i--) {
-      const entry = this.#feed[(this.#feedNext - i + size) % size];
-      if (entry !== undefined) out.push({ ...entry });
-    }
-    return out;
+    return this.#feed.read(limit);
   }
 
   /** Cycles among subscriptions: declared outputs that can feed predicates, plus observed causality. */
@@ -274,20 +265,24 @@ export class ConvergenceRuntime {
   #receive(event: PageChangeEvent, cause: string | undefined, now: number): void {
     if (event.ts === undefined) event.ts = Date.now();
     this.#startEpisode(now);
-    this.#count('eventsReceived');
+    this.#totals.eventsReceived++;
+    this.#episode.eventsReceived++;
     if (!isRateLimitedKind(event.kind)) {
       this.#graph.apply(event);
       this.#match(event, cause, now);
       return;
     }
-    const key = `page:${event.pageId}`;
+    // The limiter serves pages only, so its key is the page id itself (DESIGN's `page:<id>`
+    // without building that string for every event).
+    const key = event.pageId;
     const pending = this.#deferred.get(event.pageId);
     if (pending !== undefined) {
       // A newer change of a page that already waits for its bucket: it takes the waiting slot (the
       // page's final state is what subscribers must see) and the superseded one is recorded.
       this.#suppress(pending.event);
       this.#deferred.set(event.pageId, { event, dueAt: pending.dueAt, cause });
-      this.#count('dispatchesDeferred');
+      this.#totals.dispatchesDeferred++;
+      this.#episode.dispatchesDeferred++;
       return;
     }
     if (this.#limiter.allow(key, now)) {
@@ -296,7 +291,8 @@ export class ConvergenceRuntime {
     }
     if (this.#options.rateLimit.trailing) {
       this.#deferred.set(event.pageId, { event, dueAt: this.#limiter.nextAllowedAt(key, now), cause });
-      this.#count('dispatchesDeferred');
+      this.#totals.dispatchesDeferred++;
+      this.#episode.dispatchesDeferred++;
     } else {
       this.#suppress(event);
     }
@@ -315,7 +311,7 @@ export class ConvergenceRuntime {
     // Deterministic order: by due time, then by page id.
     due.sort((a, b) => a[1].dueAt - b[1].dueAt || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     for (const [pageId, deferred] of due) {
-      const key = `page:${pageId}`;
+      const key = pageId;
       if (!this.#limiter.allow(key, now)) {
         deferred.dueAt = Math.max(now + 1, this.#limiter.nextAllowedAt(key, now));
         continue;
@@ -331,7 +327,8 @@ export class ConvergenceRuntime {
     // Never delivered, but still a fact about the page graph (an invalidated page loses its edges,
     // a renamed one moves them): apply it so the graph does not keep stale edges.
     this.#graph.apply(event);
-    this.#count('dispatchesRateLimited');
+    this.#totals.dispatchesRateLimited++;
+    this.#episode.dispatchesRateLimited++;
     this.#record(null, event, 'rate_limited');
   }
 
@@ -344,19 +341,23 @@ export class ConvergenceRuntime {
     let handles: number[] | undefined;
     const value = event.extra?.['value'];
     for (const sub of matches) {
-      this.#count('dispatchesAttempted');
+      this.#totals.dispatchesAttempted++;
+      this.#episode.dispatchesAttempted++;
       if (cause !== undefined && this.#observed.size < MAX_OBSERVED_CAUSAL_EDGES) this.#observed.add(`${cause}\u0000${sub.id}`);
       if (this.#exhausted) {
-        this.#count('budgetExhausted');
+        this.#totals.budgetExhausted++;
+        this.#episode.budgetExhausted++;
         this.#record(sub.id, event, 'budget_exhausted');
         continue;
       }
       if (sub.tolerance !== undefined && value !== undefined && this.#damper.shouldSkip(sub.id, event.pageId, value, sub.tolerance)) {
-        this.#count('dispatchesDamped');
+        this.#totals.dispatchesDamped++;
+        this.#episode.dispatchesDamped++;
         this.#record(sub.id, event, 'damped');
         continue;
       }
-      this.#count('dispatchesEmitted');
+      this.#totals.dispatchesEmitted++;
+      this.#episode.dispatchesEmitted++;
       this.#record(sub.id, event, undefined);
       if (sub.target === 'main') {
         (handles ??= []).push(sub.handle);
@@ -410,26 +411,8 @@ export class ConvergenceRuntime {
     for (const requestId of this.#quiescenceWaiters.splice(0)) this.#io.post({ type: 'reply', requestId, value: report });
   }
 
-  #count(name: keyof EngineCounters): void {
-    this.#totals[name]++;
-    this.#episode[name]++;
-  }
-
   #record(subscriptionId: string | null, event: PageChangeEvent, skippedReason: SkippedReason | undefined): void {
-    const size = this.#feed.length;
-    if (size === 0) return;
-    const entry: ChangeFeedEntry = {
-      seq: ++this.#feedSeq,
-      ts: event.ts ?? Date.now(),
-      episodeId: this.#episodeId,
-      subscriptionId,
-      pageId: event.pageId,
-      kind: event.kind,
-      sourceId: event.sourceId,
-    };
-    if (skippedReason !== undefined) entry.skippedReason = skippedReason;
-    this.#feed[this.#feedNext] = entry;
-    this.#feedNext = (this.#feedNext + 1) % size;
+    this.#feed.record(this.#episodeId, subscriptionId, event, skippedReason);
   }
 }
 

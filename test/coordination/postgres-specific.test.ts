@@ -40,7 +40,7 @@ describePg('PostgresStore specifics', (url) => {
     const racers = Array.from({ length: 6 }, () => open(schema));
     await Promise.all(racers.map((store, i) => new TaskManager({ store }).submit({ id: `first-${i}`, payload: i })));
     const tables = await pgQuery<{ table_name: string }>(url, 'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
-    expect(tables.map((t) => t.table_name)).toEqual(['meta', 'pool_members', 'pools', 'tasks']);
+    expect(tables.map((t) => t.table_name)).toEqual(['meta', 'pool_members', 'pools', 'tasks', 'waiters']);
     expect((await new TaskManager({ store: racers[0]! }).listPendingTasks()).map((t) => t.id).sort()).toEqual(['first-0', 'first-1', 'first-2', 'first-3', 'first-4', 'first-5']);
   });
 
@@ -63,6 +63,38 @@ describePg('PostgresStore specifics', (url) => {
     await worker.report('w', id, 'via notify', { fencingToken: claimed!.fencingToken });
     // With an hour-long poll, only the notification can deliver this before the 30 s timeout.
     expect(await waiting).toMatchObject({ state: 'completed', result: 'via notify' });
+  });
+
+  it('notifies only tasks somebody waits for', async () => {
+    const schema = uniqueSchema();
+    const waiter = new TaskManager({ store: open(schema, { pollIntervalMs: 3_600_000 }) });
+    const worker = new TaskManager({ store: open(schema) });
+    const heard: string[] = [];
+    const listener = new pg.Client({ connectionString: url });
+    await listener.connect();
+    try {
+      listener.on('notification', (message) => heard.push(message.payload ?? ''));
+      await listener.query(`LISTEN "converge_done_${schema}"`);
+      await worker.submitMany([{ id: 'unwatched', payload: 1 }, { id: 'watched', payload: 2 }]);
+      const waiting = waiter.waitUntilDone('watched', { timeoutMs: 30_000 });
+      await waiter.waitUntilDone('unwatched', { timeoutMs: 0 }); // a zero wait registers nothing
+      await worker.cancelTask('unwatched');
+      await worker.cancelTask('watched');
+      expect(await waiting).toMatchObject({ id: 'watched', state: 'cancelled' });
+      // Notifications arrive in commit order: had 'unwatched' been notified, it would come first.
+      const deadline = Date.now() + 20_000;
+      while (!heard.includes('watched')) {
+        if (Date.now() > deadline) throw new Error('no notification for the watched task');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      expect(heard).toEqual(['watched']);
+      // The finished wait removes its row.
+      while ((await pgQuery(url, `SELECT task_id FROM "${schema}".waiters`)).length > 0) {
+        if (Date.now() > deadline) throw new Error('the waiters row was never removed');
+      }
+    } finally {
+      await listener.end();
+    }
   });
 
   it('falls back to polling when the LISTEN connection is lost', async () => {
