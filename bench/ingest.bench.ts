@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import { Bench } from 'tinybench';
-import { createEngine, type Engine, matchesPredicate, PageChange, type PageChangeEvent, type PagePredicate } from '../src/main/index.js';
+import { createEngine, type Engine, matchesPredicate, type PageChangeEvent, type PagePredicate } from '../src/main/index.js';
 
 const BATCH = 1000;
 const DATA_TYPES = 500;
@@ -73,6 +73,12 @@ interface Row {
   'dispatches/event': string;
 }
 
+/** A task's statistics; a benchmark whose task failed must not print a figure. */
+function completed<R extends { state: string }>(result: R): Extract<R, { state: 'completed' }> {
+  if (result.state !== 'completed') throw new Error(`benchmark task ended ${result.state}: ${JSON.stringify((result as { error?: unknown }).error ?? '')}`);
+  return result as Extract<R, { state: 'completed' }>;
+}
+
 function fmt(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : n.toFixed(0);
 }
@@ -100,12 +106,12 @@ async function throughput(quick: boolean): Promise<Row[]> {
     bench.add('baseline', () => baseline.publish(baselineBatch));
     dispatched = 0;
     await bench.run();
-    const [engineTask, baselineTask] = bench.tasks;
-    const engineMs = engineTask!.result.latency.mean;
-    const baseMs = baselineTask!.result.latency.mean;
+    const [engineResult, baselineResult] = bench.tasks.map((task) => completed(task.result));
+    const engineMs = engineResult!.latency.mean;
+    const baseMs = baselineResult!.latency.mean;
     const engineRate = eventsPerIteration / (engineMs / 1000);
     const baseRate = baselineEvents / (baseMs / 1000);
-    const runs = engineTask!.result.latency.samplesCount ?? 1;
+    const runs = engineResult!.latency.samplesCount ?? 1;
     rows.push({
       subscriptions,
       'engine events/s': fmt(engineRate),

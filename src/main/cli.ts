@@ -10,7 +10,8 @@
 import { parseArgs } from 'node:util';
 import { cpus } from 'node:os';
 import { ValidationError } from '../shared/errors.js';
-import { STORM_DEFAULTS, runStorm, type StormOptions, type StormRow } from './storm.js';
+import { ringCapacityFor } from '../shared/ring.js';
+import { STORM_DEFAULTS, resolveStormOptions, runStorm, type StormOptions, type StormRow } from './storm.js';
 
 const HELP = `Usage: converge [command] [options]
 
@@ -32,6 +33,7 @@ function integer(flag: string, text: string): number {
   return Number(text.replaceAll('_', ''));
 }
 
+const bytes = (n: number): string => (n >= 1024 * 1024 ? `${n / 1024 / 1024} MiB` : n >= 1024 ? `${n / 1024} KiB` : `${n} bytes`);
 const rate = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : `${(n / 1e3).toFixed(0)} k`);
 
 function tableOf(rows: readonly StormRow[]): Record<string, string | number>[] {
@@ -64,16 +66,16 @@ async function storm(args: string[]): Promise<void> {
   if (values.producers !== undefined) options.producers = values.producers.split(',').map((p) => integer('producers', p.trim()));
   if (values['ring-bytes'] !== undefined) options.ringBytes = integer('ring-bytes', values['ring-bytes']);
   if (values.batch !== undefined) options.batch = integer('batch', values.batch);
-  const events = options.events ?? STORM_DEFAULTS.events;
-  const ringBytes = options.ringBytes ?? STORM_DEFAULTS.ringBytes;
+  // Validate before printing anything, so a bad flag gives only its error.
+  const resolved = resolveStormOptions(options);
   if (!values.json) {
     console.log(
-      `converge storm: ${events.toLocaleString('en-US')} realistic page-change events per scenario through the lock-free ingest ring ` +
-        `(${(ringBytes / 1024 / 1024).toFixed(ringBytes < 1024 * 1024 ? 2 : 0)} MiB, ${options.batch ?? STORM_DEFAULTS.batch} events per frame), ` +
+      `converge storm: ${resolved.events.toLocaleString('en-US')} realistic page-change events per scenario through the lock-free ingest ring ` +
+        `(${bytes(ringCapacityFor(resolved.ringBytes))}, ${resolved.batch} events per frame), ` +
         `encoded → ring → decoded on separate threads; ${cpus().length} CPUs, Node ${process.versions.node}`,
     );
   }
-  const rows = await runStorm(options);
+  const rows = await runStorm(resolved);
   if (values.json) console.log(JSON.stringify(rows, null, 2));
   else console.table(tableOf(rows));
 }

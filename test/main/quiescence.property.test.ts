@@ -161,7 +161,12 @@ function pathExists(graph: Graph, from: number, to: number): boolean {
   while (queue.length > 0) {
     const node = queue.shift()!;
     if (node === to) return true;
-    for (const [a, b] of graph.edges) if (a === node && !seen.has(b)) queue.push(b), seen.add(b);
+    for (const [a, b] of graph.edges) {
+      if (a === node && !seen.has(b)) {
+        queue.push(b);
+        seen.add(b);
+      }
+    }
   }
   return false;
 }
