@@ -10,7 +10,7 @@
  *
  *   npx tsx bench/ring.bench.ts [--quick]
  */
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Packr, Unpackr } from 'msgpackr';
@@ -49,6 +49,8 @@ interface Spec {
 interface RunResult {
   elapsedNs: number;
   consumer: ConsumerDone;
+  /** CPU ms each producer thread used (NaN where unreadable). */
+  producerCpuMs: number[];
 }
 
 const now = (): number => Number(process.hrtime.bigint());
@@ -87,9 +89,10 @@ async function runThreads(specs: Spec[]): Promise<RunResult> {
     Atomics.store(ctl, Control.GO, 1);
     Atomics.notify(ctl, Control.GO);
     const results = await Promise.all(dones);
-    const consumer = results.find((r) => typeof r.count === 'number') as ConsumerDone | undefined;
+    const consumer = results.find((r) => typeof r.count === 'number');
     if (consumer === undefined) throw new Error('no consumer reported');
-    return { elapsedNs: consumer.endNs - start, consumer };
+    const producerCpuMs = results.filter((r) => r !== consumer).map((r) => (typeof r.cpuMs === 'number' ? r.cpuMs : Number.NaN));
+    return { elapsedNs: (consumer as unknown as ConsumerDone).endNs - start, consumer: consumer as unknown as ConsumerDone, producerCpuMs };
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
@@ -152,20 +155,37 @@ interface Measured {
   name: string;
   total: number;
   eventsPerSec: number[];
+  /** Per run: CPU µs per event spent by all producers together, and by the consumer. */
+  producerUs: number[];
+  consumerUs: number[];
+  /**
+   * Per run: the rate an otherwise idle 2-core machine would sustain given those CPU costs: the
+   * busiest thread, or both cores' worth of all threads' work, whichever binds.
+   */
+  twoCoreBound: number[];
 }
 
 async function measure(scenario: Scenario, runs: number): Promise<Measured> {
   const rates: number[] = [];
   let expected = 0;
   for (const offset of scenario.offsets) expected += expectedChecksum(scenario.total / scenario.offsets.length, offset);
+  const producerUs: number[] = [];
+  const consumerUs: number[] = [];
+  const twoCoreBound: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const { elapsedNs, consumer } = await runThreads(scenario.specs());
+    const { elapsedNs, consumer, producerCpuMs } = await runThreads(scenario.specs());
     if (consumer.count !== scenario.total || consumer.checksum !== expected) {
       throw new Error(`${scenario.name}: consumer saw ${consumer.count} events / checksum ${consumer.checksum}, expected ${scenario.total} / ${expected}`);
     }
     rates.push(scenario.total / (elapsedNs / 1e9));
+    const consumerMs = consumer.cpuMs ?? Number.NaN;
+    const producersMs = producerCpuMs.reduce((a, b) => a + b, 0);
+    producerUs.push((producersMs * 1_000) / scenario.total);
+    consumerUs.push((consumerMs * 1_000) / scenario.total);
+    const bindingMs = Math.max(consumerMs, ...producerCpuMs, (consumerMs + producersMs) / 2);
+    twoCoreBound.push(scenario.total / (bindingMs / 1_000));
   }
-  return { name: scenario.name, total: scenario.total, eventsPerSec: rates };
+  return { name: scenario.name, total: scenario.total, eventsPerSec: rates, producerUs, consumerUs, twoCoreBound };
 }
 
 const median = (xs: readonly number[]): number => {
@@ -304,6 +324,19 @@ export async function run(options: BenchOptions): Promise<void> {
       };
     }),
   );
+  console.log(
+    '\nThe same runs by CPU time (per thread, from /proc; spinning counts as cost). The 2-core bound is what an ' +
+      'otherwise idle 2-core machine would sustain at these costs — the figures above share the machine with whatever else runs.',
+  );
+  console.table(
+    measured.map((m) => ({
+      transport: m.name,
+      'producers CPU µs/event': median(m.producerUs).toFixed(3),
+      'consumer CPU µs/event': median(m.consumerUs).toFixed(3),
+      '2-core bound events/s': fmt(median(m.twoCoreBound)),
+    })),
+  );
+  console.log(`load average during the run: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   await wakeTable(quick);
 }
 

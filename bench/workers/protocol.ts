@@ -27,6 +27,8 @@ export interface ConsumerDone {
   count: number;
   checksum: number;
   endNs: number;
+  /** CPU time the consumer thread used while running (NaN where it cannot be read). */
+  cpuMs?: number;
   /** Wake probe only: latencies in µs. */
   latenciesUs?: number[];
 }

@@ -5,6 +5,7 @@
  * `{ type: 'done', ... }` with `endNs` taken on its own thread (process.hrtime is one monotonic clock
  * for all threads).
  */
+import { readFileSync } from 'node:fs';
 import { isMainThread, parentPort } from 'node:worker_threads';
 import { RingBuffer } from 'ringbuf.js';
 import { FrameDecoder, FrameEncoder, readEvents } from '../../src/shared/framing.js';
@@ -16,6 +17,22 @@ import { BATCH, POOL, checksumOf, makeEvents } from './events.js';
 import { Control, type ConsumerDone, type RoleData } from './protocol.js';
 
 const now = (): number => Number(process.hrtime.bigint());
+
+/**
+ * CPU time this thread has used, in ms (Linux: /proc/thread-self/stat, 10 ms ticks), or NaN. Node 20
+ * has no per-thread CPU clock; this one tells what a side costs apart from how the (shared) machine
+ * scheduled it.
+ */
+function threadCpuMs(): number {
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after "pid (comm) ".
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 function ready(control: SharedArrayBuffer): void {
   const ctl = new Int32Array(control);
@@ -47,8 +64,9 @@ function ringProducer(data: Extract<RoleData, { role: 'ring-producer' }>): void 
   const encoder = new FrameEncoder();
   const all = [...batches(data.total, data.offset)];
   ready(data.control);
+  const cpu = threadCpuMs();
   for (const batch of all) producer.writeSync(encoder.encodeEvents(1, null, batch));
-  parentPort!.postMessage({ type: 'done', endNs: now() });
+  parentPort!.postMessage({ type: 'done', endNs: now(), cpuMs: threadCpuMs() - cpu });
 }
 
 function ringConsumer(data: Extract<RoleData, { role: 'ring-consumer' }>): void {
@@ -62,25 +80,29 @@ function ringConsumer(data: Extract<RoleData, { role: 'ring-consumer' }>): void 
     checksum += checksumOf(events);
   };
   ready(data.control);
+  const cpu = threadCpuMs();
   while (count < data.total) if (consumer.waitForData(1_000)) consumer.drain(visit);
-  parentPort!.postMessage({ type: 'done', count, checksum, endNs: now() } satisfies ConsumerDone);
+  parentPort!.postMessage({ type: 'done', count, checksum, endNs: now(), cpuMs: threadCpuMs() - cpu } satisfies ConsumerDone);
 }
 
 function postProducer(data: Extract<RoleData, { role: 'post-producer' }>): void {
   const all = [...batches(data.total, data.offset)];
   ready(data.control);
+  const cpu = threadCpuMs();
   if (data.batch === 1) {
     for (const batch of all) for (const event of batch) data.port.postMessage(event);
   } else {
     for (const batch of all) data.port.postMessage(batch);
   }
-  parentPort!.postMessage({ type: 'done', endNs: now() });
+  parentPort!.postMessage({ type: 'done', endNs: now(), cpuMs: threadCpuMs() - cpu });
 }
 
 function postConsumer(data: Extract<RoleData, { role: 'post-consumer' }>): void {
   let count = 0;
   let checksum = 0;
+  let cpu = Number.NaN;
   data.port.on('message', (message: PageChangeEvent | PageChangeEvent[]) => {
+    if (count === 0) cpu = threadCpuMs();
     if (Array.isArray(message)) {
       count += message.length;
       checksum += checksumOf(message);
@@ -89,7 +111,7 @@ function postConsumer(data: Extract<RoleData, { role: 'post-consumer' }>): void 
       checksum += message.pageId.length;
     }
     if (count === data.total) {
-      parentPort!.postMessage({ type: 'done', count, checksum, endNs: now() } satisfies ConsumerDone);
+      parentPort!.postMessage({ type: 'done', count, checksum, endNs: now(), cpuMs: threadCpuMs() - cpu } satisfies ConsumerDone);
       data.port.close();
     }
   });
@@ -103,6 +125,7 @@ function ringbufProducer(data: Extract<RoleData, { role: 'ringbuf-producer' }>):
   const headerView = new DataView(header.buffer);
   const all = [...batches(data.total, data.offset)];
   ready(data.control);
+  const cpu = threadCpuMs();
   for (const batch of all) {
     const frame = encoder.encodeEvents(1, null, batch);
     // ringbuf.js is wait-free and has no way to sleep: a full ring is a spin.
@@ -111,7 +134,7 @@ function ringbufProducer(data: Extract<RoleData, { role: 'ringbuf-producer' }>):
     ring.push(header);
     ring.push(frame);
   }
-  parentPort!.postMessage({ type: 'done', endNs: now() });
+  parentPort!.postMessage({ type: 'done', endNs: now(), cpuMs: threadCpuMs() - cpu });
 }
 
 function ringbufConsumer(data: Extract<RoleData, { role: 'ringbuf-consumer' }>): void {
@@ -123,6 +146,7 @@ function ringbufConsumer(data: Extract<RoleData, { role: 'ringbuf-consumer' }>):
   let count = 0;
   let checksum = 0;
   ready(data.control);
+  const cpu = threadCpuMs();
   while (count < data.total) {
     while (ring.availableRead() < 4);
     ring.pop(header, 4);
@@ -134,7 +158,7 @@ function ringbufConsumer(data: Extract<RoleData, { role: 'ringbuf-consumer' }>):
     count += events.length;
     checksum += checksumOf(events);
   }
-  parentPort!.postMessage({ type: 'done', count, checksum, endNs: now() } satisfies ConsumerDone);
+  parentPort!.postMessage({ type: 'done', count, checksum, endNs: now(), cpuMs: threadCpuMs() - cpu } satisfies ConsumerDone);
 }
 
 function wakeProducer(data: Extract<RoleData, { role: 'wake-producer' }>): void {

@@ -33,6 +33,7 @@ export function doneChannel(schema: string): string {
   return `converge_done_${schema}`;
 }
 
+/** The DDL of `schema`: idempotent (IF NOT EXISTS), run under the DDL advisory lock. */
 export function schemaDdl(schema: string): string {
   const s = quoteIdent(schema);
   return `
@@ -103,6 +104,7 @@ export interface PgTaskRow {
 const TASK_COLUMNS =
   'id, state, payload, result, pool_id, topic, required_capabilities, priority, assigned_to, claimed_at::float8 AS claimed_at, claim_ttl_ms::float8 AS claim_ttl_ms, attempts, fencing_token';
 
+/** A Task from a row. */
 export function pgRowToTask(row: PgTaskRow): Task {
   return {
     id: row.id,
@@ -121,6 +123,7 @@ export function pgRowToTask(row: PgTaskRow): Task {
   };
 }
 
+/** A pool row with its members aggregated in join order. */
 export interface PgPoolRow {
   id: string;
   topics: string[];
@@ -129,6 +132,7 @@ export interface PgPoolRow {
   members: string[];
 }
 
+/** A PoolRecord from a row. */
 export function pgRowToPool(row: PgPoolRow): PoolRecord {
   return { id: row.id, topics: row.topics, trustThreshold: row.trust_threshold, hasAdmissionPolicy: row.has_admission_policy, members: row.members };
 }

@@ -75,6 +75,8 @@ const UNIQUE_VIOLATION = '23505';
 const FOREIGN_KEY_VIOLATION = '23503';
 /** How long a `waiters` row outlives its wait, in case the process dies without removing it. */
 const WAITER_GRACE_MS = 60_000;
+/** Rounds of conditional update + diagnosis before a holder call gives up (only under heavy churn). */
+const MAX_HELD_ATTEMPTS = 5;
 
 /** PostgreSQL-backed {@link TaskStore}. */
 export class PostgresStore implements TaskStore {
@@ -168,22 +170,16 @@ export class PostgresStore implements TaskStore {
 
   async failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, _nowMs: number): Promise<boolean> {
     const json = encodeJson(reason, 'reason');
-    let row: PgTaskRow | undefined;
+    let row: PgTaskRow | null | undefined;
     if (holder === undefined) {
       row = (await this.#query<PgTaskRow>(this.#sql.fail, [id, json])).rows[0];
     } else {
-      row = (await this.#query<PgTaskRow>(this.#sql.failHeld, [id, holder.agentId, holder.fencingToken ?? null, json])).rows[0];
-      if (row === undefined) {
-        // Nothing matched: say why (unknown, finished, or not the holder).
-        const current = await this.getTask(id);
-        if (current === null) return false;
-        const decision = failDecision(current, holder);
-        if (decision === 'skip') return false;
-        if (decision !== 'fail') throw decision;
-        return this.failTask(id, reason, holder, _nowMs);
-      }
+      row = await this.#held(this.#sql.failHeld, id, holder, [json], (task) => {
+        const decision = failDecision(task, holder);
+        return decision === 'fail' ? null : decision;
+      });
     }
-    if (row === undefined) return false;
+    if (row === undefined || row === null) return false;
     this.#waiters.notify(pgRowToTask(row));
     return true;
   }
@@ -327,17 +323,28 @@ export class PostgresStore implements TaskStore {
     }
   }
 
-  /** The holder's conditional update; on no match, reads the row to return null (unknown) or throw why. */
-  async #held(statement: NamedStatement, id: string, holder: ClaimHolder, extra: unknown[]): Promise<PgTaskRow | null> {
-    for (;;) {
+  /**
+   * The holder's conditional update. When it matches nothing, reads the row to say why: null for an
+   * unknown id or when `explain` says to skip, the error `explain` gives otherwise (default: the
+   * claim-holder rule). If the row has meanwhile become one the holder holds, tries again.
+   */
+  async #held(
+    statement: NamedStatement,
+    id: string,
+    holder: ClaimHolder,
+    extra: unknown[],
+    explain: (task: Task) => Error | 'skip' | null = (task) => claimHolderError(task, holder),
+  ): Promise<PgTaskRow | null> {
+    for (let attempt = 0; attempt < MAX_HELD_ATTEMPTS; attempt++) {
       const row = (await this.#query<PgTaskRow>(statement, [id, holder.agentId, holder.fencingToken ?? null, ...extra])).rows[0];
       if (row !== undefined) return row;
       const current = await this.getTask(id);
       if (current === null) return null;
-      const error = claimHolderError(current, holder);
-      if (error !== null) throw error;
-      // The row changed between the two statements into one the holder holds again: retry.
+      const why = explain(current);
+      if (why === 'skip') return null;
+      if (why !== null) throw why;
     }
+    throw new StoreError(`task ${JSON.stringify(id)} kept changing under ${MAX_HELD_ATTEMPTS} attempts to update it`);
   }
 
   #ensureSchema(): Promise<void> {

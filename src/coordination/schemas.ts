@@ -16,10 +16,15 @@ export const MAX_TIMEOUT_MS = 2_147_483_647;
 export const IdSchema = z.string().min(1, 'must not be empty').max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`);
 const IdListSchema = z.array(IdSchema).readonly();
 
+/** Task priority: a 32-bit signed integer (the SQL stores keep it in an integer column). */
 export const PrioritySchema = z.number().int().min(INT32_MIN).max(INT32_MAX);
+/** A claim TTL in ms. */
 export const TtlSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+/** A fencing token as handed out by a claim (the first claim gets 1). */
 export const FencingTokenSchema = z.number().int().positive().max(INT32_MAX);
+/** A point in time, epoch ms. */
 export const NowMsSchema = z.number().finite();
+/** A wait in ms, up to what setTimeout can express. */
 export const TimeoutMsSchema = z.number().min(0).max(MAX_TIMEOUT_MS);
 
 /** `submit`'s argument. */
@@ -46,11 +51,13 @@ export const AgentListOptionsSchema = TaskFilterSchema.extend({
   refreshFromStore: z.boolean().optional(),
 });
 
+/** `listPendingTasks`' options. */
 export const ListOptionsSchema = z.object({ refreshFromStore: z.boolean().optional() });
 
 /** Options of the calls a claim holder makes. */
 export const HolderOptionsSchema = z.object({ fencingToken: FencingTokenSchema.optional() });
 
+/** `failTask`'s options: a fencing token only makes sense with the agent that holds it. */
 export const FailOptionsSchema = z
   .object({ agentId: IdSchema.optional(), fencingToken: FencingTokenSchema.optional() })
   .refine((options) => options.fencingToken === undefined || options.agentId !== undefined, {
@@ -58,6 +65,7 @@ export const FailOptionsSchema = z
     message: 'a fencing token needs the agentId that holds it',
   });
 
+/** `waitUntilDone`'s options. */
 export const WaitOptionsSchema = z.object({ timeoutMs: TimeoutMsSchema });
 
 /**

@@ -12,6 +12,7 @@ import type { PoolRecord } from './task-store.js';
 /** Bumped whenever the layout changes incompatibly. */
 export const SQLITE_SCHEMA_VERSION = 1;
 
+/** The DDL, idempotent (IF NOT EXISTS), run in one `BEGIN IMMEDIATE` transaction. */
 export const SQLITE_DDL = `
 CREATE TABLE IF NOT EXISTS converge_meta (
   key TEXT PRIMARY KEY,
@@ -68,8 +69,10 @@ export interface TaskRow {
   fencing_token: number;
 }
 
+/** The task columns every read selects, in {@link TaskRow} order. */
 export const TASK_COLUMNS = 'id, state, payload, result, pool_id, topic, required_capabilities, priority, assigned_to, claimed_at, claim_ttl_ms, attempts, fencing_token';
 
+/** A Task from a row. */
 export function rowToTask(row: TaskRow): Task {
   return {
     id: row.id,
@@ -97,6 +100,7 @@ export interface PoolRow {
   members: string;
 }
 
+/** A PoolRecord from a row. */
 export function rowToPool(row: PoolRow): PoolRecord {
   return {
     id: row.id,

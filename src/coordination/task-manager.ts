@@ -148,7 +148,8 @@ export class TaskManager {
 
   /**
    * Atomically finds and claims the best pending task visible under `filter`: highest priority, then
-   * smallest id. Null when there is none.
+   * smallest id. Null when there is none free to claim: on PostgreSQL, tasks that other claimers are
+   * claiming at that instant are skipped, not waited for, so null means "nothing for me right now".
    */
   async claimNext(agentId: string, filter?: TaskFilter): Promise<Task | null> {
     this.#assertOpen();

@@ -35,6 +35,14 @@ describePg('PostgresStore specifics', (url) => {
       });
     });
 
+  /** Resolves once some store has registered a wait for `taskId` (so finishing it must notify or be polled). */
+  const registered = async (schema: string, taskId: string): Promise<void> => {
+    const deadline = Date.now() + 20_000;
+    while ((await pgQuery(url, `SELECT 1 FROM "${schema}".waiters WHERE task_id = $1`, [taskId])).length === 0) {
+      if (Date.now() > deadline) throw new Error(`no wait registered for ${taskId}`);
+    }
+  };
+
   it('creates its schema on first use, safely when several processes start at once', async () => {
     const schema = uniqueSchema();
     const racers = Array.from({ length: 6 }, () => open(schema));
@@ -59,6 +67,7 @@ describePg('PostgresStore specifics', (url) => {
     const worker = new TaskManager({ store: open(schema) });
     const { id } = await worker.submit({ payload: 1 });
     const waiting = waiter.waitUntilDone(id, { timeoutMs: 30_000 });
+    await registered(schema, id);
     const claimed = await worker.claimNext('w');
     await worker.report('w', id, 'via notify', { fencingToken: claimed!.fencingToken });
     // With an hour-long poll, only the notification can deliver this before the 30 s timeout.
@@ -78,11 +87,13 @@ describePg('PostgresStore specifics', (url) => {
       await worker.submitMany([{ id: 'unwatched', payload: 1 }, { id: 'watched', payload: 2 }]);
       const waiting = waiter.waitUntilDone('watched', { timeoutMs: 30_000 });
       await waiter.waitUntilDone('unwatched', { timeoutMs: 0 }); // a zero wait registers nothing
+      // Finish the tasks only once the wait is registered (else the waiter finds 'watched' done by looking).
+      await registered(schema, 'watched');
+      const deadline = Date.now() + 20_000;
       await worker.cancelTask('unwatched');
       await worker.cancelTask('watched');
       expect(await waiting).toMatchObject({ id: 'watched', state: 'cancelled' });
       // Notifications arrive in commit order: had 'unwatched' been notified, it would come first.
-      const deadline = Date.now() + 20_000;
       while (!heard.includes('watched')) {
         if (Date.now() > deadline) throw new Error('no notification for the watched task');
         await new Promise((resolve) => setTimeout(resolve, 5));
@@ -103,8 +114,8 @@ describePg('PostgresStore specifics', (url) => {
     const waiter = new TaskManager({ store: open(schema, { pollIntervalMs: 20, onError: (error) => errors.push(error) }) });
     const worker = new TaskManager({ store: open(schema) });
     const { id } = await worker.submit({ payload: 1 });
-    expect(await waiter.waitUntilDone(id, { timeoutMs: 1 })).toBeNull(); // the LISTEN connection is up now
     const waiting = waiter.waitUntilDone(id, { timeoutMs: 30_000 });
+    await registered(schema, id); // so the LISTEN connection is up
     // Kill the waiter's LISTEN connection (found by its application_name and channel)…
     const killed = await pgQuery(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'converge-listener' AND query LIKE $1", [`%${schema}%`]);
     expect(killed).toHaveLength(1);

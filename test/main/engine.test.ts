@@ -412,6 +412,57 @@ describe('change feed, cycles and scopes', () => {
   });
 });
 
+describe('sources', () => {
+  it('mapSource bridges a non-static source once and refuses static ones', async () => {
+    const e = await engine();
+    const seen: string[] = [];
+    await e.subscribe({ handler: (ev) => void seen.push(ev.pageId) });
+    let starts = 0;
+    const release = gate();
+    const source = {
+      static: false,
+      async *watch(signal: AbortSignal) {
+        starts++;
+        yield PageChange.added('w1', { sourceId: 'poll:test' });
+        yield PageChange.added('w2', { sourceId: 'poll:test' });
+        await release.promise;
+        if (!signal.aborted) yield PageChange.added('w3', { sourceId: 'poll:test' });
+      },
+    };
+    await e.mapSource(source);
+    await e.mapSource(source);
+    const deadline = Date.now() + 10_000;
+    while (seen.length < 2 && Date.now() < deadline) await e.waitForQuiescence({ timeoutMs: 100 });
+    expect(seen).toEqual(['w1', 'w2']);
+    release.open();
+    while (seen.length < 3 && Date.now() < deadline) await e.waitForQuiescence({ timeoutMs: 100 });
+    expect(seen).toEqual(['w1', 'w2', 'w3']);
+    expect(starts).toBe(1);
+    const error = await e.mapSource({ static: true }).catch((err: unknown) => err);
+    expect((error as ConvergeError).code).toBe('CONVERGE_STATIC_SOURCE');
+  });
+
+  it('a source yielding an invalid event reports source-error and keeps going', async () => {
+    const e = await engine();
+    const errors: unknown[] = [];
+    e.on('source-error', (info) => errors.push(info));
+    const seen: string[] = [];
+    await e.subscribe({ handler: (ev) => void seen.push(ev.pageId) });
+    await e.mapSource({
+      static: false,
+      async *watch() {
+        yield { kind: 'nope', pageId: 'bad', sourceId: 'poll:test' } as never;
+        yield PageChange.added('good', { sourceId: 'poll:test' });
+      },
+    });
+    const deadline = Date.now() + 10_000;
+    while (seen.length < 1 && Date.now() < deadline) await e.waitForQuiescence({ timeoutMs: 100 });
+    expect(seen).toEqual(['good']);
+    expect(errors).toHaveLength(1);
+    expect((errors[0] as { error: unknown }).error).toBeInstanceOf(ValidationError);
+  });
+});
+
 describe('determinism', () => {
   it('the same input sequence gives the same change feed (ignoring timestamps and ids)', async () => {
     async function run(): Promise<unknown[]> {
