@@ -161,7 +161,7 @@ export class MemoryStore implements TaskStore {
     return snapshot(this.#claim(best, agentId, nowMs));
   }
 
-  startTask(id: string, holder: ClaimHolder, _nowMs: number): Task | null {
+  startTask(id: string, holder: ClaimHolder): Task | null {
     this.#assertOpen();
     const record = this.#tasks.get(id);
     if (record === undefined) return null;
@@ -171,7 +171,7 @@ export class MemoryStore implements TaskStore {
     return snapshot(record);
   }
 
-  completeTask(id: string, holder: ClaimHolder, result: unknown, _nowMs: number): boolean {
+  completeTask(id: string, holder: ClaimHolder, result: unknown): boolean {
     this.#assertOpen();
     const record = this.#tasks.get(id);
     if (record === undefined) return false;
@@ -181,7 +181,7 @@ export class MemoryStore implements TaskStore {
     return true;
   }
 
-  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, _nowMs: number): boolean {
+  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined): boolean {
     this.#assertOpen();
     const record = this.#tasks.get(id);
     if (record === undefined) return false;
@@ -192,7 +192,7 @@ export class MemoryStore implements TaskStore {
     return true;
   }
 
-  cancelTask(id: string, _nowMs: number): boolean {
+  cancelTask(id: string): boolean {
     this.#assertOpen();
     const record = this.#tasks.get(id);
     if (record === undefined || isTerminalState(record.state)) return false;

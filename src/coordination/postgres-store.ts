@@ -156,19 +156,19 @@ export class PostgresStore implements TaskStore {
     return row === undefined ? null : pgRowToTask(row);
   }
 
-  async startTask(id: string, holder: ClaimHolder, _nowMs: number): Promise<Task | null> {
+  async startTask(id: string, holder: ClaimHolder): Promise<Task | null> {
     const row = await this.#held(this.#sql.start, id, holder, []);
     return row === null ? null : pgRowToTask(row);
   }
 
-  async completeTask(id: string, holder: ClaimHolder, result: unknown, _nowMs: number): Promise<boolean> {
+  async completeTask(id: string, holder: ClaimHolder, result: unknown): Promise<boolean> {
     const row = await this.#held(this.#sql.complete, id, holder, [encodeJson(result, 'result')]);
     if (row === null) return false;
     this.#waiters.notify(pgRowToTask(row));
     return true;
   }
 
-  async failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, _nowMs: number): Promise<boolean> {
+  async failTask(id: string, reason: unknown, holder: ClaimHolder | undefined): Promise<boolean> {
     const json = encodeJson(reason, 'reason');
     let row: PgTaskRow | null | undefined;
     if (holder === undefined) {
@@ -184,7 +184,7 @@ export class PostgresStore implements TaskStore {
     return true;
   }
 
-  async cancelTask(id: string, _nowMs: number): Promise<boolean> {
+  async cancelTask(id: string): Promise<boolean> {
     const row = (await this.#query<PgTaskRow>(this.#sql.cancel, [id])).rows[0];
     if (row === undefined) return false;
     this.#waiters.notify(pgRowToTask(row));

@@ -123,7 +123,7 @@ export class SqliteStore implements TaskStore {
     });
   }
 
-  startTask(id: string, holder: ClaimHolder, _nowMs: number): Awaitable<Task | null> {
+  startTask(id: string, holder: ClaimHolder): Awaitable<Task | null> {
     return this.#run(() =>
       this.#write(() => {
         const task = this.#holderTask(id, holder);
@@ -134,7 +134,7 @@ export class SqliteStore implements TaskStore {
     );
   }
 
-  completeTask(id: string, holder: ClaimHolder, result: unknown, _nowMs: number): Awaitable<boolean> {
+  completeTask(id: string, holder: ClaimHolder, result: unknown): Awaitable<boolean> {
     const json = encodeJson(result, 'result');
     return this.#run(() => {
       const task = this.#write(() => {
@@ -148,7 +148,7 @@ export class SqliteStore implements TaskStore {
     });
   }
 
-  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, _nowMs: number): Awaitable<boolean> {
+  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined): Awaitable<boolean> {
     const json = encodeJson(reason, 'reason');
     return this.#run(() => {
       const failed = this.#write(() => {
@@ -167,7 +167,7 @@ export class SqliteStore implements TaskStore {
     });
   }
 
-  cancelTask(id: string, _nowMs: number): Awaitable<boolean> {
+  cancelTask(id: string): Awaitable<boolean> {
     return this.#run(() => {
       const row = this.#write(() => this.#sql.cancel.get({ id }) as TaskRow | undefined);
       if (row === undefined) return false;

@@ -162,7 +162,7 @@ export class TaskManager {
   async startTask(agentId: string, taskId: string, options: HolderOptions = NO_OPTIONS): Promise<Task | null> {
     this.#assertOpen();
     const holder = this.#holder(agentId, options);
-    return this.#store.startTask(parseId(taskId, 'taskId'), holder, this.#now());
+    return this.#store.startTask(parseId(taskId, 'taskId'), holder);
   }
 
   /**
@@ -172,14 +172,14 @@ export class TaskManager {
   async report(agentId: string, taskId: string, result?: unknown, options: HolderOptions = NO_OPTIONS): Promise<void> {
     this.#assertOpen();
     const holder = this.#holder(agentId, options);
-    const done = this.#store.completeTask(parseId(taskId, 'taskId'), holder, result ?? null, this.#now());
+    const done = this.#store.completeTask(parseId(taskId, 'taskId'), holder, result ?? null);
     if (done instanceof Promise) await done;
   }
 
   /** Cancels a task that has not finished. Unknown or terminal → false. */
   async cancelTask(taskId: string): Promise<boolean> {
     this.#assertOpen();
-    return this.#store.cancelTask(parseId(taskId, 'taskId'), this.#now());
+    return this.#store.cancelTask(parseId(taskId, 'taskId'));
   }
 
   /**
@@ -192,7 +192,7 @@ export class TaskManager {
     const id = parseId(taskId, 'taskId');
     const resolved = parseInput(FailOptionsSchema, options, 'options');
     const holder: ClaimHolder | undefined = resolved.agentId === undefined ? undefined : { agentId: resolved.agentId, fencingToken: resolved.fencingToken };
-    return this.#store.failTask(id, reason ?? null, holder, this.#now());
+    return this.#store.failTask(id, reason ?? null, holder);
   }
 
   /**

@@ -35,16 +35,16 @@ export interface TaskStore extends PoolStore {
   /** Claims the first visible pending task in claim order, or returns null. */
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Awaitable<Task | null>;
   /** assigned → running for the holder. Unknown id → null. Not the holder → throws (see `claimHolderError`). */
-  startTask(id: string, holder: ClaimHolder, nowMs: number): Awaitable<Task | null>;
+  startTask(id: string, holder: ClaimHolder): Awaitable<Task | null>;
   /** claimed → completed with `result`; true. Unknown id → false. Not the holder → throws. */
-  completeTask(id: string, holder: ClaimHolder, result: unknown, nowMs: number): Awaitable<boolean>;
+  completeTask(id: string, holder: ClaimHolder, result: unknown): Awaitable<boolean>;
   /**
    * Non-terminal → failed with `reason` as the result. With a holder, only the holder may fail it
    * (throws otherwise); without, anyone may. Unknown or already terminal → false.
    */
-  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined, nowMs: number): Awaitable<boolean>;
+  failTask(id: string, reason: unknown, holder: ClaimHolder | undefined): Awaitable<boolean>;
   /** Non-terminal → cancelled. Unknown or terminal → false. */
-  cancelTask(id: string, nowMs: number): Awaitable<boolean>;
+  cancelTask(id: string): Awaitable<boolean>;
   /** Restarts the holder's claim TTL from `nowMs`. Unknown id → null. Not the holder → throws. */
   renewClaim(id: string, holder: ClaimHolder, nowMs: number): Awaitable<Task | null>;
   /** Every claimed task whose TTL has run out at `nowMs` goes back to pending, unassigned. Returns their ids. */

@@ -330,6 +330,11 @@ export class RingConsumer {
     return this.#ring;
   }
 
+  /** The current value of the wake signal; pass it to {@link waitForData} as `since`. */
+  signal(): number {
+    return Atomics.load(this.#ring.ctl, Slot.DATA_SIGNAL);
+  }
+
   /** True if a published frame is waiting at HEAD. */
   hasData(): boolean {
     const ring = this.#ring;
@@ -398,11 +403,13 @@ export class RingConsumer {
    * `timeoutMs` passes: spins briefly first, then parks with Atomics.wait. Returns true if data is
    * ready; false may also mean a nudge or a spurious wake, so callers loop.
    */
-  waitForData(timeoutMs = Infinity): boolean {
+  waitForData(timeoutMs = Infinity, since?: number): boolean {
     const ring = this.#ring;
     // A nudge (see Ring.nudge) bumps DATA_SIGNAL without publishing data: it must end the wait too,
-    // so that the caller can serve whatever the nudger posted (a control-plane message).
-    const entry = Atomics.load(ring.ctl, Slot.DATA_SIGNAL);
+    // so that the caller can serve whatever the nudger posted (a control-plane message). `since`
+    // is a {@link signal} snapshot taken before the caller last looked at its messages: a nudge
+    // after that snapshot ends the wait at once instead of being slept through.
+    const entry = since ?? Atomics.load(ring.ctl, Slot.DATA_SIGNAL);
     for (let i = 0; i < this.#spin; i++) {
       if (this.hasData() || Atomics.load(ring.ctl, Slot.DATA_SIGNAL) !== entry) return this.hasData();
     }

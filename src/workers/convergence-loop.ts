@@ -80,11 +80,15 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
         }
         continue;
       }
-      const deadline = runtime.nextDeadline();
-      const wait = deadline === undefined ? IDLE_PARK_MS : Math.max(0, deadline - now);
-      if (wait > 0) consumer.waitForData(wait);
+      // Serve queued port messages (Comlink queries) before parking. The signal is read first, so a
+      // nudge that arrives after this yield ends the park at once rather than being slept through.
+      const signal = consumer.signal();
       await yieldToEventLoop();
       lastYield = performance.now();
+      if (consumer.hasData() || runtime.closed) continue;
+      const deadline = runtime.nextDeadline();
+      const wait = deadline === undefined ? IDLE_PARK_MS : Math.max(0, deadline - (performance.timeOrigin + performance.now()));
+      if (wait > 0) consumer.waitForData(wait, signal);
     }
   } catch (error) {
     post({ type: 'fatal', error: serializeError(error) });
