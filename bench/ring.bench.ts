@@ -9,6 +9,7 @@
  * starts at one GO flag, and the time runs until the consumer has decoded the last event.
  *
  *   npx tsx bench/ring.bench.ts [--quick]
+ *   RING_BENCH_ONLY='ring 1' npx tsx bench/ring.bench.ts    only matching transports (+ the postMessage baselines)
  */
 import { cpus, loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';

@@ -11,6 +11,7 @@
  * `StaleClaimError` (a `NotAuthorizedError`, code `CONVERGE_NOT_AUTHORIZED`). Without a token only
  * the agent id is checked.
  */
+import { z } from 'zod';
 import { ClosedError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
 import { newId } from './ids.js';
@@ -31,7 +32,6 @@ import {
 } from './schemas.js';
 import type { ClaimHolder, NewTask, Task, TaskFilter } from './task.js';
 import type { TaskStore } from './task-store.js';
-import { z } from 'zod';
 
 /** Options of {@link TaskManager}. */
 export interface TaskManagerOptions {

@@ -11,7 +11,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { ProtocolError, serializeError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
 import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
-import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef } from '../shared/protocol.js';
+import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
 
 /** What a handler receives besides the event. */
@@ -35,10 +35,17 @@ export interface DispatchErrorInfo {
   event: PageChangeEvent;
 }
 
+/** A subscription's colony-pool task: module URL and export name. */
+export interface TaskTarget {
+  readonly module: string;
+  readonly name: string;
+}
+
 interface HandlerEntry {
   readonly id: string;
   readonly key: string;
   readonly handler: SubscriptionHandler | undefined;
+  readonly task: TaskTarget | undefined;
 }
 
 /** Remembered frames beyond which `remember` tries to trim released ones. */
@@ -59,6 +66,7 @@ export class MainDispatcher {
   readonly #handlers = new Map<number, HandlerEntry>();
   readonly #onError: (info: DispatchErrorInfo) => void;
   readonly #onFatal: (error: unknown) => void;
+  readonly #runTask: (task: PoolTaskMessage) => Promise<unknown>;
   /** Event objects of this thread's ingest frames, by frame seq, until the worker releases them. */
   readonly #sent = new Map<number, readonly PageChangeEvent[]>();
   #settled = 0;
@@ -75,7 +83,9 @@ export class MainDispatcher {
     flags: Int32Array;
     onError: (info: DispatchErrorInfo) => void;
     onFatal: (error: unknown) => void;
+    runTask: (task: PoolTaskMessage) => Promise<unknown>;
   }) {
+    this.#runTask = options.runTask;
     this.#consumer = options.consumer;
     this.#producer = options.producer;
     this.#decoder = options.decoder;
@@ -91,8 +101,8 @@ export class MainDispatcher {
     return this.#running;
   }
 
-  register(handle: number, id: string, handler: SubscriptionHandler | undefined): void {
-    this.#handlers.set(handle, { id, key: ConvergenceDispatchProtocol.dispatchKey(id), handler });
+  register(handle: number, id: string, handler: SubscriptionHandler | undefined, task?: TaskTarget): void {
+    this.#handlers.set(handle, { id, key: ConvergenceDispatchProtocol.dispatchKey(id), handler, task });
   }
 
   unregister(handle: number): void {
@@ -174,14 +184,19 @@ export class MainDispatcher {
     const entry = this.#handlers.get(handle);
     // Unsubscribed meanwhile, or a subscription without a handler: nothing to run, but the dispatch
     // still has to be released.
-    if (entry === undefined || entry.handler === undefined) {
+    if (entry === undefined || (entry.handler === undefined && entry.task === undefined)) {
       this.#settled++;
       return;
     }
     const dispatch: Dispatch = { id: dispatchId, subscriptionId: entry.id, key: entry.key, episodeId };
     let result: unknown;
     try {
-      result = dispatchContext.run(entry.id, entry.handler, event, dispatch);
+      if (entry.task !== undefined) {
+        // Structured clone per pool dispatch: pool tasks are coarse units of work, not the hot path.
+        result = this.#runTask({ module: entry.task.module, name: entry.task.name, event, dispatch });
+      } else {
+        result = dispatchContext.run(entry.id, entry.handler!, event, dispatch);
+      }
     } catch (error) {
       this.#fail(entry.id, dispatchId, event, error);
       this.#settled++;

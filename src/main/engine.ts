@@ -43,6 +43,8 @@ import { startWorker } from '../shared/worker-entry.js';
 import { type DispatchErrorInfo, dispatchContext, MainDispatcher, type SubscriptionHandler } from './dispatcher.js';
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from './options.js';
 import { EngineScope, type SerializedScope, SerializedScopeSchema } from './scope.js';
+import { TaskPool, type TaskPoolStats } from './task-pool.js';
+import { pathToFileURL } from 'node:url';
 
 const CONVERGENCE_WORKER = new URL('../workers/convergence.worker.js', import.meta.url);
 
@@ -57,7 +59,11 @@ export interface SubscribeOptions {
   outputs?: PagePredicate[];
   /** Runs on the main thread; a returned promise holds quiescence until it settles. */
   handler?: SubscriptionHandler;
-  /** Runs in the colony pool. */
+  /**
+   * Runs in the colony pool: `filename` is a module (path or URL) whose export `name` (default
+   * `default`) is called as `(event, ctx)` in a pool thread; `ctx.dispatchChange(events)` emits
+   * changes from there, counted like a handler's. Its promise holds quiescence until it settles.
+   */
   task?: { filename: string | URL; name?: string };
 }
 
@@ -76,7 +82,7 @@ export interface EngineStatus {
   counters: EngineCounters;
   /** The ingest ring's counters, plus the dispatch ring's under `dispatch`. */
   ring: RingStats & { dispatch: RingStats };
-  pool: { threads: number; running: number };
+  pool: TaskPoolStats;
   subscriptions: number;
   /** Dispatches the worker sent and the main thread has not yet acknowledged. */
   inFlight: number;
@@ -163,6 +169,7 @@ export class Engine {
   readonly #waitingProducer: RingProducer;
   readonly #encoder = new FrameEncoder();
   readonly #dispatcher: MainDispatcher;
+  readonly #pool: TaskPool;
   readonly #emitter = new EventEmitter();
   readonly #subscriptions = new Map<string, LocalSubscription>();
   readonly #requests = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
@@ -186,6 +193,7 @@ export class Engine {
     // With onFull 'wait' one producer keeps every frame of this thread in call order. With 'throw',
     // event writes never queue, so a separate waiting producer cannot overtake them.
     this.#waitingProducer = options.onFull === 'wait' ? this.#producer : new RingProducer(this.#ingest, { onFull: 'wait' });
+    this.#pool = new TaskPool(ingest, options.pool);
     const channel = new MessageChannel();
     this.#port = channel.port1;
     const data: ConvergenceWorkerData & { port: MessagePort } = {
@@ -210,6 +218,7 @@ export class Engine {
       flags: new Int32Array(main),
       onError: (info) => this.#emitter.emit('dispatch-error', info),
       onFatal: (error) => this.#fail(error),
+      runTask: (task) => this.#pool.run(task),
     });
     this.#port.on('message', (message: WorkerMessage) => this.#onMessage(message));
     this.#worker.on('error', (error) => this.#fail(error));
@@ -232,21 +241,20 @@ export class Engine {
   async subscribe(options: SubscribeOptions, internal: { ownerId?: string; id?: string } = {}): Promise<Subscription> {
     this.#assertRunning();
     const input = parseInput(SubscribeSchema, options, 'subscription');
-    if (input.task !== undefined) {
-      throw new ValidationError('subscription.task', 'colony pool tasks are not available in this release yet; pass a handler');
-    }
     const id = internal.id ?? `sub_${randomBytes(6).toString('hex')}`;
     const spec: SubscriptionSpec = {
       id,
       handle: this.#nextHandle++,
       predicate: (input.predicate ?? {}) as PagePredicate,
-      target: input.handler === undefined ? 'none' : 'main',
+      target: input.handler !== undefined || input.task !== undefined ? 'main' : 'none',
     };
     if (input.tolerance !== undefined) spec.tolerance = input.tolerance as NumericTolerance;
     if (input.outputs !== undefined) spec.outputs = input.outputs as PagePredicate[];
     if (internal.ownerId !== undefined) spec.ownerId = internal.ownerId;
+    const task = input.task === undefined ? undefined : taskTarget(input.task);
+    if (task !== undefined) spec.task = { module: task.module, name: task.name };
     // Register the handler before the worker can dispatch to it.
-    this.#dispatcher.register(spec.handle, id, input.handler);
+    this.#dispatcher.register(spec.handle, id, input.handler, task);
     try {
       await this.#request(IngestTag.SUBSCRIBE, spec);
     } catch (error) {
@@ -343,7 +351,7 @@ export class Engine {
       episodeId: worker.episodeId,
       counters: worker.counters,
       ring: { ...ingest, dispatch: this.#dispatchRing.stats() },
-      pool: { threads: 0, running: 0 },
+      pool: this.#pool.stats(),
       subscriptions: worker.subscriptions,
       inFlight: worker.inFlight,
       deferred: worker.deferred,
@@ -417,6 +425,7 @@ export class Engine {
         if (sub.tolerance !== undefined) spec.tolerance = sub.tolerance as unknown as NumericTolerance;
         if (sub.outputs !== undefined) spec.outputs = sub.outputs as unknown as PagePredicate[];
         if (handler !== undefined) spec.handler = handler;
+        else if (sub.task !== undefined) spec.task = sub.task;
         await this.subscribe(spec, { ownerId: input.ownerId, id: sub.id });
         ids.push(sub.id);
       }
@@ -477,6 +486,7 @@ export class Engine {
     const timer = setTimeout(() => void this.#worker.terminate(), this.#options.closeTimeoutMs);
     await exited;
     clearTimeout(timer);
+    await this.#pool.destroy().catch(() => undefined);
     this.#state = 'closed';
     this.#ingest.close();
     this.#dispatchRing.close();
@@ -582,6 +592,12 @@ export class Engine {
     for (const request of this.#requests.values()) request.reject(error);
     this.#requests.clear();
   }
+}
+
+/** Normalises a task option to a module URL and an export name. */
+function taskTarget(task: { filename: string | URL; name?: string | undefined }): { module: string; name: string } {
+  const module = task.filename instanceof URL ? task.filename.href : task.filename.startsWith('file:') ? task.filename : pathToFileURL(task.filename).href;
+  return { module, name: task.name ?? 'default' };
 }
 
 /** Validates events (all or none), applies the default sourceId and fills in `ts`. */

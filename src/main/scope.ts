@@ -16,7 +16,14 @@ export const SCOPE_FORMAT_VERSION = 1;
 export interface SerializedScope {
   version: typeof SCOPE_FORMAT_VERSION;
   ownerId: string;
-  subscriptions: { id: string; predicate: PagePredicate; tolerance?: NumericTolerance; outputs?: PagePredicate[] }[];
+  subscriptions: {
+    id: string;
+    predicate: PagePredicate;
+    tolerance?: NumericTolerance;
+    outputs?: PagePredicate[];
+    /** Pool subscriptions keep their task (a module URL is data); handlers are code and do not. */
+    task?: { filename: string; name: string };
+  }[];
 }
 
 /** Shape check of serialised scopes (predicates are validated again when re-subscribed). */
@@ -30,6 +37,7 @@ export const SerializedScopeSchema = z
         predicate: z.record(z.string(), z.unknown()),
         tolerance: z.record(z.string(), z.unknown()).optional(),
         outputs: z.array(z.record(z.string(), z.unknown())).optional(),
+        task: z.object({ filename: z.string().min(1), name: z.string().min(1) }).strict().optional(),
       }),
     ),
   })
@@ -86,6 +94,7 @@ export class EngineScope {
       const entry: SerializedScope['subscriptions'][number] = { id, predicate: structuredClone(spec.predicate) };
       if (spec.tolerance !== undefined) entry.tolerance = { ...spec.tolerance };
       if (spec.outputs !== undefined) entry.outputs = structuredClone(spec.outputs);
+      if (spec.task !== undefined) entry.task = { filename: spec.task.module, name: spec.task.name };
       subscriptions.push(entry);
     }
     return { version: SCOPE_FORMAT_VERSION, ownerId: this.ownerId, subscriptions };

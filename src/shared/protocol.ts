@@ -87,6 +87,8 @@ export interface SubscriptionSpec {
   tolerance?: NumericTolerance;
   outputs?: PagePredicate[];
   target: SubscriptionTarget;
+  /** For pool subscriptions: the task module URL and export (kept for scope serialisation). */
+  task?: { module: string; name: string };
   ownerId?: string;
 }
 
@@ -199,3 +201,18 @@ export const MainSlot = {
 
 /** Status of a ring as exposed by the engine. */
 export type { RingStats };
+
+/** workerData of the colony pool threads that run subscription tasks. */
+export interface PoolWorkerData {
+  ingest: SharedArrayBuffer;
+}
+
+/** What the main thread hands a pool thread for one dispatch of a `task` subscription. */
+export interface PoolTaskMessage {
+  /** File URL of the user's task module. */
+  module: string;
+  /** Export to call; `default` when absent. */
+  name: string;
+  event: import('./events.js').PageChangeEvent;
+  dispatch: { id: number; subscriptionId: string; key: string; episodeId: string };
+}

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker, workerData as rawWorkerData, type WorkerOptions } from 'node:worker_threads';
 
 const BOOTSTRAP = new URL('./ts-worker-bootstrap.mjs', import.meta.url);
+const POOL_BOOTSTRAP = new URL('./ts-pool-bootstrap.mjs', import.meta.url);
 
 /** How to start a thread for an entry: the file to load and the workerData to pass. */
 export interface WorkerEntry {
@@ -22,12 +23,16 @@ export interface WorkerEntry {
   wrap(data: unknown): unknown;
 }
 
-/** Resolves `entry` (a `.js` URL) to itself when built, or to the tsx bootstrap over its `.ts` source. */
-export function resolveWorkerEntry(entry: URL): WorkerEntry {
+/**
+ * Resolves `entry` (a `.js` URL) to itself when built, or to the tsx bootstrap over its `.ts` source.
+ * `kind: 'pool'` picks the bootstrap that re-exports the entry's default handler (for Piscina).
+ */
+export function resolveWorkerEntry(entry: URL, kind: 'thread' | 'pool' = 'thread'): WorkerEntry {
   if (existsSync(fileURLToPath(entry))) return { filename: entry, fromSource: false, wrap: (data) => data };
   const source = new URL(entry.href.replace(/\.js$/, '.ts'));
   if (!existsSync(fileURLToPath(source))) throw new Error(`worker entry not found: ${fileURLToPath(entry)} (nor its .ts source)`);
-  return { filename: BOOTSTRAP, fromSource: true, wrap: (data) => ({ __convergeEntry: source.href, data }) };
+  const filename = kind === 'pool' ? POOL_BOOTSTRAP : BOOTSTRAP;
+  return { filename, fromSource: true, wrap: (data) => ({ __convergeEntry: source.href, data }) };
 }
 
 /** Starts a Worker on `entry` (see {@link resolveWorkerEntry}). */

@@ -412,6 +412,41 @@ describe('change feed, cycles and scopes', () => {
   });
 });
 
+describe('colony pool tasks', () => {
+  const fixture = new URL('../fixtures/tasks/derive.mjs', import.meta.url);
+
+  it('runs task subscriptions in pool threads; what they emit is counted before quiescence', async () => {
+    const e = await engine({ pool: { maxThreads: 2 } });
+    const derived: PageChangeEvent[] = [];
+    const task = await e.subscribe({ predicate: { dataType: 'doc' }, task: { filename: fixture } });
+    await e.subscribe({ predicate: { dataType: 'derived' }, handler: (ev) => void derived.push(ev) });
+    await e.dispatchChange(['a', 'b', 'c', 'd'].map((id) => doc(id)));
+    const report = await settled(e);
+    expect(derived.map((ev) => ev.pageId).sort()).toEqual(['a:derived', 'b:derived', 'c:derived', 'd:derived']);
+    expect(derived.every((ev) => ev.extra?.['subscriptionId'] === task.id && ev.extra?.['threadId'] !== 0)).toBe(true);
+    expect(report.counters.dispatchesEmitted).toBe(8);
+    const status = await e.getStatus();
+    expect(status.pool.threads).toBeGreaterThan(0);
+    expect(status.pool.completed).toBe(4);
+    expect(await e.detectCycle()).toEqual([]);
+  });
+
+  it('a failing task is counted and reported as dispatch-error', async () => {
+    const e = await engine();
+    const errors: { subscriptionId: string; error: unknown }[] = [];
+    e.on('dispatch-error', (info) => errors.push(info));
+    const sub = await e.subscribe({ task: { filename: fixture.href, name: 'boom' } });
+    await e.dispatchChange(doc('x'));
+    const report = await settled(e);
+    expect(report.counters.dispatchesFailed).toBe(1);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.subscriptionId).toBe(sub.id);
+    expect(String((errors[0]!.error as Error).message)).toContain('task boom');
+    const both = await e.subscribe({ handler: () => undefined, task: { filename: fixture } }).catch((err: unknown) => err);
+    expect((both as ValidationError).field).toBe('subscription.task');
+  });
+});
+
 describe('sources', () => {
   it('mapSource bridges a non-static source once and refuses static ones', async () => {
     const e = await engine();
