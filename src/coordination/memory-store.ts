@@ -16,7 +16,9 @@
  *
  * Payloads and results are kept by reference, not copied.
  */
+import { z } from 'zod';
 import { ClosedError, DuplicateIdError } from '../shared/errors.js';
+import { parseInput } from '../shared/validation.js';
 import { BinaryHeap } from './binary-heap.js';
 import { DoneWaiters } from './done-waiters.js';
 import {
@@ -45,6 +47,9 @@ export interface MemoryStoreOptions {
 }
 
 const DEFAULT_MAX_FINISHED_TASKS = 10_000;
+const OptionsSchema = z.object({
+  maxFinishedTasks: z.union([z.number().int().min(0), z.literal(Number.POSITIVE_INFINITY)]).optional(),
+});
 
 /** A task's mutable internal state. Never handed out: callers get {@link snapshot}s. */
 interface TaskRecord {
@@ -97,11 +102,8 @@ export class MemoryStore implements TaskStore {
   #closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
-    const max = options.maxFinishedTasks ?? DEFAULT_MAX_FINISHED_TASKS;
-    if (!(Number.isInteger(max) || max === Number.POSITIVE_INFINITY) || max < 0) {
-      throw new RangeError(`maxFinishedTasks must be a non-negative integer or Infinity, got ${String(max)}`);
-    }
-    this.#maxFinished = max;
+    const { maxFinishedTasks } = parseInput(OptionsSchema, options, 'options');
+    this.#maxFinished = maxFinishedTasks ?? DEFAULT_MAX_FINISHED_TASKS;
     this.#partitions.set('', this.#open);
   }
 

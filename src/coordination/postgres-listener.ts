@@ -6,6 +6,7 @@
  * caller, who would then receive, or lose, the notifications.
  */
 import pg from 'pg';
+import { ClosedError, StoreError } from '../shared/errors.js';
 import { quoteIdent } from './postgres-schema.js';
 
 /** `application_name` of LISTEN connections, so that operators can find them in pg_stat_activity. */
@@ -36,7 +37,7 @@ export class PgListener {
 
   /** Resolves once the connection is listening (connecting or reconnecting if needed). */
   ready(): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error('listener is closed'));
+    if (this.#closed) return Promise.reject(new ClosedError('LISTEN connection'));
     if (this.#client !== undefined) return Promise.resolve();
     this.#connecting ??= this.#connect().finally(() => {
       this.#connecting = undefined;
@@ -60,7 +61,7 @@ export class PgListener {
     const lost = (error?: unknown): void => {
       if (this.#client !== client) return;
       this.#client = undefined;
-      if (!this.#closed) this.#handlers.onError(error ?? new Error('LISTEN connection ended'));
+      if (!this.#closed) this.#handlers.onError(new StoreError(`LISTEN connection on ${this.#channel} lost; reconnecting on the next poll`, { cause: error }));
     };
     client.on('error', lost);
     client.on('end', () => lost());

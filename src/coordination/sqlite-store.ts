@@ -15,7 +15,9 @@
  */
 import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
 import { ClosedError, DuplicateIdError, StoreError } from '../shared/errors.js';
+import { parseInput } from '../shared/validation.js';
 import { DonePoller } from './done-poller.js';
 import { DoneWaiters } from './done-waiters.js';
 import { encodeJson } from './json-codec.js';
@@ -33,6 +35,11 @@ export interface SqliteStoreOptions {
   readonly onError?: (error: unknown) => void;
 }
 
+const OptionsSchema = z.object({
+  busyTimeoutMs: z.number().int().min(0).max(3_600_000).optional(),
+  pollIntervalMs: z.number().int().min(1).max(3_600_000).optional(),
+  onError: z.custom<(error: unknown) => void>((value) => typeof value === 'function', 'must be a function').optional(),
+});
 const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 const DEFAULT_POLL_INTERVAL_MS = 25;
 /** Retries that only yield to the event loop before sleeping; a lock is usually held for microseconds. */
@@ -52,7 +59,8 @@ export class SqliteStore implements TaskStore {
   #closed = false;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
-    if (typeof path !== 'string' || path.length === 0) throw new TypeError('SqliteStore needs a database file path');
+    parseInput(z.string().min(1, 'must be a database file path (or ":memory:")'), path, 'path');
+    parseInput(OptionsSchema, options, 'options');
     this.path = path;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     const onError = options.onError ?? ((error: unknown) => process.emitWarning(`SqliteStore: ${String(error)}`));

@@ -19,10 +19,12 @@ export function formatPath(prefix: string, path: readonly PropertyKey[]): string
 export function parseInput<S extends z.ZodType>(schema: S, value: unknown, name: string): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issues: ValidationIssue[] = result.error.issues.map((issue) => ({
-    path: formatPath(name, issue.path),
-    message: issue.message,
-  }));
+  const issues: ValidationIssue[] = result.error.issues.map((issue) => {
+    // An unknown key is a field of its own: name it (`options.ringbytes`), not its parent object.
+    const keys = issue.code === 'unrecognized_keys' ? (issue as { keys?: string[] }).keys : undefined;
+    const path = keys !== undefined && keys.length > 0 ? [...issue.path, keys[0]!] : issue.path;
+    return { path: formatPath(name, path), message: issue.message };
+  });
   const first = issues[0] ?? { path: name, message: 'invalid value' };
   throw new ValidationError(first.path, first.message, { issues, cause: result.error });
 }

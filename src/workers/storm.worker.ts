@@ -63,8 +63,11 @@ function produce(data: StormProducerData): void {
   const encoder = new FrameEncoder();
   // Flat strings, as a native watcher or a parser hands them over (see bench/workers/events.ts).
   const pool = JSON.parse(JSON.stringify(Array.from({ length: POOL }, (_, i) => stormEvent(data.producer, i)))) as PageChangeEvent[];
+  // Full batches only, wrapping around the pool, so every frame but a producer's last has `batch` events.
   const batches: PageChangeEvent[][] = [];
-  for (let start = 0; start < POOL; start += data.batch) batches.push(pool.slice(start, start + data.batch));
+  for (let start = 0; start < POOL; start += data.batch) {
+    batches.push(Array.from({ length: data.batch }, (_, i) => pool[(start + i) % POOL]!));
+  }
   report({ type: 'ready' });
   waitForGo(data.control);
   let sent = 0;

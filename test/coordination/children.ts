@@ -21,6 +21,8 @@ export interface ChildConfig {
   readonly agentId: string;
   readonly mode: 'drain' | 'hold';
   readonly reportFirst?: number;
+  /** Drain mode: print {"progress":n} after every this many reports. */
+  readonly progressEvery?: number;
 }
 
 /** A running child and its messages. */

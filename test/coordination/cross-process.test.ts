@@ -20,10 +20,10 @@ const TTL_MS = 60_000;
 
 type Backend = { name: 'sqlite'; path: string } | { name: 'postgres'; url: string; schema: string };
 
-function childConfig(backend: Backend, agentId: string, mode: ChildConfig['mode'], reportFirst?: number): ChildConfig {
+function childConfig(backend: Backend, agentId: string, mode: ChildConfig['mode'], extra: { reportFirst?: number; progressEvery?: number } = {}): ChildConfig {
   return backend.name === 'sqlite'
-    ? { store: 'sqlite', path: backend.path, agentId, mode, reportFirst }
-    : { store: 'postgres', url: backend.url, schema: backend.schema, agentId, mode, reportFirst };
+    ? { store: 'sqlite', path: backend.path, agentId, mode, ...extra }
+    : { store: 'postgres', url: backend.url, schema: backend.schema, agentId, mode, ...extra };
 }
 
 function openStore(backend: Backend): TaskStore {
@@ -92,7 +92,7 @@ function defineCrossProcessSuite(label: string, makeBackend: () => Backend, clea
       await tm.submitMany(ids.map((id, i) => ({ id, payload: i, claimTtlMs: TTL_MS })));
 
       // The worker completes 50 tasks, then claims one more and is killed while holding it.
-      const [victim] = (children = await startRacers([childConfig(backend, 'worker-1', 'hold', 50)]));
+      const [victim] = (children = await startRacers([childConfig(backend, 'worker-1', 'hold', { reportFirst: 50 })]));
       const held = await victim!.waitFor('holding', RACE_TIMEOUT_MS);
       const heldId = held.holding as string;
       const staleToken = held.fencingToken as number;
@@ -128,19 +128,14 @@ function defineCrossProcessSuite(label: string, makeBackend: () => Backend, clea
     it('a worker killed at an arbitrary point of a busy run leaves a consistent store', { timeout: 120_000 }, async () => {
       backend = makeBackend();
       const tm = open();
-      const ids = Array.from({ length: 1000 }, (_, i) => `busy-${String(i).padStart(4, '0')}`);
+      const ids = Array.from({ length: 2000 }, (_, i) => `busy-${String(i).padStart(4, '0')}`);
       await tm.submitMany(ids.map((id, i) => ({ id, payload: i, claimTtlMs: TTL_MS })));
-      children = await startRacers([childConfig(backend, 'victim', 'drain'), childConfig(backend, 'survivor', 'drain')]);
+      children = await startRacers([childConfig(backend, 'victim', 'drain', { progressEvery: 25 }), childConfig(backend, 'survivor', 'drain')]);
       const [victim, survivor] = children;
 
-      // Kill the victim mid-run, once the store shows progress: tasks go in id order, so the 200th
-      // having left pending means about 200 were claimed.
-      const deadline = Date.now() + RACE_TIMEOUT_MS;
-      for (;;) {
-        if ((await tm.getTask(ids[199]!))?.state !== 'pending') break;
-        if (Date.now() > deadline) throw new Error(`no progress within ${RACE_TIMEOUT_MS} ms\n${victim!.stderr}`);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      // Kill the victim mid-run, right after it says it has completed some tasks: it is claiming,
+      // reporting or between the two when the signal lands.
+      await victim!.waitFor('progress', RACE_TIMEOUT_MS);
       victim!.kill();
       expect((await victim!.exited).signal).toBe('SIGKILL');
       await survivor!.waitFor('done', RACE_TIMEOUT_MS);

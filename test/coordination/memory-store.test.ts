@@ -23,7 +23,8 @@ describe('MemoryStore specifics', () => {
     // A forgotten id may be used again.
     await tm.submit({ id: 'a', payload: 'again' });
     expect((await tm.getTask('a'))?.payload).toBe('again');
-    expect(() => new MemoryStore({ maxFinishedTasks: -1 })).toThrow(RangeError);
+    expect(() => new MemoryStore({ maxFinishedTasks: -1 })).toThrow(expect.objectContaining({ field: 'options.maxFinishedTasks' }));
+    expect(new MemoryStore({ maxFinishedTasks: Number.POSITIVE_INFINITY })).toBeInstanceOf(MemoryStore);
   });
 
   it('hands out copies: mutating a returned task does not change the store', async () => {

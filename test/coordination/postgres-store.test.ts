@@ -9,7 +9,7 @@ describePg('PostgresStore', (url) => {
     const opened: TaskStore[] = [];
     return {
       open: () => {
-        const store = new PostgresStore({ connectionString: url, schema, max: 4 });
+        const store = new PostgresStore({ connectionString: url, schema, max: 2 });
         opened.push(store);
         return store;
       },

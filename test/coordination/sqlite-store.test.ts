@@ -102,3 +102,10 @@ describe('SqliteStore specifics', () => {
     await store.close();
   });
 });
+
+describe('SqliteStore options', () => {
+  it('validates the path and options', () => {
+    expect(() => new SqliteStore('')).toThrow(expect.objectContaining({ field: 'path', code: 'CONVERGE_VALIDATION' }));
+    expect(() => new SqliteStore(join(dir, 'opts.sqlite'), { busyTimeoutMs: -1 })).toThrow(expect.objectContaining({ field: 'options.busyTimeoutMs' }));
+  });
+});

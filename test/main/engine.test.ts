@@ -291,6 +291,9 @@ describe('errors and bad input', () => {
     expect((options as ValidationError).field).toBe('options.rateLimit.burst');
     const unknown = await createEngine({ ringbytes: 5 } as never).catch((err: unknown) => err);
     expect(unknown).toBeInstanceOf(ValidationError);
+    expect((unknown as ValidationError).field).toBe('options.ringbytes');
+    const unknownEventKey = await e.dispatchChange({ ...doc('k'), colour: 'red' } as never).catch((err: unknown) => err);
+    expect((unknownEventKey as ValidationError).field).toBe('event.colour');
     expect((await e.getStatus()).subscriptions).toBe(0);
   });
 
