@@ -10,7 +10,7 @@
 import { expose } from 'comlink';
 import { type MessagePort } from 'node:worker_threads';
 import { serializeError } from '../shared/errors.js';
-import { FrameDecoder, FrameEncoder } from '../shared/framing.js';
+import { type EventTuple, FrameDecoder, FrameEncoder } from '../shared/framing.js';
 import { type ConvergenceControl, type ConvergenceWorkerData, DispatchTag, MainSlot, type WorkerMessage } from '../shared/protocol.js';
 import { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
@@ -38,18 +38,44 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   const encoder = new FrameEncoder();
   const post = (message: WorkerMessage): void => port.postMessage(message);
 
+  // Wake the main thread only if it said it is waiting (it re-checks the ring after saying so).
+  const wakeMain = (): void => {
+    if (Atomics.exchange(mainFlags, MainSlot.PARKED, 0) === 1) post({ type: 'wake' });
+  };
+
+  /** Writes groups as one frame, halving the batch while the frame is over the ring's limit. */
+  const writeDispatches = (episodeId: string, firstId: number, groups: [EventTuple | number, number[]][]): number => {
+    const frame = encoder.encode([DispatchTag.DISPATCH, episodeId, firstId, groups]);
+    if (frame.length > dispatchRing.maxFrameBytes) {
+      if (groups.length > 1) {
+        const half = groups.length >> 1;
+        return writeDispatches(episodeId, writeDispatches(episodeId, firstId, groups.slice(0, half)), groups.slice(half));
+      }
+      const [event, handles] = groups[0]!;
+      if (handles.length > 1) {
+        const half = handles.length >> 1;
+        const next = writeDispatches(episodeId, firstId, [[event, handles.slice(0, half)]]);
+        return writeDispatches(episodeId, next, [[event, handles.slice(half)]]);
+      }
+      // A single dispatch cannot be split: writeSync throws FrameTooLargeError, which is fatal.
+    }
+    if (!dispatchProducer.writeSync(frame, 0)) {
+      // Full: the main thread must be draining before we block, or neither side moves.
+      wakeMain();
+      dispatchProducer.writeSync(frame);
+    }
+    let next = firstId;
+    for (const group of groups) next += group[1].length;
+    return next;
+  };
+
   const runtime = new ConvergenceRuntime(data, {
     dispatchToMain(episodeId, firstId, groups) {
-      const frames: Uint8Array[] = [];
       let id = firstId;
       for (let i = 0; i < groups.length; i += GROUPS_PER_FRAME) {
-        const slice = groups.slice(i, i + GROUPS_PER_FRAME);
-        frames.push(encoder.encode([DispatchTag.DISPATCH, episodeId, id, slice]));
-        for (const group of slice) id += group[1].length;
+        id = writeDispatches(episodeId, id, groups.slice(i, i + GROUPS_PER_FRAME));
       }
-      dispatchProducer.writeSync(frames);
-      // Wake the main thread only if it said it is waiting (it re-checks the ring after saying so).
-      if (Atomics.exchange(mainFlags, MainSlot.PARKED, 0) === 1) post({ type: 'wake' });
+      wakeMain();
     },
     releaseMainFrames(seq) {
       Atomics.store(mainFlags, MainSlot.RELEASED, seq);

@@ -155,6 +155,25 @@ describe('quiescence with a tiny ring (writes wait for space)', () => {
   });
 });
 
+describe('a full dispatch ring', () => {
+  it('many dispatches per event through tiny rings neither deadlock nor get lost', async () => {
+    const small = await createEngine({ ringBytes: 4096, episodeBudget: 1_000_000, rateLimit: { minIntervalMs: 1, burst: 1_000_000 } });
+    try {
+      let calls = 0;
+      for (let i = 0; i < 40; i++) await small.subscribe({ predicate: { dataType: 'wide' }, handler: () => void calls++ });
+      const events = Array.from({ length: 300 }, (_, i) => PageChange.added(`w${i}`, { dataType: 'wide', extra: { pad: 'y'.repeat(40) } }));
+      await small.dispatchChange(events);
+      const report = await small.waitForQuiescence({ timeoutMs: 60_000 });
+      expect(report).not.toBeNull();
+      expect(calls).toBe(300 * 40);
+      const status = await small.getStatus();
+      expect(status.ring.dispatch.fullWaits).toBeGreaterThan(0);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 function pathExists(graph: Graph, from: number, to: number): boolean {
   const seen = new Set([from]);
   const queue = [from];
