@@ -22,6 +22,12 @@ const FRAMES_PER_DRAIN = 256;
 const BUSY_YIELD_INTERVAL_MS = 5;
 /** Longest park when nothing is scheduled; a safety net only (producers and queries wake us). */
 const IDLE_PARK_MS = 1_000;
+/**
+ * The convergence worker owns a core of its own, so it spins longer before parking than the ring's
+ * default: a main thread encoding 1000-event batches publishes one every ~0.5–1 ms, and catching the
+ * next one while spinning saves a ~45 µs wake (measured) per batch.
+ */
+const CONSUMER_SPIN_ITERATIONS = 20_000;
 /** Dispatch groups per dispatch frame, so one frame stays far below the ring's frame limit. */
 const GROUPS_PER_FRAME = 512;
 
@@ -30,7 +36,7 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 /** Runs the convergence worker until a CLOSE frame or a fatal error. */
 export async function runConvergenceWorker(data: ConvergenceWorkerData, port: MessagePort): Promise<void> {
   const ingestRing = new Ring(data.ingest);
-  const consumer = new RingConsumer(ingestRing);
+  const consumer = new RingConsumer(ingestRing, { spinIterations: CONSUMER_SPIN_ITERATIONS });
   const dispatchRing = new Ring(data.dispatch);
   const dispatchProducer = new RingProducer(dispatchRing, { onFull: 'wait' });
   const mainFlags = new Int32Array(data.main);
