@@ -48,8 +48,11 @@ interface HandlerEntry {
   readonly task: TaskTarget | undefined;
 }
 
-/** Remembered frames beyond which `remember` tries to trim released ones. */
-const MAX_FRAMES_BEFORE_TRIM = 256;
+/**
+ * Remembered frames beyond which `remember` tries to trim released ones. Small: frames held long
+ * get promoted to the old generation, and a full GC over them cost more than the encoding.
+ */
+const MAX_FRAMES_BEFORE_TRIM = 4;
 
 /** Frames drained per macrotask, so a storm of dispatches cannot starve the embedder's event loop. */
 const FRAMES_PER_TURN = 64;
@@ -123,7 +126,8 @@ export class MainDispatcher {
   trim(): void {
     if (this.#sent.size === 0) return;
     const released = Atomics.load(this.#flags, MainSlot.RELEASED);
-    if (this.#consumer.ring.usedBytes() !== 0) return;
+    const oldest = this.#sent.keys().next().value as number;
+    if (oldest > released || this.#consumer.ring.usedBytes() !== 0) return;
     for (const seq of this.#sent.keys()) {
       if (seq > released) break;
       this.#sent.delete(seq);
