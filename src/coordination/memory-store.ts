@@ -8,7 +8,8 @@
  * - pending tasks live in one binary heap per routing partition (pool, topic, required capabilities),
  *   so `claimNext` looks at the top of each partition it may see instead of scanning every task;
  * - a task is one mutable internal record for its whole life; callers get fresh snapshots, so no
- *   caller can change the store's state by mutating what it was given;
+ *   caller can change the store's state by mutating what it was given; records of forgotten
+ *   finished tasks are reused for new ones (fewer survivors for the young-generation GC to copy);
  * - heap entries are removed lazily: a record stays in its heap after a claim by id, a cancel or a
  *   failure and is skipped when it surfaces unless it is pending again. Its ordering key (priority,
  *   id) never changes, so a record released back to pending that is still in the heap is simply
@@ -23,6 +24,7 @@ import { BinaryHeap } from './binary-heap.js';
 import { DoneWaiters } from './done-waiters.js';
 import {
   claimHolderError,
+  claimHolderErrorOf,
   compareClaimOrder,
   failDecision,
   isClaimExpired,
@@ -51,24 +53,63 @@ const OptionsSchema = z.object({
   maxFinishedTasks: z.union([z.number().int().min(0), z.literal(Number.POSITIVE_INFINITY)]).optional(),
 });
 
-/** A task's mutable internal state. Never handed out: callers get {@link snapshot}s. */
+/**
+ * A task's mutable internal state. Never handed out: callers get {@link snapshot}s. Every field is
+ * writable because records are recycled: a record forgotten by the finished-task retention (and no
+ * longer referenced by a heap) is reused for the next inserted task instead of becoming garbage.
+ */
 interface TaskRecord {
-  readonly id: string;
+  id: string;
   state: TaskState;
-  readonly payload: unknown;
+  payload: unknown;
   result: unknown;
-  readonly poolId: string | null;
-  readonly topic: string | null;
-  readonly requiredCapabilities: readonly string[];
-  readonly priority: number;
+  poolId: string | null;
+  topic: string | null;
+  requiredCapabilities: readonly string[];
+  priority: number;
   assignedTo: string | null;
   claimedAt: number | null;
-  readonly claimTtlMs: number | null;
+  claimTtlMs: number | null;
   attempts: number;
   fencingToken: number;
   /** Whether an entry for this record sits in its partition's heap. */
   inHeap: boolean;
+  /** The id's {@link suffixKey}, or -1. */
+  key: number;
+  /** Where the record is indexed: ≥ 0 its index in `#slots`; {@link IN_OVERFLOW} or {@link IN_BY_ID}. */
+  slot: number;
+  /** Insertion sequence number: submission order across the indexes. */
+  order: number;
 }
+
+/** `slot` of a keyed record whose table slot was taken when it was inserted: it is in `#overflow`. */
+const IN_OVERFLOW = -1;
+/** `slot` of a record whose id has no suffix key: it is in `#byId`. */
+const IN_BY_ID = -2;
+/** Digits of an id's numeric suffix used as its key: 9, so that every key is a small integer. */
+const SUFFIX_DIGITS = 9;
+const INITIAL_SLOTS = 1024;
+
+/**
+ * The index key of an id that ends in at least {@link SUFFIX_DIGITS} ASCII digits and is longer than
+ * that (every generated id: the digits are its per-process counter), else -1. Reading a few
+ * characters and keying a map by a small integer costs far less than hashing a fresh 28-character
+ * string, which is what a string-keyed map does once per new id.
+ */
+function suffixKey(id: string): number {
+  const length = id.length;
+  if (length <= SUFFIX_DIGITS) return -1;
+  let key = 0;
+  for (let index = length - SUFFIX_DIGITS; index < length; index++) {
+    const digit = id.charCodeAt(index) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    key = key * 10 + digit;
+  }
+  return key;
+}
+
+/** At most this many forgotten records are kept for reuse. */
+const MAX_SPARE_RECORDS = 1024;
 
 interface Partition {
   readonly key: string;
@@ -89,13 +130,27 @@ interface MemoryPool {
 /** In-process {@link TaskStore}. */
 export class MemoryStore implements TaskStore {
   readonly kind = 'memory';
-  readonly #tasks = new Map<string, TaskRecord>();
+  /**
+   * Every task the store knows, in one of three indexes. Ids with a numeric suffix key (see
+   * {@link suffixKey}; every generated id has one, and consecutive ids have consecutive keys) live
+   * in `#slots`, a direct-mapped table indexed by `key & (length - 1)`: no hashing, and the slots of
+   * a stream of submitted tasks are visited in order like a ring buffer. A keyed record whose slot
+   * is taken goes to `#overflow` (by key), and a record without a key to `#byId`. A lookup checks
+   * the slot, comparing the whole id, then the overflow only while it is not empty.
+   */
+  #slots: (TaskRecord | undefined)[] = new Array<TaskRecord | undefined>(INITIAL_SLOTS).fill(undefined);
+  #slotsUsed = 0;
+  readonly #overflow = new Map<number, TaskRecord[]>();
+  readonly #byId = new Map<string, TaskRecord>();
+  #insertions = 0;
   readonly #claimed = new Set<TaskRecord>();
   readonly #partitions = new Map<string, Partition>();
   /** Tasks without pool, topic or required capabilities: visible to everyone, and the common case. */
   readonly #open: Partition = { key: '', poolId: null, topic: null, requiredCapabilities: [], heap: new BinaryHeap<TaskRecord>(compareClaimOrder) };
   readonly #finished: TaskRecord[] = [];
   #finishedHead = 0;
+  /** Forgotten records ready for reuse (see {@link TaskRecord}). */
+  readonly #spare: TaskRecord[] = [];
   readonly #maxFinished: number;
   readonly #waiters = new DoneWaiters();
   readonly #pools = new Map<string, MemoryPool>();
@@ -109,29 +164,49 @@ export class MemoryStore implements TaskStore {
 
   insertTask(input: NewTask): Task {
     this.#assertOpen();
-    if (this.#tasks.has(input.id)) throw new DuplicateIdError('task', input.id);
-    return snapshot(this.#insert(input));
+    if (this.#lookup(input.id) !== undefined) throw new DuplicateIdError('task', input.id);
+    return snapshot(this.#insert(input.id, input.payload, input.poolId, input.topic, input.requiredCapabilities, input.priority, input.claimTtlMs));
+  }
+
+  /**
+   * {@link insertTask} with the task's fields as arguments: the TaskManager's fast path, which
+   * saves building a {@link NewTask} per submit. Same contract; the caller has validated and
+   * normalised every field.
+   * @internal
+   */
+  insertTaskFields(
+    id: string,
+    payload: unknown,
+    poolId: string | null,
+    topic: string | null,
+    requiredCapabilities: readonly string[],
+    priority: number,
+    claimTtlMs: number | null,
+  ): Task {
+    this.#assertOpen();
+    if (this.#lookup(id) !== undefined) throw new DuplicateIdError('task', id);
+    return snapshot(this.#insert(id, payload, poolId, topic, requiredCapabilities, priority, claimTtlMs));
   }
 
   insertTasks(inputs: readonly NewTask[]): Task[] {
     this.#assertOpen();
     const seen = new Set<string>();
     for (const input of inputs) {
-      if (this.#tasks.has(input.id) || seen.has(input.id)) throw new DuplicateIdError('task', input.id);
+      if (this.#lookup(input.id) !== undefined || seen.has(input.id)) throw new DuplicateIdError('task', input.id);
       seen.add(input.id);
     }
-    return inputs.map((input) => snapshot(this.#insert(input)));
+    return inputs.map((input) => snapshot(this.#insert(input.id, input.payload, input.poolId, input.topic, input.requiredCapabilities, input.priority, input.claimTtlMs)));
   }
 
   getTask(id: string): Task | null {
     this.#assertOpen();
-    const record = this.#tasks.get(id);
+    const record = this.#lookup(id);
     return record === undefined ? null : snapshot(record);
   }
 
   claimTask(id: string, agentId: string, nowMs: number): Task | null {
     this.#assertOpen();
-    const record = this.#tasks.get(id);
+    const record = this.#lookup(id);
     if (record === undefined || record.state !== 'pending') return null;
     return snapshot(this.#claim(record, agentId, nowMs));
   }
@@ -165,7 +240,7 @@ export class MemoryStore implements TaskStore {
 
   startTask(id: string, holder: ClaimHolder): Task | null {
     this.#assertOpen();
-    const record = this.#tasks.get(id);
+    const record = this.#lookup(id);
     if (record === undefined) return null;
     const error = claimHolderError(record, holder);
     if (error !== null) throw error;
@@ -174,10 +249,19 @@ export class MemoryStore implements TaskStore {
   }
 
   completeTask(id: string, holder: ClaimHolder, result: unknown): boolean {
+    return this.completeTaskAs(id, holder.agentId, holder.fencingToken, result);
+  }
+
+  /**
+   * {@link completeTask} with the holder's fields as arguments (the TaskManager's fast path, which
+   * saves a holder object per report).
+   * @internal
+   */
+  completeTaskAs(id: string, agentId: string, fencingToken: number | undefined, result: unknown): boolean {
     this.#assertOpen();
-    const record = this.#tasks.get(id);
+    const record = this.#lookup(id);
     if (record === undefined) return false;
-    const error = claimHolderError(record, holder);
+    const error = claimHolderErrorOf(record, agentId, fencingToken);
     if (error !== null) throw error;
     this.#finish(record, 'completed', result);
     return true;
@@ -185,7 +269,7 @@ export class MemoryStore implements TaskStore {
 
   failTask(id: string, reason: unknown, holder: ClaimHolder | undefined): boolean {
     this.#assertOpen();
-    const record = this.#tasks.get(id);
+    const record = this.#lookup(id);
     if (record === undefined) return false;
     const decision = failDecision(record, holder);
     if (decision === 'skip') return false;
@@ -196,7 +280,7 @@ export class MemoryStore implements TaskStore {
 
   cancelTask(id: string): boolean {
     this.#assertOpen();
-    const record = this.#tasks.get(id);
+    const record = this.#lookup(id);
     if (record === undefined || isTerminalState(record.state)) return false;
     this.#finish(record, 'cancelled', record.result);
     return true;
@@ -204,7 +288,7 @@ export class MemoryStore implements TaskStore {
 
   renewClaim(id: string, holder: ClaimHolder, nowMs: number): Task | null {
     this.#assertOpen();
-    const record = this.#tasks.get(id);
+    const record = this.#lookup(id);
     if (record === undefined) return null;
     const error = claimHolderError(record, holder);
     if (error !== null) throw error;
@@ -231,7 +315,7 @@ export class MemoryStore implements TaskStore {
     this.#assertOpen();
     const out: Task[] = [];
     const filter = query.filter;
-    for (const record of this.#tasks.values()) {
+    for (const record of this.#records()) {
       if (record.state !== 'pending') continue;
       if (filter !== undefined && !isVisible(record.poolId, record.topic, record.requiredCapabilities, filter)) continue;
       out.push(snapshot(record));
@@ -242,7 +326,7 @@ export class MemoryStore implements TaskStore {
 
   waitUntilDone(id: string, timeoutMs: number): Promise<Task | null> {
     if (this.#closed) return Promise.reject(new ClosedError('MemoryStore'));
-    const record = this.#tasks.get(id);
+    const record = this.#lookup(id);
     // Synchronous check-then-register: nothing can finish the task in between.
     if (record === undefined) return Promise.resolve(null);
     if (isTerminalState(record.state)) return Promise.resolve(snapshot(record));
@@ -299,24 +383,122 @@ export class MemoryStore implements TaskStore {
     if (this.#closed) throw new ClosedError('MemoryStore');
   }
 
-  #insert(input: NewTask): TaskRecord {
-    const record: TaskRecord = {
-      id: input.id,
-      state: 'pending',
-      payload: input.payload,
-      result: null,
-      poolId: input.poolId,
-      topic: input.topic,
-      requiredCapabilities: input.requiredCapabilities,
-      priority: input.priority,
-      assignedTo: null,
-      claimedAt: null,
-      claimTtlMs: input.claimTtlMs,
-      attempts: 0,
-      fencingToken: 0,
-      inHeap: false,
-    };
-    this.#tasks.set(record.id, record);
+  /** Every record, in insertion order. */
+  #records(): TaskRecord[] {
+    const all: TaskRecord[] = [];
+    for (const record of this.#slots) if (record !== undefined) all.push(record);
+    for (const others of this.#overflow.values()) all.push(...others);
+    all.push(...this.#byId.values());
+    return all.sort((a, b) => a.order - b.order);
+  }
+
+  /** The record of `id`, or undefined. */
+  #lookup(id: string): TaskRecord | undefined {
+    const key = suffixKey(id);
+    if (key < 0) return this.#byId.get(id);
+    const slots = this.#slots;
+    const record = slots[key & (slots.length - 1)];
+    if (record !== undefined && record.id === id) return record;
+    if (this.#overflow.size === 0) return undefined;
+    const others = this.#overflow.get(key);
+    if (others !== undefined) for (const other of others) if (other.id === id) return other;
+    return undefined;
+  }
+
+  /** Adds a record whose id is not taken to an index. */
+  #index(record: TaskRecord): void {
+    const key = suffixKey(record.id);
+    record.key = key;
+    if (key < 0) {
+      this.#byId.set(record.id, record);
+      record.slot = IN_BY_ID;
+      return;
+    }
+    let slots = this.#slots;
+    let slot = key & (slots.length - 1);
+    if (slots[slot] !== undefined && this.#slotsUsed * 2 >= slots.length) {
+      slots = this.#growSlots();
+      slot = key & (slots.length - 1);
+    }
+    if (slots[slot] === undefined) {
+      slots[slot] = record;
+      record.slot = slot;
+      this.#slotsUsed += 1;
+      return;
+    }
+    const others = this.#overflow.get(key);
+    if (others === undefined) this.#overflow.set(key, [record]);
+    else others.push(record);
+    record.slot = IN_OVERFLOW;
+  }
+
+  #unindex(record: TaskRecord): void {
+    const slot = record.slot;
+    if (slot >= 0) {
+      this.#slots[slot] = undefined;
+      this.#slotsUsed -= 1;
+    } else if (slot === IN_BY_ID) {
+      this.#byId.delete(record.id);
+    } else {
+      const others = this.#overflow.get(record.key)!;
+      others.splice(others.indexOf(record), 1);
+      if (others.length === 0) this.#overflow.delete(record.key);
+    }
+  }
+
+  /** Doubles the slot table; records that now collide move to the overflow. */
+  #growSlots(): (TaskRecord | undefined)[] {
+    const old = this.#slots;
+    const slots = new Array<TaskRecord | undefined>(old.length * 2).fill(undefined);
+    const mask = slots.length - 1;
+    this.#slots = slots;
+    this.#slotsUsed = 0;
+    for (const record of old) {
+      if (record === undefined) continue;
+      const slot = record.key & mask;
+      if (slots[slot] === undefined) {
+        slots[slot] = record;
+        record.slot = slot;
+        this.#slotsUsed += 1;
+      } else {
+        const others = this.#overflow.get(record.key);
+        if (others === undefined) this.#overflow.set(record.key, [record]);
+        else others.push(record);
+        record.slot = IN_OVERFLOW;
+      }
+    }
+    return slots;
+  }
+
+  #insert(
+    id: string,
+    payload: unknown,
+    poolId: string | null,
+    topic: string | null,
+    requiredCapabilities: readonly string[],
+    priority: number,
+    claimTtlMs: number | null,
+  ): TaskRecord {
+    let record = this.#spare.pop();
+    if (record === undefined) {
+      record = { id, state: 'pending', payload, result: null, poolId, topic, requiredCapabilities, priority, assignedTo: null, claimedAt: null, claimTtlMs, attempts: 0, fencingToken: 0, inHeap: false, key: -1, slot: IN_BY_ID, order: 0 };
+    } else {
+      record.id = id;
+      record.state = 'pending';
+      record.payload = payload;
+      record.result = null;
+      record.poolId = poolId;
+      record.topic = topic;
+      record.requiredCapabilities = requiredCapabilities;
+      record.priority = priority;
+      record.assignedTo = null;
+      record.claimedAt = null;
+      record.claimTtlMs = claimTtlMs;
+      record.attempts = 0;
+      record.fencingToken = 0;
+    }
+    record.order = this.#insertions++;
+    this.#index(record);
     this.#enqueue(record);
     return record;
   }
@@ -349,7 +531,16 @@ export class MemoryStore implements TaskStore {
       finished[this.#finishedHead++] = undefined as unknown as TaskRecord;
       // The map still holds `oldest` under its id: a terminal record is remembered once, and its id
       // cannot be taken by a new task until it is forgotten here.
-      if (oldest !== undefined) this.#tasks.delete(oldest.id);
+      if (oldest !== undefined) {
+        this.#unindex(oldest);
+        // Nothing else refers to it once it has left its heap (a task cancelled while pending may
+        // still sit there until it surfaces): keep it for the next insert.
+        if (!oldest.inHeap && this.#spare.length < MAX_SPARE_RECORDS) {
+          oldest.payload = null;
+          oldest.result = null;
+          this.#spare.push(oldest);
+        }
+      }
     }
     // Compact now and then instead of shifting on every eviction (O(n) each).
     if (this.#finishedHead >= 1024 && this.#finishedHead * 2 >= finished.length) {

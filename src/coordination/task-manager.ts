@@ -89,10 +89,19 @@ const OptionsSchema = z.object({
 const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
 const NO_FILTER: TaskFilter = Object.freeze({});
 const NO_OPTIONS = Object.freeze({});
+/** What `report` returns when the store settled synchronously: one shared, already-resolved promise. */
+const DONE: Promise<void> = Promise.resolve();
+const toVoid = (): void => undefined;
 
 /** Submits, hands out and settles tasks (DESIGN §5). All methods are async and validate their input. */
 export class TaskManager {
   readonly #store: TaskStore;
+  /**
+   * The store again when it is exactly a {@link MemoryStore} (not a subclass, which may override the
+   * contract's methods): then submit and report call its argument-list variants and allocate no
+   * intermediate objects. Null otherwise.
+   */
+  readonly #memory: MemoryStore | null;
   readonly #ownsStore: boolean;
   readonly #now: () => number;
   /** Whether `now` was injected: then generated ids take their time from it too (deterministic tests). */
@@ -104,6 +113,7 @@ export class TaskManager {
     const resolved = parseInput(OptionsSchema, options, 'options');
     this.#ownsStore = resolved.store === undefined;
     this.#store = resolved.store ?? new MemoryStore();
+    this.#memory = Object.getPrototypeOf(this.#store) === MemoryStore.prototype ? (this.#store as MemoryStore) : null;
     this.#now = resolved.now ?? Date.now;
     this.#clockInjected = resolved.now !== undefined;
     this.#defaultClaimTtlMs = resolved.defaultClaimTtlMs ?? null;
@@ -117,6 +127,19 @@ export class TaskManager {
   /** Creates a pending task. A taken id → `DuplicateIdError`. */
   async submit<P>(input: SubmitTaskInput<P>): Promise<Task<P>> {
     this.#assertOpen();
+    const memory = this.#memory;
+    if (memory !== null && isPlainSubmitInput(input)) {
+      const capabilities = input.requiredCapabilities;
+      return memory.insertTaskFields(
+        input.id ?? this.#newTaskId(),
+        input.payload ?? null,
+        input.poolId ?? null,
+        input.topic ?? null,
+        capabilities === undefined || capabilities.length === 0 ? NO_CAPABILITIES : normalizeCapabilities(capabilities),
+        input.priority ?? 0,
+        input.claimTtlMs === undefined ? this.#defaultClaimTtlMs : input.claimTtlMs,
+      ) as Task<P>;
+    }
     // Returned, not awaited: awaiting the memory store's plain value would suspend this function
     // for nothing (a measurable share of the claim hot path).
     return this.#store.insertTask(this.#newTask(input, 'input')) as Task<P> | Promise<Task<P>>;
@@ -169,11 +192,24 @@ export class TaskManager {
    * Completes the holder's task with `result`. Unknown id → no-op. Another agent or a stale
    * fencing token → `NotAuthorizedError`; a task that already finished → `InvalidStateError`.
    */
-  async report(agentId: string, taskId: string, result?: unknown, options: HolderOptions = NO_OPTIONS): Promise<void> {
-    this.#assertOpen();
-    const holder = this.#holder(agentId, options);
-    const done = this.#store.completeTask(parseId(taskId, 'taskId'), holder, result ?? null);
-    if (done instanceof Promise) await done;
+  report(agentId: string, taskId: string, result?: unknown, options: HolderOptions = NO_OPTIONS): Promise<void> {
+    // Not `async`: when the store settles synchronously (the memory store) this returns one shared,
+    // already-resolved promise instead of a new one per call. Errors still come back as rejections.
+    try {
+      this.#assertOpen();
+      const agent = parseId(agentId, 'agentId');
+      const fencingToken = this.#fencingToken(options);
+      const id = parseId(taskId, 'taskId');
+      const memory = this.#memory;
+      if (memory !== null) {
+        memory.completeTaskAs(id, agent, fencingToken, result ?? null);
+        return DONE;
+      }
+      const done = this.#store.completeTask(id, { agentId: agent, fencingToken }, result ?? null);
+      return done instanceof Promise ? done.then(toVoid) : DONE;
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
   }
 
   /** Cancels a task that has not finished. Unknown or terminal → false. */
@@ -261,22 +297,35 @@ export class TaskManager {
 
   #holder(agentId: string, options: HolderOptions): ClaimHolder {
     const agent = parseId(agentId, 'agentId');
-    if (options === NO_OPTIONS) return { agentId: agent, fencingToken: undefined };
-    const { fencingToken } = isPlainHolderOptions(options) ? options : parseInput(HolderOptionsSchema, options, 'options');
-    return { agentId: agent, fencingToken };
+    return { agentId: agent, fencingToken: this.#fencingToken(options) };
+  }
+
+  /** The validated `options.fencingToken`. */
+  #fencingToken(options: HolderOptions): number | undefined {
+    if (options === NO_OPTIONS) return undefined;
+    return (isPlainHolderOptions(options) ? options : parseInput(HolderOptionsSchema, options, 'options')).fencingToken;
+  }
+
+  #newTaskId(): string {
+    return this.#clockInjected ? newId('task', this.#now()) : newId('task');
   }
 
   #newTask(input: SubmitTaskInput, name: string): NewTask {
     const parsed = isPlainSubmitInput(input) ? input : parseInput(SubmitTaskSchema, input, name);
     const capabilities = parsed.requiredCapabilities;
     return {
-      id: parsed.id ?? (this.#clockInjected ? newId('task', this.#now()) : newId('task')),
+      id: parsed.id ?? this.#newTaskId(),
       payload: parsed.payload ?? null,
       poolId: parsed.poolId ?? null,
       topic: parsed.topic ?? null,
-      requiredCapabilities: capabilities === undefined || capabilities.length === 0 ? NO_CAPABILITIES : Object.freeze([...new Set(capabilities)].sort()),
+      requiredCapabilities: capabilities === undefined || capabilities.length === 0 ? NO_CAPABILITIES : normalizeCapabilities(capabilities),
       priority: parsed.priority ?? 0,
       claimTtlMs: parsed.claimTtlMs === undefined ? this.#defaultClaimTtlMs : parsed.claimTtlMs,
     };
   }
+}
+
+/** Required capabilities as stored: deduplicated, sorted, frozen. */
+function normalizeCapabilities(capabilities: readonly string[]): readonly string[] {
+  return Object.freeze([...new Set(capabilities)].sort());
 }

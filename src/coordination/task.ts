@@ -139,14 +139,19 @@ export function isClaimExpired(task: Pick<Task, 'state' | 'claimedAt' | 'claimTt
  * a stale fencing token first, then another agent, then a task that is no longer claimed.
  */
 export function claimHolderError(task: Pick<Task, 'id' | 'state' | 'assignedTo' | 'fencingToken'>, holder: ClaimHolder): Error | null {
-  if (holder.fencingToken !== undefined && holder.fencingToken !== task.fencingToken) {
-    return new StaleClaimError(task.id, holder.fencingToken, task.fencingToken);
+  return claimHolderErrorOf(task, holder.agentId, holder.fencingToken);
+}
+
+/** {@link claimHolderError} with the holder's fields as arguments (no holder object on the hot path). */
+export function claimHolderErrorOf(task: Pick<Task, 'id' | 'state' | 'assignedTo' | 'fencingToken'>, agentId: string, fencingToken: number | undefined): Error | null {
+  if (fencingToken !== undefined && fencingToken !== task.fencingToken) {
+    return new StaleClaimError(task.id, fencingToken, task.fencingToken);
   }
-  if (task.assignedTo !== holder.agentId) {
+  if (task.assignedTo !== agentId) {
     return new NotAuthorizedError(
       task.assignedTo === null
-        ? `agent ${JSON.stringify(holder.agentId)} does not hold task ${JSON.stringify(task.id)}: it is ${task.state} and unassigned`
-        : `agent ${JSON.stringify(holder.agentId)} does not hold task ${JSON.stringify(task.id)}: it is assigned to ${JSON.stringify(task.assignedTo)}`,
+        ? `agent ${JSON.stringify(agentId)} does not hold task ${JSON.stringify(task.id)}: it is ${task.state} and unassigned`
+        : `agent ${JSON.stringify(agentId)} does not hold task ${JSON.stringify(task.id)}: it is assigned to ${JSON.stringify(task.assignedTo)}`,
     );
   }
   if (!isClaimedState(task.state)) {
