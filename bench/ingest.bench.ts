@@ -24,7 +24,7 @@ const SOURCES = 2_000;
  * an event matches a handful of subscriptions whatever their number; what grows is the number of
  * subscriptions that do NOT match, which is what the index must not pay for.
  */
-function predicates(count: number): PagePredicate[] {
+export function predicates(count: number): PagePredicate[] {
   const out: PagePredicate[] = [];
   for (let i = 0; i < count; i++) {
     const r = i % 20;
@@ -36,7 +36,7 @@ function predicates(count: number): PagePredicate[] {
   return out;
 }
 
-function events(count: number, offset = 0): PageChangeEvent[] {
+export function events(count: number, offset = 0): PageChangeEvent[] {
   const out: PageChangeEvent[] = [];
   for (let k = 0; k < count; k++) {
     const i = k + offset;

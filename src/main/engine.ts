@@ -143,7 +143,7 @@ const SubscribeSchema = z
   .strict()
   .refine((v) => !(v.handler !== undefined && v.task !== undefined), { message: 'give either handler or task, not both', path: ['task'] });
 
-const DispatchOptionsSchema = z.object({ sourceId: z.string().min(1).optional() }).strict();
+const DispatchOptionsSchema = z.object({ sourceId: z.string().min(1).optional(), causedBy: z.string().min(1).optional() }).strict();
 const WaitOptionsSchema = z.object({ timeoutMs: z.number().finite().nonnegative().optional() }).strict();
 const FeedOptionsSchema = z.object({ limit: z.number().finite().optional() }).strict();
 const IdSchema = z.string().min(1);
@@ -282,15 +282,18 @@ export class Engine {
    * Puts one event or an array of events into the ingest ring. Every event is validated first; if
    * any is invalid, none is written (ValidationError names it, e.g. `events[3].kind`). Resolves
    * once the events are in the ring. Called from inside a handler, the events are counted before
-   * that handler's own dispatch is released.
+   * that handler's own dispatch is released. `sourceId` fills events that lack one; `causedBy`
+   * names the subscription whose handler emitted them (automatic while a handler runs
+   * synchronously; pass `dispatch.subscriptionId` after an await) for `detectCycle`.
    */
-  dispatchChange(events: PageChangeEvent | readonly PageChangeEvent[], options: { sourceId?: string } = {}): Promise<void> {
+  dispatchChange(events: PageChangeEvent | readonly PageChangeEvent[], options: { sourceId?: string; causedBy?: string } = {}): Promise<void> {
     try {
       this.#assertRunning();
-      const { sourceId } = parseInput(DispatchOptionsSchema, options, 'options');
+      // Most calls pass no options: skip zod for them (it costs more than encoding a small batch).
+      const { sourceId, causedBy } = isEmpty(options) ? NO_OPTIONS : parseInput(DispatchOptionsSchema, options, 'options');
       const list = prepareEvents(events, sourceId);
       if (list.length === 0) return Promise.resolve();
-      const cause = dispatchContext.getStore();
+      const cause = causedBy ?? dispatchContext.current;
       const frames: Uint8Array[] = [];
       for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), cause, frames);
       return this.#producer.write(frames) ?? Promise.resolve();
@@ -592,6 +595,14 @@ export class Engine {
     for (const request of this.#requests.values()) request.reject(error);
     this.#requests.clear();
   }
+}
+
+const NO_OPTIONS: { sourceId?: string; causedBy?: string } = Object.freeze({});
+
+function isEmpty(value: object): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  for (const _ in value) return false;
+  return true;
 }
 
 /** Normalises a task option to a module URL and an export name. */

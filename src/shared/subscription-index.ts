@@ -439,11 +439,23 @@ function removeFromBucket<R extends { seq: number }>(bucket: R[], rec: R): void 
  * wait in `#pending` and are merged in (few) or re-sorted (many) at the next lookup; removed prefixes
  * stay in the array as harmless stale entries (their bucket lookup misses) until they are the majority.
  */
+/**
+ * Most distinct prefix lengths for which `collect` probes each length with one map lookup instead of
+ * binary searches. Real prefix sets (sources like `file:/repo-N/`, `git:<url>`) come in a handful
+ * of lengths, where a few hash lookups beat walking the sorted array one mismatch at a time (which
+ * measured ~1 µs per event at 300 prefixes); many lengths fall back to the sorted walk.
+ */
+const MAX_PROBED_LENGTHS = 12;
+
 class PrefixBuckets<R extends { seq: number }> {
   readonly #buckets = new Map<string, R[]>();
   #sorted: string[] = [];
   #pending: string[] = [];
   #stale = 0;
+  /** How many stored prefixes have each length. */
+  readonly #lengthCounts = new Map<number, number>();
+  /** The distinct lengths, ascending; rebuilt lazily. */
+  #lengths: number[] | undefined = [];
 
   size(prefix: string): number {
     return this.#buckets.get(prefix)?.length ?? 0;
@@ -456,6 +468,7 @@ class PrefixBuckets<R extends { seq: number }> {
       return;
     }
     this.#buckets.set(prefix, [rec]);
+    this.#countLength(prefix.length, 1);
     const i = greatestAtMost(this.#sorted, prefix);
     if (i >= 0 && this.#sorted[i] === prefix) this.#stale--; // a stale entry came back to life
     else this.#pending.push(prefix);
@@ -467,14 +480,31 @@ class PrefixBuckets<R extends { seq: number }> {
     removeFromBucket(bucket, rec);
     if (bucket.length > 0) return;
     this.#buckets.delete(prefix);
+    this.#countLength(prefix.length, -1);
     const pendingAt = this.#pending.indexOf(prefix);
     if (pendingAt >= 0) this.#pending.splice(pendingAt, 1);
     else this.#stale++;
   }
 
+  #countLength(length: number, delta: number): void {
+    const count = (this.#lengthCounts.get(length) ?? 0) + delta;
+    if (count === 0) this.#lengthCounts.delete(length);
+    else this.#lengthCounts.set(length, count);
+    if (count === 0 || count === delta) this.#lengths = undefined; // a length appeared or vanished
+  }
+
   /** Appends to `out` the bucket of every stored prefix of `s`. */
   collect(s: string, out: R[][]): void {
     if (this.#buckets.size === 0) return;
+    const lengths = (this.#lengths ??= [...this.#lengthCounts.keys()].sort((a, b) => a - b));
+    if (lengths.length <= MAX_PROBED_LENGTHS) {
+      for (const length of lengths) {
+        if (length > s.length) break;
+        const bucket = this.#buckets.get(length === s.length ? s : s.slice(0, length));
+        if (bucket !== undefined) out.push(bucket);
+      }
+      return;
+    }
     this.#settle();
     const sorted = this.#sorted;
     let limit = s.length;

@@ -326,3 +326,23 @@ describe('SubscriptionIndex', () => {
     expect(ids(index.match(event({ pageId: 'ab' })))).toEqual([`s${PAGE_IDS.indexOf('ab')}`]);
   });
 });
+
+describe('source prefixes of many lengths', () => {
+  // Up to MAX_PROBED_LENGTHS distinct lengths are probed by hash; more fall back to the sorted walk.
+  for (const lengths of [5, 12, 13, 26]) {
+    it(`finds exactly the stored prefixes of the source with ${lengths} distinct prefix lengths`, () => {
+      const alphabet = 'abcdefghijklmnopqrstuvwxyz';
+      const index = new SubscriptionIndex();
+      for (let n = 1; n <= lengths; n++) {
+        index.add({ id: `hit-${n}`, predicate: { sourcePrefix: alphabet.slice(0, n) } });
+        index.add({ id: `miss-${n}`, predicate: { sourcePrefix: `${alphabet.slice(0, n - 1)}#` } });
+      }
+      const event = { kind: 'page_added' as const, pageId: 'p', sourceId: alphabet };
+      const ids = index.match(event).map((s) => s.id);
+      expect(ids).toEqual(Array.from({ length: lengths }, (_, i) => `hit-${i + 1}`));
+      index.remove('hit-3');
+      expect(index.match(event).map((s) => s.id)).not.toContain('hit-3');
+      expect(index.match({ ...event, sourceId: 'zzz' })).toEqual([]);
+    });
+  }
+});
