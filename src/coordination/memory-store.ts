@@ -13,7 +13,12 @@
  * - heap entries are removed lazily: a record stays in its heap after a claim by id, a cancel or a
  *   failure and is skipped when it surfaces unless it is pending again. Its ordering key (priority,
  *   id) never changes, so a record released back to pending that is still in the heap is simply
- *   live again and is never pushed twice.
+ *   live again and is never pushed twice. A record still in a heap is never reused;
+ * - tasks are found by id without hashing the id in the common case: generated ids end in a
+ *   per-process counter, which indexes a direct-mapped table (see `#slots`); other ids, and the
+ *   rare keyed id whose slot is taken, go to an ordinary map;
+ * - generated ids with the same head (everything before the counter) are ordered by their counters
+ *   as numbers, which is the same order as comparing the strings.
  *
  * Payloads and results are kept by reference, not copied.
  */
@@ -76,15 +81,29 @@ interface TaskRecord {
   inHeap: boolean;
   /** The id's {@link suffixKey}, or -1. */
   key: number;
-  /** Where the record is indexed: ≥ 0 its index in `#slots`; {@link IN_OVERFLOW} or {@link IN_BY_ID}. */
+  /** Where the record is indexed: ≥ 0 its index in `#slots`, else {@link IN_BY_ID}. */
   slot: number;
   /** Insertion sequence number: submission order across the indexes. */
   order: number;
+  /**
+   * For an id made by `newId`, its head (`lastIdHead()`: everything before the counter digits);
+   * null for any other id. Two ids with the same head sort as their counters, which are their
+   * suffix keys.
+   */
+  head: string | null;
 }
 
-/** `slot` of a keyed record whose table slot was taken when it was inserted: it is in `#overflow`. */
-const IN_OVERFLOW = -1;
-/** `slot` of a record whose id has no suffix key: it is in `#byId`. */
+/**
+ * Claim order ({@link compareClaimOrder}) of two records. Ids with the same generated head are
+ * compared by their counters (numbers) instead of character by character; the result is the same.
+ */
+function compareRecords(a: TaskRecord, b: TaskRecord): number {
+  if (a.priority !== b.priority) return b.priority - a.priority;
+  if (a.head !== null && a.head === b.head) return a.key - b.key;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** `slot` of a record in `#byId`. */
 const IN_BY_ID = -2;
 /** Digits of an id's numeric suffix used as its key: 9, so that every key is a small integer. */
 const SUFFIX_DIGITS = 9;
@@ -131,22 +150,23 @@ interface MemoryPool {
 export class MemoryStore implements TaskStore {
   readonly kind = 'memory';
   /**
-   * Every task the store knows, in one of three indexes. Ids with a numeric suffix key (see
-   * {@link suffixKey}; every generated id has one, and consecutive ids have consecutive keys) live
-   * in `#slots`, a direct-mapped table indexed by `key & (length - 1)`: no hashing, and the slots of
-   * a stream of submitted tasks are visited in order like a ring buffer. A keyed record whose slot
-   * is taken goes to `#overflow` (by key), and a record without a key to `#byId`. A lookup checks
-   * the slot, comparing the whole id, then the overflow only while it is not empty.
+   * Every task the store knows, in one of two indexes. A record whose id has a numeric suffix key
+   * (see {@link suffixKey}; every generated id has one, and consecutive ids have consecutive keys)
+   * lives in `#slots`, a direct-mapped table indexed by `key & (length - 1)`, when its slot is free:
+   * no hashing, and a stream of submitted tasks visits the slots in order like a ring buffer. Any
+   * other record lives in `#byId`. A lookup checks the id's slot, comparing the whole id, and then
+   * `#byId`, which it skips for a keyed id while no keyed record is there (`#keyedInById`).
    */
   #slots: (TaskRecord | undefined)[] = new Array<TaskRecord | undefined>(INITIAL_SLOTS).fill(undefined);
   #slotsUsed = 0;
-  readonly #overflow = new Map<number, TaskRecord[]>();
+  /** How many records in `#byId` have a suffix key (their slot was taken when they came). */
+  #keyedInById = 0;
   readonly #byId = new Map<string, TaskRecord>();
   #insertions = 0;
   readonly #claimed = new Set<TaskRecord>();
   readonly #partitions = new Map<string, Partition>();
   /** Tasks without pool, topic or required capabilities: visible to everyone, and the common case. */
-  readonly #open: Partition = { key: '', poolId: null, topic: null, requiredCapabilities: [], heap: new BinaryHeap<TaskRecord>(compareClaimOrder) };
+  readonly #open: Partition = { key: '', poolId: null, topic: null, requiredCapabilities: [], heap: new BinaryHeap<TaskRecord>(compareRecords) };
   readonly #finished: TaskRecord[] = [];
   #finishedHead = 0;
   /** Forgotten records ready for reuse (see {@link TaskRecord}). */
@@ -164,18 +184,21 @@ export class MemoryStore implements TaskStore {
 
   insertTask(input: NewTask): Task {
     this.#assertOpen();
-    if (this.#lookup(input.id) !== undefined) throw new DuplicateIdError('task', input.id);
-    return snapshot(this.#insert(input.id, input.payload, input.poolId, input.topic, input.requiredCapabilities, input.priority, input.claimTtlMs));
+    const key = suffixKey(input.id);
+    if (this.#find(input.id, key) !== undefined) throw new DuplicateIdError('task', input.id);
+    return snapshot(this.#insert(input.id, key, null, input.payload, input.poolId, input.topic, input.requiredCapabilities, input.priority, input.claimTtlMs));
   }
 
   /**
    * {@link insertTask} with the task's fields as arguments: the TaskManager's fast path, which
    * saves building a {@link NewTask} per submit. Same contract; the caller has validated and
-   * normalised every field.
+   * normalised every field. `head`: `lastIdHead()` when the caller made `id` with `newId` just
+   * now, else null.
    * @internal
    */
   insertTaskFields(
     id: string,
+    head: string | null,
     payload: unknown,
     poolId: string | null,
     topic: string | null,
@@ -184,8 +207,9 @@ export class MemoryStore implements TaskStore {
     claimTtlMs: number | null,
   ): Task {
     this.#assertOpen();
-    if (this.#lookup(id) !== undefined) throw new DuplicateIdError('task', id);
-    return snapshot(this.#insert(id, payload, poolId, topic, requiredCapabilities, priority, claimTtlMs));
+    const key = suffixKey(id);
+    if (this.#find(id, key) !== undefined) throw new DuplicateIdError('task', id);
+    return snapshot(this.#insert(id, key, head, payload, poolId, topic, requiredCapabilities, priority, claimTtlMs));
   }
 
   insertTasks(inputs: readonly NewTask[]): Task[] {
@@ -195,7 +219,7 @@ export class MemoryStore implements TaskStore {
       if (this.#lookup(input.id) !== undefined || seen.has(input.id)) throw new DuplicateIdError('task', input.id);
       seen.add(input.id);
     }
-    return inputs.map((input) => snapshot(this.#insert(input.id, input.payload, input.poolId, input.topic, input.requiredCapabilities, input.priority, input.claimTtlMs)));
+    return inputs.map((input) => snapshot(this.#insert(input.id, suffixKey(input.id), null, input.payload, input.poolId, input.topic, input.requiredCapabilities, input.priority, input.claimTtlMs)));
   }
 
   getTask(id: string): Task | null {
@@ -227,7 +251,7 @@ export class MemoryStore implements TaskStore {
       if (partition.key !== '' && !isVisible(partition.poolId, partition.topic, partition.requiredCapabilities, filter)) continue;
       const top = this.#liveTop(partition);
       if (top === undefined) continue;
-      if (best === undefined || compareClaimOrder(top, best) < 0) {
+      if (best === undefined || compareRecords(top, best) < 0) {
         best = top;
         bestPartition = partition;
       }
@@ -387,70 +411,66 @@ export class MemoryStore implements TaskStore {
   #records(): TaskRecord[] {
     const all: TaskRecord[] = [];
     for (const record of this.#slots) if (record !== undefined) all.push(record);
-    for (const others of this.#overflow.values()) all.push(...others);
-    all.push(...this.#byId.values());
+    for (const record of this.#byId.values()) all.push(record);
     return all.sort((a, b) => a.order - b.order);
   }
 
   /** The record of `id`, or undefined. */
   #lookup(id: string): TaskRecord | undefined {
-    const key = suffixKey(id);
-    if (key < 0) return this.#byId.get(id);
-    const slots = this.#slots;
-    const record = slots[key & (slots.length - 1)];
-    if (record !== undefined && record.id === id) return record;
-    if (this.#overflow.size === 0) return undefined;
-    const others = this.#overflow.get(key);
-    if (others !== undefined) for (const other of others) if (other.id === id) return other;
-    return undefined;
+    return this.#find(id, suffixKey(id));
   }
 
-  /** Adds a record whose id is not taken to an index. */
-  #index(record: TaskRecord): void {
-    const key = suffixKey(record.id);
+  /** The record of `id`, whose {@link suffixKey} is `key`, or undefined. */
+  #find(id: string, key: number): TaskRecord | undefined {
+    if (key >= 0) {
+      const slots = this.#slots;
+      const record = slots[key & (slots.length - 1)];
+      if (record !== undefined && record.id === id) return record;
+      if (this.#keyedInById === 0) return undefined;
+    }
+    return this.#byId.get(id);
+  }
+
+  /** Adds a record whose id is not taken, and whose id's {@link suffixKey} is `key`, to an index. */
+  #index(record: TaskRecord, key: number): void {
     record.key = key;
-    if (key < 0) {
-      this.#byId.set(record.id, record);
-      record.slot = IN_BY_ID;
-      return;
+    if (key >= 0) {
+      let slots = this.#slots;
+      if (slots[key & (slots.length - 1)] !== undefined && this.#slotsUsed * 2 >= slots.length) slots = this.#resizeSlots(slots.length * 2);
+      const slot = key & (slots.length - 1);
+      if (slots[slot] === undefined) {
+        slots[slot] = record;
+        record.slot = slot;
+        this.#slotsUsed += 1;
+        return;
+      }
+      this.#keyedInById += 1;
     }
-    let slots = this.#slots;
-    let slot = key & (slots.length - 1);
-    if (slots[slot] !== undefined && this.#slotsUsed * 2 >= slots.length) {
-      slots = this.#growSlots();
-      slot = key & (slots.length - 1);
-    }
-    if (slots[slot] === undefined) {
-      slots[slot] = record;
-      record.slot = slot;
-      this.#slotsUsed += 1;
-      return;
-    }
-    const others = this.#overflow.get(key);
-    if (others === undefined) this.#overflow.set(key, [record]);
-    else others.push(record);
-    record.slot = IN_OVERFLOW;
+    this.#byId.set(record.id, record);
+    record.slot = IN_BY_ID;
   }
 
   #unindex(record: TaskRecord): void {
-    const slot = record.slot;
-    if (slot >= 0) {
-      this.#slots[slot] = undefined;
+    if (record.slot >= 0) {
+      const slots = this.#slots;
+      slots[record.slot] = undefined;
       this.#slotsUsed -= 1;
-    } else if (slot === IN_BY_ID) {
-      this.#byId.delete(record.id);
-    } else {
-      const others = this.#overflow.get(record.key)!;
-      others.splice(others.indexOf(record), 1);
-      if (others.length === 0) this.#overflow.delete(record.key);
+      // Give the memory of a past burst back (hysteresis: the table grows at half full).
+      if (slots.length > INITIAL_SLOTS && this.#slotsUsed * 8 < slots.length) this.#resizeSlots(slots.length / 2);
+      return;
     }
+    this.#byId.delete(record.id);
+    if (record.key >= 0) this.#keyedInById -= 1;
   }
 
-  /** Doubles the slot table; records that now collide move to the overflow. */
-  #growSlots(): (TaskRecord | undefined)[] {
+  /**
+   * Rebuilds the slot table with `length` slots. A slot record that now collides moves to `#byId`;
+   * a keyed record in `#byId` whose slot is free now moves in.
+   */
+  #resizeSlots(length: number): (TaskRecord | undefined)[] {
     const old = this.#slots;
-    const slots = new Array<TaskRecord | undefined>(old.length * 2).fill(undefined);
-    const mask = slots.length - 1;
+    const slots = new Array<TaskRecord | undefined>(length).fill(undefined);
+    const mask = length - 1;
     this.#slots = slots;
     this.#slotsUsed = 0;
     for (const record of old) {
@@ -461,10 +481,21 @@ export class MemoryStore implements TaskStore {
         record.slot = slot;
         this.#slotsUsed += 1;
       } else {
-        const others = this.#overflow.get(record.key);
-        if (others === undefined) this.#overflow.set(record.key, [record]);
-        else others.push(record);
-        record.slot = IN_OVERFLOW;
+        this.#byId.set(record.id, record);
+        record.slot = IN_BY_ID;
+        this.#keyedInById += 1;
+      }
+    }
+    if (this.#keyedInById > 0) {
+      for (const record of this.#byId.values()) {
+        if (record.key < 0 || record.slot >= 0) continue;
+        const slot = record.key & mask;
+        if (slots[slot] !== undefined) continue;
+        this.#byId.delete(record.id);
+        this.#keyedInById -= 1;
+        slots[slot] = record;
+        record.slot = slot;
+        this.#slotsUsed += 1;
       }
     }
     return slots;
@@ -472,6 +503,8 @@ export class MemoryStore implements TaskStore {
 
   #insert(
     id: string,
+    key: number,
+    head: string | null,
     payload: unknown,
     poolId: string | null,
     topic: string | null,
@@ -481,7 +514,7 @@ export class MemoryStore implements TaskStore {
   ): TaskRecord {
     let record = this.#spare.pop();
     if (record === undefined) {
-      record = { id, state: 'pending', payload, result: null, poolId, topic, requiredCapabilities, priority, assignedTo: null, claimedAt: null, claimTtlMs, attempts: 0, fencingToken: 0, inHeap: false, key: -1, slot: IN_BY_ID, order: 0 };
+      record = { id, state: 'pending', payload, result: null, poolId, topic, requiredCapabilities, priority, assignedTo: null, claimedAt: null, claimTtlMs, attempts: 0, fencingToken: 0, inHeap: false, key: -1, slot: IN_BY_ID, order: 0, head };
     } else {
       record.id = id;
       record.state = 'pending';
@@ -496,9 +529,10 @@ export class MemoryStore implements TaskStore {
       record.claimTtlMs = claimTtlMs;
       record.attempts = 0;
       record.fencingToken = 0;
+      record.head = head;
     }
     record.order = this.#insertions++;
-    this.#index(record);
+    this.#index(record, key);
     this.#enqueue(record);
     return record;
   }
@@ -554,7 +588,7 @@ export class MemoryStore implements TaskStore {
     const key = record.poolId === null && record.topic === null && caps.length === 0 ? '' : `${record.poolId ?? ''}\u0000${record.topic ?? ''}\u0000${caps.join('\u0000')}`;
     let partition = key === '' ? this.#open : this.#partitions.get(key);
     if (partition === undefined) {
-      partition = { key, poolId: record.poolId, topic: record.topic, requiredCapabilities: caps, heap: new BinaryHeap<TaskRecord>(compareClaimOrder) };
+      partition = { key, poolId: record.poolId, topic: record.topic, requiredCapabilities: caps, heap: new BinaryHeap<TaskRecord>(compareRecords) };
       this.#partitions.set(key, partition);
     }
     partition.heap.push(record);

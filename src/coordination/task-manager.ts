@@ -14,7 +14,7 @@
 import { z } from 'zod';
 import { ClosedError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
-import { newId } from './ids.js';
+import { lastIdHead, newId } from './ids.js';
 import { MemoryStore } from './memory-store.js';
 import {
   AgentListOptionsSchema,
@@ -130,15 +130,18 @@ export class TaskManager {
     const memory = this.#memory;
     if (memory !== null && isPlainSubmitInput(input)) {
       const capabilities = input.requiredCapabilities;
-      return memory.insertTaskFields(
-        input.id ?? this.#newTaskId(),
-        input.payload ?? null,
-        input.poolId ?? null,
-        input.topic ?? null,
-        capabilities === undefined || capabilities.length === 0 ? NO_CAPABILITIES : normalizeCapabilities(capabilities),
-        input.priority ?? 0,
-        input.claimTtlMs === undefined ? this.#defaultClaimTtlMs : input.claimTtlMs,
-      ) as Task<P>;
+      const payload = input.payload ?? null;
+      const poolId = input.poolId ?? null;
+      const topic = input.topic ?? null;
+      const requiredCapabilities = capabilities === undefined || capabilities.length === 0 ? NO_CAPABILITIES : normalizeCapabilities(capabilities);
+      const priority = input.priority ?? 0;
+      const claimTtlMs = input.claimTtlMs === undefined ? this.#defaultClaimTtlMs : input.claimTtlMs;
+      const given = input.id;
+      if (given !== undefined) return memory.insertTaskFields(given, null, payload, poolId, topic, requiredCapabilities, priority, claimTtlMs) as Task<P>;
+      // Generated last: no caller code (a getter on the input) runs between newId and the insert,
+      // so the head handed over is this id's.
+      const id = this.#newTaskId();
+      return memory.insertTaskFields(id, lastIdHead(), payload, poolId, topic, requiredCapabilities, priority, claimTtlMs) as Task<P>;
     }
     // Returned, not awaited: awaiting the memory store's plain value would suspend this function
     // for nothing (a measurable share of the claim hot path).
