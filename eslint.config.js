@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 const outside = (dirs) => dirs.flatMap((d) => [`../${d}/*`, `../${d}`, `../../src/${d}/*`]);
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.tmp/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {
