@@ -13,9 +13,14 @@ import { Bench } from 'tinybench';
 import { createEngine, type Engine, matchesPredicate, type PageChangeEvent, type PagePredicate } from '../src/main/index.js';
 
 const BATCH = 1000;
-/** Distinct data types and sources the event stream cycles through; every event is a new page. */
-const DATA_TYPES = 5_000;
-const SOURCES = 2_000;
+/**
+ * The space of data types and sources interests are spread over, for `count` subscriptions: it
+ * grows with the number of subscribers (more subscribers watch more kinds of pages, not all the same
+ * ones), so an event matches about as many subscriptions at 100 k as at 1 k. Every event is a new page.
+ */
+function space(count: number): { types: number; sources: number } {
+  return { types: Math.max(500, Math.floor(count / 2)), sources: Math.max(200, Math.floor(count / 20)) };
+}
 
 /**
  * A realistic mix: mostly data-type subscriptions, many source-prefix ones (narrowed by data
@@ -25,6 +30,7 @@ const SOURCES = 2_000;
  * subscriptions that do NOT match, which is what the index must not pay for.
  */
 export function predicates(count: number): PagePredicate[] {
+  const { types: DATA_TYPES, sources: SOURCES } = space(count);
   const out: PagePredicate[] = [];
   for (let i = 0; i < count; i++) {
     const r = i % 20;
@@ -36,7 +42,8 @@ export function predicates(count: number): PagePredicate[] {
   return out;
 }
 
-export function events(count: number, offset = 0): PageChangeEvent[] {
+export function events(count: number, offset = 0, subscriptions = 1000): PageChangeEvent[] {
+  const { types: DATA_TYPES, sources: SOURCES } = space(subscriptions);
   const out: PageChangeEvent[] = [];
   for (let k = 0; k < count; k++) {
     const i = k + offset;
@@ -103,7 +110,7 @@ async function throughput(quick: boolean): Promise<Row[]> {
     const iterations = (quick ? 2 : 5) + 2;
     const rounds: PageChangeEvent[][][] = [];
     for (let r = 0; r < iterations; r++) {
-      const all = events(eventsPerIteration, r * eventsPerIteration);
+      const all = events(eventsPerIteration, r * eventsPerIteration, subscriptions);
       const batches: PageChangeEvent[][] = [];
       for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
       rounds.push(batches);
@@ -154,7 +161,7 @@ async function latency(quick: boolean, rate = 100_000): Promise<Record<string, s
   const seconds = quick ? 0.5 : 3;
   const perTick = rate / 1000;
   const total = rate * seconds;
-  const source = events(total);
+  const source = events(total, 0, 10_000);
   const start = performance.now();
   let sent = 0;
   while (sent < total) {
@@ -194,7 +201,7 @@ async function quiescenceLatency(quick: boolean): Promise<Record<string, string>
   const gaps: number[] = [];
   for (let i = 0; i < (quick ? 20 : 200); i++) {
     const announced = new Promise<number>((resolve) => engine.once('quiescence', () => resolve(performance.now())));
-    await engine.dispatchChange(events(20, i * 20));
+    await engine.dispatchChange(events(20, i * 20, 100));
     gaps.push((await announced) - lastSettled);
   }
   await engine.close();
