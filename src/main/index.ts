@@ -11,6 +11,7 @@ export type { EngineOptions, ResolvedEngineOptions } from './options.js';
 export { EngineScope, SCOPE_FORMAT_VERSION } from './scope.js';
 export type { SerializedScope } from './scope.js';
 export type { Dispatch, DispatchErrorInfo, SubscriptionHandler } from './dispatcher.js';
+export type { TaskPoolOptions, TaskPoolStats } from './task-pool.js';
 export type {
   ChangeFeedEntry,
   EngineCounters,
