@@ -613,17 +613,21 @@ function taskTarget(task: { filename: string | URL; name?: string | undefined })
 
 /** Validates events (all or none), applies the default sourceId and fills in `ts`. */
 function prepareEvents(events: PageChangeEvent | readonly PageChangeEvent[], sourceId: string | undefined): PageChangeEvent[] {
+  const many = Array.isArray(events);
+  const input = (many ? events : [events]) as readonly unknown[];
+  let prepared: unknown[] | undefined;
   const now = Date.now();
-  const input = Array.isArray(events) ? events : [events];
-  const prepared = input.map((event: unknown) => {
-    if (event === null || typeof event !== 'object') return event;
-    const e = event as PageChangeEvent;
+  for (let i = 0; i < input.length; i++) {
+    const e = input[i] as PageChangeEvent | null;
+    if (e === null || typeof e !== 'object') continue;
     if ((e.sourceId === undefined && sourceId !== undefined) || e.ts === undefined) {
-      return { ...e, sourceId: e.sourceId ?? sourceId, ts: e.ts ?? now };
+      // Copy-on-write: the caller's objects are never mutated, and an array that needs nothing is not copied.
+      prepared ??= input.slice();
+      prepared[i] = { ...e, sourceId: e.sourceId ?? sourceId, ts: e.ts ?? now };
     }
-    return e;
-  });
-  return validateEvents(Array.isArray(events) ? prepared : prepared[0], 'events');
+  }
+  const list = prepared ?? input;
+  return validateEvents(many ? list : list[0], 'events');
 }
 
 /** Creates an engine and starts its convergence worker. Rejects with ValidationError on bad options. */

@@ -113,7 +113,11 @@ export function validateEvent(value: unknown, name = 'event'): PageChangeEvent {
 export function validateEvents(value: unknown, name = 'events'): PageChangeEvent[] {
   if (!Array.isArray(value)) return [validateEvent(value, 'event')];
   const out = new Array<PageChangeEvent>(value.length);
-  for (let i = 0; i < value.length; i++) out[i] = validateEvent(value[i], `${name}[${i}]`);
+  for (let i = 0; i < value.length; i++) {
+    const event: unknown = value[i];
+    // The field name is built only for the error: a string per event would cost more than the check.
+    out[i] = isWellFormedEvent(event) ? event : (parseInput(PageChangeEventSchema, event, `${name}[${i}]`) as PageChangeEvent);
+  }
   return out;
 }
 
