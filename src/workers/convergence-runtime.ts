@@ -85,7 +85,11 @@ export class ConvergenceRuntime {
   #quietSince: number | null = null;
   readonly #quiescenceWaiters: number[] = [];
   readonly #feed: ChangeFeed;
-  readonly #observed = new Set<string>();
+  /** Observed causality: cause subscription → subscriptions its emitted changes matched. */
+  readonly #observed = new Map<string, Set<string>>();
+  #observedCount = 0;
+  /** Earliest `dueAt` among deferred deliveries (a lower bound; Infinity when none). */
+  #earliestDue = Infinity;
   #nextDispatchId = 1;
   // Dispatches decided since the last flush, grouped per event.
   #pendingGroups: [EventTuple | number, number[]][] = [];
@@ -176,15 +180,15 @@ export class ConvergenceRuntime {
 
   /** Delivers due deferred events and declares quiescence when it holds. Call after each drain. */
   tick(now: number): void {
-    if (this.#deferred.size > 0) this.#deliverDue(now);
+    // The scan over deferred pages runs only when one can be due, not after every drain.
+    if (now >= this.#earliestDue) this.#deliverDue(now);
     this.flush();
     this.#checkQuiescence(now);
   }
 
   /** The earliest time `tick` has something to do, or undefined. */
   nextDeadline(): number | undefined {
-    let next: number | undefined;
-    for (const deferred of this.#deferred.values()) if (next === undefined || deferred.dueAt < next) next = deferred.dueAt;
+    let next: number | undefined = this.#deferred.size > 0 ? this.#earliestDue : undefined;
     if (this.#quietSince !== null && this.#episodeId !== null) {
       const settleAt = this.#quietSince + this.#options.settleMs;
       if (next === undefined || settleAt < next) next = settleAt;
@@ -247,11 +251,9 @@ export class ConvergenceRuntime {
         for (const to of subs) if (predicatesMayOverlap(output, to.predicate)) link(from.id, to.id);
       }
     }
-    for (const pair of this.#observed) {
-      const split = pair.indexOf('\u0000');
-      const from = pair.slice(0, split);
-      const to = pair.slice(split + 1);
-      if (this.#index.get(from) !== undefined && this.#index.get(to) !== undefined) link(from, to);
+    for (const [from, targets] of this.#observed) {
+      if (this.#index.get(from) === undefined) continue;
+      for (const to of targets) if (this.#index.get(to) !== undefined) link(from, to);
     }
     return findCycles(edges);
   }
@@ -290,7 +292,9 @@ export class ConvergenceRuntime {
       return;
     }
     if (this.#options.rateLimit.trailing) {
-      this.#deferred.set(event.pageId, { event, dueAt: this.#limiter.nextAllowedAt(key, now), cause });
+      const dueAt = this.#limiter.nextAllowedAt(key, now);
+      this.#deferred.set(event.pageId, { event, dueAt, cause });
+      if (dueAt < this.#earliestDue) this.#earliestDue = dueAt;
       this.#totals.dispatchesDeferred++;
       this.#episode.dispatchesDeferred++;
     } else {
@@ -321,6 +325,9 @@ export class ConvergenceRuntime {
       // Delivered after its frame was released: it travels as a tuple, not a reference.
       this.#applyAndMatch(deferred.event, deferred.cause, now);
     }
+    let earliest = Infinity;
+    for (const deferred of this.#deferred.values()) if (deferred.dueAt < earliest) earliest = deferred.dueAt;
+    this.#earliestDue = earliest;
   }
 
   #suppress(event: PageChangeEvent): void {
@@ -343,7 +350,7 @@ export class ConvergenceRuntime {
     for (const sub of matches) {
       this.#totals.dispatchesAttempted++;
       this.#episode.dispatchesAttempted++;
-      if (cause !== undefined && this.#observed.size < MAX_OBSERVED_CAUSAL_EDGES) this.#observed.add(`${cause}\u0000${sub.id}`);
+      if (cause !== undefined) this.#observe(cause, sub.id);
       if (this.#exhausted) {
         this.#totals.budgetExhausted++;
         this.#episode.budgetExhausted++;
@@ -371,6 +378,15 @@ export class ConvergenceRuntime {
       const seq = this.#frameSeq;
       this.#pendingGroups.push([seq === undefined ? eventToTuple(event) : eventRef(seq, this.#eventIndex), handles]);
     }
+  }
+
+  /** Remembers that `cause`'s emitted changes matched `to`, without allocating for a known pair. */
+  #observe(cause: string, to: string): void {
+    let targets = this.#observed.get(cause);
+    if (targets?.has(to) === true || this.#observedCount >= MAX_OBSERVED_CAUSAL_EDGES) return;
+    if (targets === undefined) this.#observed.set(cause, (targets = new Set()));
+    targets.add(to);
+    this.#observedCount++;
   }
 
   #startEpisode(now: number): void {
