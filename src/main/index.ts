@@ -78,3 +78,32 @@ export {
   WorkerCrashedError,
 } from '../shared/errors.js';
 export type { SerializedError, ValidationIssue } from '../shared/errors.js';
+
+// Colony (DESIGN §6): the pool, its event bus, and the worker contract.
+export { Colony, COLONY_DEFAULTS } from './colony.js';
+export type {
+  ColonyEvents,
+  ColonyOptions,
+  ColonyStats,
+  OverseerHandle,
+  TriggerDefinition,
+  TriggerType,
+  WorkerInfo,
+  WorkerReport,
+  WorkerStatus,
+} from './colony.js';
+export { EventBus, EVENT_BUS_DEFAULTS } from './event-bus.js';
+export type {
+  BusEvent,
+  EventBusOptions,
+  EventBusStats,
+  EventFilter,
+  EventMap,
+  EventSubscriptionInput,
+  HistoryQuery,
+  PublishInput,
+  WaitForOptions,
+} from './event-bus.js';
+export { TASK_POOL_DEFAULTS } from './task-pool.js';
+export type { PoolTaskHandle } from './task-pool.js';
+export type { ColonyWorkerContext, ColonyWorkerResult, TaskContext, TaskDispatch } from '../shared/pool-protocol.js';
