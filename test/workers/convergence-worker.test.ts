@@ -3,7 +3,7 @@
  * budget never drops external work, and decisions are reproducible from event time.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createEngine, type Engine, type EngineOptions, PageChange, type PageChangeEvent } from '../../src/main/index.js';
+import { type BudgetExhaustedInfo, createEngine, type Engine, type EngineOptions, PageChange, type PageChangeEvent } from '../../src/main/index.js';
 
 const engines: Engine[] = [];
 async function engine(options: EngineOptions = {}): Promise<Engine> {
@@ -28,6 +28,62 @@ describe('the episode budget', () => {
     expect(report!.budgetExhausted).toBe(false);
     expect(report!.counters.dispatchesBudgetExhausted).toBe(0);
     expect((await e.getStatus()).state).toBe('converged');
+  });
+});
+
+describe('runaway derivation', () => {
+  /** A subscription whose handler emits a change it matches itself, after an await. */
+  async function loop(e: Engine): Promise<{ id: string; calls: () => number }> {
+    let calls = 0;
+    const sub = await e.subscribe({
+      predicate: { dataType: 'loop' },
+      handler: async (event, dispatch) => {
+        calls++;
+        await Promise.resolve();
+        await e.dispatchChange(PageChange.added(`${event.pageId}+`, { dataType: 'loop' }), { causedBy: dispatch.subscriptionId });
+      },
+    });
+    return { id: sub.id, calls: () => calls };
+  }
+
+  it("is cut by the budget and announced as 'budget-exhausted' naming the subscriptions", async () => {
+    const e = await engine({ episodeBudget: 20 });
+    const heard: BudgetExhaustedInfo[] = [];
+    e.on('budget-exhausted', (info) => heard.push(info));
+    const sub = await loop(e);
+    await e.dispatchChange(PageChange.added('x', { dataType: 'loop' }));
+    const report = await e.waitForQuiescence({ timeoutMs: 30_000 });
+    expect(report?.budgetExhausted).toBe(true);
+    expect(sub.calls()).toBe(21);
+    expect(heard).toEqual([{ episodeId: report!.episodeId, reason: 'budget', subscriptions: [sub.id] }]);
+    expect((await e.getStatus()).state).toBe('exhausted');
+  });
+
+  it('with nobody listening, a process warning names the limit and the subscriptions', async () => {
+    const e = await engine({ episodeBudget: 5 });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const sub = await loop(e);
+      await e.dispatchChange(PageChange.added('x', { dataType: 'loop' }));
+      const report = await e.waitForQuiescence({ timeoutMs: 30_000 });
+      expect(report?.budgetExhausted).toBe(true);
+      expect(report?.counters.dispatchesBudgetExhausted).toBe(1);
+      const feed = await e.getChangeFeed({ limit: 1 });
+      expect(feed[0]?.skippedReason).toBe('budget_exhausted');
+      // process.emitWarning delivers on a later tick: wait for it with a deadline.
+      const deadline = Date.now() + 10_000;
+      const ours = (): Error | undefined => warnings.find((w) => (w as { code?: string }).code === 'CONVERGE_BUDGET_EXHAUSTED');
+      while (ours() === undefined) {
+        if (Date.now() > deadline) throw new Error('no warning');
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(ours()!.message).toContain('episodeBudget (5 derived dispatches)');
+      expect(ours()!.message).toContain(sub.id);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });
 
