@@ -13,6 +13,7 @@ export type { SerializedScope } from './scope.js';
 export type { Dispatch, DispatchErrorInfo, SubscriptionHandler } from './dispatcher.js';
 export type { TaskPoolOptions, TaskPoolStats } from './task-pool.js';
 export type {
+  BudgetExhaustedInfo,
   ChangeFeedEntry,
   EngineCounters,
   EngineState,
@@ -49,7 +50,8 @@ export { WriteRateLimiter } from '../shared/rate-limiter.js';
 export type { WriteRateLimiterOptions } from '../shared/rate-limiter.js';
 export { PageGraph } from '../shared/page-graph.js';
 export type { PageGraphOptions } from '../shared/page-graph.js';
-export { findCycles, predicatesMayOverlap } from '../shared/cycles.js';
+export { DEFAULT_MAX_CYCLES, findCycles, predicatesMayOverlap } from '../shared/cycles.js';
+export type { FindCyclesOptions } from '../shared/cycles.js';
 
 // The data plane, for embedders that build their own producers.
 export { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
