@@ -5,12 +5,15 @@
 import { z } from 'zod';
 import { DEFAULT_RING_BYTES, MAX_RING_BYTES, MIN_RING_BYTES } from '../shared/ring-layout.js';
 import { parseInput } from '../shared/validation.js';
+import { DEFAULT_MAX_DERIVATION_DEPTH } from '../shared/protocol.js';
 
 /** Defaults of every engine option (DESIGN §3). */
 export const ENGINE_DEFAULTS = Object.freeze({
   ringBytes: DEFAULT_RING_BYTES,
   onFull: 'wait' as 'wait' | 'throw',
   episodeBudget: 1000,
+  /** Derived events more than this many hops from an external event are not dispatched. */
+  maxDerivationDepth: DEFAULT_MAX_DERIVATION_DEPTH,
   rateLimit: Object.freeze({ minIntervalMs: 1000, burst: 4, trailing: true }),
   changeFeedSize: 1024,
   settleMs: 0,
@@ -24,6 +27,7 @@ const OptionsSchema = z
     ringBytes: z.number().int().min(MIN_RING_BYTES).max(MAX_RING_BYTES).optional(),
     onFull: z.enum(['wait', 'throw']).optional(),
     episodeBudget: z.number().int().positive().optional(),
+    maxDerivationDepth: z.number().int().positive().max(1_000_000).optional(),
     rateLimit: z
       .object({
         minIntervalMs: z.number().finite().positive().optional(),
@@ -56,6 +60,7 @@ export interface ResolvedEngineOptions {
   readonly ringBytes: number;
   readonly onFull: 'wait' | 'throw';
   readonly episodeBudget: number;
+  readonly maxDerivationDepth: number;
   readonly rateLimit: Readonly<{ minIntervalMs: number; burst: number; trailing: boolean }>;
   readonly changeFeedSize: number;
   readonly settleMs: number;
@@ -72,6 +77,7 @@ export function resolveEngineOptions(options: unknown = {}): ResolvedEngineOptio
     ringBytes: input.ringBytes ?? ENGINE_DEFAULTS.ringBytes,
     onFull: input.onFull ?? ENGINE_DEFAULTS.onFull,
     episodeBudget: input.episodeBudget ?? ENGINE_DEFAULTS.episodeBudget,
+    maxDerivationDepth: input.maxDerivationDepth ?? ENGINE_DEFAULTS.maxDerivationDepth,
     rateLimit: Object.freeze({ ...ENGINE_DEFAULTS.rateLimit, ...stripUndefined(input.rateLimit ?? {}) }),
     changeFeedSize: input.changeFeedSize ?? ENGINE_DEFAULTS.changeFeedSize,
     settleMs: input.settleMs ?? ENGINE_DEFAULTS.settleMs,
