@@ -147,6 +147,13 @@ describe('terminal output', () => {
       ],
       stylesFor({ isTTY: false }, {}),
     );
-    expect(table.split('\n')).toEqual(['name       events', '──────  ─────────', 'a       1,234,567', 'longer          5']);
+    expect(table.split('\n')).toEqual([
+      '┌────────┬───────────┐',
+      '│ name   │    events │',
+      '├────────┼───────────┤',
+      '│ a      │ 1,234,567 │',
+      '│ longer │         5 │',
+      '└────────┴───────────┘',
+    ]);
   });
 });

@@ -86,7 +86,7 @@ function startTypecheck(app: string): Promise<Ran> {
       include: ['typecheck'],
     }),
   );
-  return exec(process.execPath, [TSC, '-p', 'tsconfig.json'], app);
+  return exec(process.execPath, [TSC, '-p', 'tsconfig.json'], app, { timeoutMs: 170_000 });
 }
 
 describe.skipIf(DIST_PASS)('the packed package, installed into a fresh application', () => {
@@ -105,7 +105,7 @@ describe.skipIf(DIST_PASS)('the packed package, installed into a fresh applicati
       if (existsSync(join(root, entry))) cpSync(join(root, entry), join(source, entry), { recursive: true });
     }
     symlinkSync(join(root, 'node_modules'), join(source, 'node_modules'), 'dir');
-    const packed = await npm(['pack', '--pack-destination', work], source, 120_000);
+    const packed = await npm(['pack', '--pack-destination', work], source, 150_000);
     if (packed.code !== 0) throw new Error(explain('npm pack', packed));
     const tarball = join(work, `${pkg.name}-${pkg.version}.tgz`);
     const listing = await exec('tar', ['-tzf', tarball], work);
@@ -119,12 +119,12 @@ describe.skipIf(DIST_PASS)('the packed package, installed into a fresh applicati
     writeFileSync(join(app, 'package.json'), `${JSON.stringify({ name: 'converge-consumer', private: true, type: 'module' }, null, 2)}\n`);
     // @types/node as a TypeScript consumer has it; the version we have in the cache.
     const typesNode = (JSON.parse(readFileSync(join(root, 'node_modules/@types/node/package.json'), 'utf8')) as { version: string }).version;
-    const install = await npm(['install', tarball, `@types/node@${typesNode}`, '--prefer-offline', '--no-audit', '--no-fund', '--omit=dev'], app, 120_000);
+    const install = await npm(['install', tarball, `@types/node@${typesNode}`, '--prefer-offline', '--no-audit', '--no-fund', '--omit=dev'], app, 150_000);
     if (install.code !== 0) throw new Error(explain('npm install of the tarball', install));
     installed = join(app, 'node_modules', pkg.name);
     // The type check is the slowest step: it runs while the other tests run (before the peers are added).
     typecheck = startTypecheck(app);
-  }, 180_000);
+  }, 300_000);
 
   afterAll(() => {
     if (work !== '') rmSync(work, { recursive: true, force: true });
@@ -200,6 +200,16 @@ console.log(JSON.stringify(out));
     }
   });
 
+  it('installs a working `converge` bin', async () => {
+    const bin = join(app, 'node_modules', '.bin', 'converge');
+    const version = await exec(bin, ['--version'], app, { timeoutMs: 30_000 });
+    expect(version, explain('converge --version', version)).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+    // The benchmarks are not in the package: one line that says where they are.
+    const bench = await exec(bin, ['bench', '--quick'], app, { timeoutMs: 30_000 });
+    expect(bench.code).toBe(1);
+    expect(bench.stderr.trim()).toBe('converge bench: the benchmarks ship with the source repository, not the installed package; run it from a clone of the repository (npm install, then npx converge bench)');
+  });
+
   it('finds runnable examples in the README', () => {
     expect(examples.length).toBeGreaterThan(0);
   });
@@ -207,7 +217,7 @@ console.log(JSON.stringify(out));
   it('type-checks the public declarations and the README examples with skipLibCheck: false, without @types for the optional peers', async () => {
     const checked = await typecheck!;
     expect(checked.code, explain('tsc', checked)).toBe(0);
-  });
+  }, 180_000);
 
   describe('README examples, run as written', () => {
     beforeAll(() => {

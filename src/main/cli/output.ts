@@ -1,3 +1,5 @@
+import Table from 'cli-table3';
+
 /**
  * Terminal output of `converge`: colour only on a terminal that wants it (honours `NO_COLOR`,
  * `FORCE_COLOR` and `TERM=dumb`), and a plain aligned table — no `(index)` column, no quoted
@@ -39,9 +41,6 @@ export function stripAnsi(text: string): string {
   return text.replace(/\u001b\[[0-9;]*m/g, '');
 }
 
-/** Display width: code points, ANSI escapes excluded (the CLI prints no wide characters). */
-const widthOf = (text: string): number => [...stripAnsi(text)].length;
-
 /** A column of {@link renderTable}. Numbers align right unless `align` says otherwise. */
 export interface Column<Row> {
   readonly header: string;
@@ -55,19 +54,41 @@ export function formatNumber(value: number, digits = 0): string {
   return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
 
+/** Light box-drawing borders without rules between rows (the header gets one, see below). */
+const BOX = {
+  top: '─',
+  'top-mid': '┬',
+  'top-left': '┌',
+  'top-right': '┐',
+  bottom: '─',
+  'bottom-mid': '┴',
+  'bottom-left': '└',
+  'bottom-right': '┘',
+  left: '│',
+  'left-mid': '',
+  mid: '',
+  'mid-mid': '',
+  right: '│',
+  'right-mid': '',
+  middle: '│',
+} as const;
+
 /**
- * A table with a header, a rule and aligned columns separated by two spaces. Number cells are
- * formatted with {@link formatNumber}; strings are printed as they are.
+ * A table (cli-table3) with a header row and aligned columns: no index column, numbers formatted
+ * with {@link formatNumber} and right-aligned, strings as they are. Colour only through `styles`.
  */
 export function renderTable<Row>(rows: readonly Row[], columns: readonly Column<Row>[], styles: Styles = stylesFor()): string {
   const cells = rows.map((row) => columns.map((column) => column.value(row)));
-  const text = cells.map((row) => row.map((cell) => (typeof cell === 'number' ? formatNumber(cell, Number.isInteger(cell) ? 0 : 2) : cell)));
-  const widths = columns.map((column, c) => Math.max(widthOf(column.header), ...text.map((row) => widthOf(row[c]!))));
   const alignOf = (c: number): 'left' | 'right' => columns[c]!.align ?? (cells.length > 0 && cells.every((row) => typeof row[c] === 'number') ? 'right' : 'left');
-  const pad = (value: string, c: number): string => {
-    const gap = ' '.repeat(widths[c]! - widthOf(value));
-    return alignOf(c) === 'right' ? gap + value : value + gap;
-  };
-  const line = (values: string[]): string => values.map((value, c) => pad(value, c)).join('  ').trimEnd();
-  return [styles.bold(line(columns.map((column) => column.header))), styles.dim(widths.map((w) => '─'.repeat(w)).join('  ')), ...text.map(line)].join('\n');
+  const table = new Table({
+    head: columns.map((column) => styles.bold(column.header)),
+    colAligns: columns.map((_, c) => alignOf(c)),
+    chars: BOX,
+    style: { head: [], border: [], 'padding-left': 1, 'padding-right': 1 },
+  });
+  for (const row of cells) table.push(row.map((cell) => (typeof cell === 'number' ? formatNumber(cell, Number.isInteger(cell) ? 0 : 2) : cell)));
+  // A rule under the (one-line) header only: the top border with inner joints.
+  const [top = '', header = '', ...body] = table.toString().split('\n');
+  const rule = top.replace('┌', '├').replaceAll('┬', '┼').replace('┐', '┤');
+  return [top, header, rule, ...body].join('\n');
 }

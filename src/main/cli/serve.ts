@@ -14,7 +14,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ChangeFeedEntry, QuiescenceReport } from '../../shared/protocol.js';
+import { type ChangeFeedEntry, type EngineCounters, type QuiescenceReport, zeroCounters } from '../../shared/protocol.js';
 import type { PageChangeEvent } from '../../shared/events.js';
 import { createEngine, type Engine, type EngineStatus } from '../engine.js';
 import { integer, UsageError, valueFlag } from './args.js';
@@ -59,20 +59,21 @@ function metricsFor(engine: Engine): Registry {
   let snapshot: Promise<EngineStatus> | undefined;
   // One status query per scrape, shared by every metric.
   const status = (): Promise<EngineStatus> => (snapshot ??= engine.getStatus().finally(() => setImmediate(() => (snapshot = undefined))));
-  const counters: [string, keyof EngineStatus['counters'], string][] = [
-    ['converge_events_received_total', 'eventsReceived', 'Page-change events the convergence worker received.'],
-    ['converge_dispatches_attempted_total', 'dispatchesAttempted', 'Matches the worker considered for dispatch.'],
-    ['converge_dispatches_emitted_total', 'dispatchesEmitted', 'Dispatches sent to handlers or pool tasks.'],
-    ['converge_dispatches_damped_total', 'dispatchesDamped', 'Matches not dispatched because the numeric change was within tolerance.'],
-    ['converge_dispatches_rate_limited_total', 'dispatchesRateLimited', 'Matches held back by the per-page rate limiter.'],
-    ['converge_dispatches_deferred_total', 'dispatchesDeferred', 'Rate-limited matches delivered later (trailing).'],
-    ['converge_dispatches_failed_total', 'dispatchesFailed', 'Dispatches whose handler or task failed.'],
-    ['converge_budget_exhausted_total', 'budgetExhausted', 'Matches not dispatched because the episode budget ran out.'],
-  ];
-  for (const [name, key, help] of counters) {
+  // Every engine counter, named after its key (dispatchesDamped → converge_dispatches_damped_total).
+  const counters = Object.keys(zeroCounters()) as (keyof EngineCounters)[];
+  const HELP: Partial<Record<keyof EngineCounters, string>> = {
+    eventsReceived: 'Page-change events the convergence worker took from the ingest ring.',
+    dispatchesAttempted: 'Event-subscription matches considered for dispatch.',
+    dispatchesEmitted: 'Dispatches sent to handlers or pool tasks.',
+    dispatchesDamped: 'Matches skipped because the numeric change was within tolerance.',
+    dispatchesRateLimited: 'Matches never delivered because of the per-page rate limiter.',
+    dispatchesDeferred: 'Matches held back by the rate limiter for a trailing delivery.',
+    dispatchesFailed: 'Dispatches whose handler or task failed.',
+  };
+  for (const key of counters) {
     new Counter({
-      name,
-      help,
+      name: `converge_${key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`,
+      help: HELP[key] ?? `The engine counter ${key} (see the README).`,
       registers: [registry],
       async collect() {
         this.reset();
