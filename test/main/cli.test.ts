@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PostgresStore, TaskManager } from '../../src/coordination/index.js';
+import { PoolManager, PostgresStore, TaskManager } from '../../src/coordination/index.js';
 import { main } from '../../src/main/cli.js';
 import { dropSchema, describePg, uniqueSchema } from '../helpers/pg.js';
 
@@ -263,7 +263,12 @@ describePg('converge worker', (url) => {
     writeFileSync(module, 'export async function double(payload) { return { doubled: payload.n * 2 }; }\n');
     const store = new PostgresStore({ connectionString: url, schema });
     const tasks = new TaskManager({ store });
+    const pools = new PoolManager({ store });
     try {
+      const missing = await converge(['worker', '--pg', url, '--schema', schema, '--pool', 'no-pool', '--module', module, '--export', 'double']);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^converge worker: there is no pool no-pool in schema cv_cli_\w+ at \S+: create it first/)]);
+      await pools.createPool({ id: 'cli-pool' });
       const { id } = await tasks.submit({ payload: { n: 21 }, poolId: 'cli-pool' });
       const worker = await start(['worker', '--pg', url, '--schema', schema, '--pool', 'cli-pool', '--module', module, '--export', 'double', '--agent', 'cli-worker'], /claiming from pool cli-pool/);
       try {
@@ -274,7 +279,10 @@ describePg('converge worker', (url) => {
       }
       expect(await worker.exited).toBe(0);
       expect(worker.output()).toContain(`done   ${id}`);
+      // It left the pool on the way out.
+      expect((await pools.getPool('cli-pool'))?.members).toEqual([]);
     } finally {
+      await pools.close();
       await tasks.close();
       await store.close();
     }

@@ -131,6 +131,8 @@ export const worker = defineCommand({
     }
     const store = new coordination.PostgresStore({ connectionString: url, schema: flags.schema ?? 'converge' });
     const tasks = new coordination.TaskManager({ store });
+    const pools = new coordination.PoolManager({ store });
+    let joined = false;
     const agent = flags.agent ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     const filter = flags.pool === undefined ? undefined : { poolIds: [flags.pool] };
     const idleMs = flags['idle-ms'] ?? 1000;
@@ -139,6 +141,18 @@ export const worker = defineCommand({
         await tasks.listPendingTasks({ refreshFromStore: true });
       } catch (error) {
         throw databaseProblem(url, error);
+      }
+      if (flags.pool !== undefined) {
+        // Pooled tasks are visible only to pool members: join, and leave when stopping.
+        if (!(await pools.joinPool(flags.pool, agent))) {
+          const exists = (await pools.getPool(flags.pool)) !== null;
+          throw new CliError(
+            exists
+              ? `converge worker: pool ${flags.pool} refused ${agent} (its admission policy or trust threshold): use an agent id it admits (--agent)`
+              : `converge worker: there is no pool ${flags.pool} in schema ${flags.schema ?? 'converge'} at ${describeTarget(url)}: create it first (PoolManager.createPool) or pick another --pool`,
+          );
+        }
+        joined = true;
       }
       context.out(`${context.styles.bold('converge worker')} ${agent}: claiming${flags.pool === undefined ? '' : ` from pool ${flags.pool}`} at ${describeTarget(url)}; Ctrl-C to stop`);
       let idle = 50;
@@ -168,6 +182,8 @@ export const worker = defineCommand({
       context.out(`converge worker ${agent}: stopped`);
       return 0;
     } finally {
+      if (joined) await pools.leavePool(flags.pool!, agent).catch(() => undefined);
+      await pools.close().catch(() => undefined);
       await tasks.close().catch(() => undefined);
       await store.close().catch(() => undefined);
     }
