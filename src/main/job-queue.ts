@@ -303,8 +303,9 @@ class JobRunner {
         result = stored;
       } catch (error) {
         if (lost) throw error;
-        const serialized = serializeError(error);
-        delete (serialized as { stack?: string }).stack;
+        // Stored as JSON (no stack; fields that are not plain data, like a loader's Error, flattened).
+        const { stack: _stack, ...rest } = serializeError(error);
+        const serialized = JSON.parse(JSON.stringify(rest)) as SerializedError;
         await this.#tm.failTask(task.id, { error: serialized }, { agentId: this.#runtimeId, fencingToken: task.fencingToken });
         this.#summary.failed++;
         this.#emit({ type: 'failed', jobId: task.id, error: serialized });
