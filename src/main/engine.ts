@@ -14,6 +14,7 @@ import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/eve
 import { FrameDecoder, FrameEncoder } from '../shared/framing.js';
 import type { NumericTolerance, PagePredicate } from '../shared/predicates.js';
 import {
+  type BudgetExhaustedInfo,
   type ChangeFeedEntry,
   type EngineCounters,
   type EngineState,
@@ -58,6 +59,8 @@ export interface EngineEvents {
   quiescence: [report: QuiescenceReport];
   'dispatch-error': [info: DispatchErrorInfo];
   'source-error': [info: { sourceId: string; error: unknown }];
+  /** An episode's budget or depth limit refused derived dispatches; a process warning when unheard. */
+  'budget-exhausted': [info: BudgetExhaustedInfo];
 }
 
 const DispatchOptionsSchema = z.object({ sourceId: z.string().min(1).optional(), causedBy: z.string().min(1).optional() }).strict();
@@ -117,6 +120,7 @@ export class Engine {
         dispatch,
         main,
         episodeBudget: options.episodeBudget,
+        maxDerivationDepth: options.maxDerivationDepth,
         rateLimit: { ...options.rateLimit },
         changeFeedSize: options.changeFeedSize,
         settleMs: options.settleMs,
@@ -127,6 +131,7 @@ export class Engine {
         onWake: () => this.#dispatcher.wake(),
         onQuiescence: (report) => this.#emitter.emit('quiescence', report),
         onSettled: () => this.#refreshRef(),
+        onBudgetExhausted: (info) => this.#onBudgetExhausted(info),
         onFailure: (error) => this.#onFailure(error),
       },
     );
@@ -457,6 +462,19 @@ export class Engine {
       throw error;
     }
     return reply;
+  }
+
+  /** Loud, never silent: with nobody listening, a refused derivation is a process warning. */
+  #onBudgetExhausted(info: BudgetExhaustedInfo): void {
+    if (this.#emitter.listenerCount('budget-exhausted') > 0) {
+      this.#emitter.emit('budget-exhausted', info);
+      return;
+    }
+    const limit = info.reason === 'budget' ? `episodeBudget (${this.#options.episodeBudget} derived dispatches)` : `maxDerivationDepth (${this.#options.maxDerivationDepth})`;
+    process.emitWarning(
+      `episode ${info.episodeId} reached its ${limit}; further derived dispatches were not made (subscriptions: ${info.subscriptions.join(', ')})`,
+      { type: 'ConvergeBudgetWarning', code: 'CONVERGE_BUDGET_EXHAUSTED' },
+    );
   }
 
   #onFailure(error: ConvergeError): void {

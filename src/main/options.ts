@@ -5,12 +5,15 @@
 import { z } from 'zod';
 import { DEFAULT_RING_BYTES, MAX_RING_BYTES, MIN_RING_BYTES } from '../shared/ring-layout.js';
 import { parseInput } from '../shared/validation.js';
+import { DEFAULT_MAX_DERIVATION_DEPTH } from '../shared/protocol.js';
 
 /** Defaults of every engine option (DESIGN §3). */
 export const ENGINE_DEFAULTS = Object.freeze({
   ringBytes: DEFAULT_RING_BYTES,
   onFull: 'wait' as 'wait' | 'throw',
   episodeBudget: 1000,
+  /** Derived events more than this many hops from an external event are not dispatched. */
+  maxDerivationDepth: DEFAULT_MAX_DERIVATION_DEPTH,
   rateLimit: Object.freeze({ minIntervalMs: 1000, burst: 4, trailing: true }),
   changeFeedSize: 1024,
   settleMs: 0,
@@ -23,8 +26,6 @@ export const ENGINE_DEFAULTS = Object.freeze({
    * 'throw'): backpressure reaches the producer and memory stays bounded.
    */
   maxInFlight: 1024,
-  /** Derived events more than this many hops from an external event are not dispatched. */
-  maxDerivationDepth: 32,
 });
 
 /** Largest value of a timer option: Node's setTimeout limit (2^31 - 1 ms, about 24.8 days). */
@@ -85,13 +86,13 @@ export interface ResolvedEngineOptions {
   readonly ringBytes: number;
   readonly onFull: 'wait' | 'throw';
   readonly episodeBudget: number;
+  readonly maxDerivationDepth: number;
   readonly rateLimit: Readonly<{ minIntervalMs: number; burst: number; trailing: boolean }>;
   readonly changeFeedSize: number;
   readonly settleMs: number;
   readonly subscriptionCapacity: number;
   readonly closeTimeoutMs: number;
   readonly maxInFlight: number;
-  readonly maxDerivationDepth: number;
   readonly pool: Readonly<{ minThreads?: number; maxThreads?: number; idleTimeout?: number }>;
   readonly store: unknown;
 }
@@ -103,13 +104,13 @@ export function resolveEngineOptions(options: unknown = {}): ResolvedEngineOptio
     ringBytes: input.ringBytes ?? ENGINE_DEFAULTS.ringBytes,
     onFull: input.onFull ?? ENGINE_DEFAULTS.onFull,
     episodeBudget: input.episodeBudget ?? ENGINE_DEFAULTS.episodeBudget,
+    maxDerivationDepth: input.maxDerivationDepth ?? ENGINE_DEFAULTS.maxDerivationDepth,
     rateLimit: Object.freeze({ ...ENGINE_DEFAULTS.rateLimit, ...stripUndefined(input.rateLimit ?? {}) }),
     changeFeedSize: input.changeFeedSize ?? ENGINE_DEFAULTS.changeFeedSize,
     settleMs: input.settleMs ?? ENGINE_DEFAULTS.settleMs,
     subscriptionCapacity: input.subscriptionCapacity ?? ENGINE_DEFAULTS.subscriptionCapacity,
     closeTimeoutMs: input.closeTimeoutMs ?? ENGINE_DEFAULTS.closeTimeoutMs,
     maxInFlight: input.maxInFlight ?? ENGINE_DEFAULTS.maxInFlight,
-    maxDerivationDepth: input.maxDerivationDepth ?? ENGINE_DEFAULTS.maxDerivationDepth,
     pool: Object.freeze({ ...(input.pool ?? {}) }),
     store: input.store,
   });

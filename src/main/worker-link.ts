@@ -15,7 +15,7 @@ import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threa
 import { type Remote, wrap } from 'comlink';
 import { ClosedError, ConvergeError, deserializeError, WorkerCrashedError } from '../shared/errors.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
-import type { ConvergenceControl, ConvergenceWorkerData, QuiescenceReport, WorkerMessage } from '../shared/protocol.js';
+import type { BudgetExhaustedInfo, ConvergenceControl, ConvergenceWorkerData, QuiescenceReport, WorkerMessage } from '../shared/protocol.js';
 import { startWorker } from '../shared/worker-entry.js';
 
 const CONVERGENCE_WORKER = new URL('../workers/convergence.worker.js', import.meta.url);
@@ -27,6 +27,8 @@ export interface WorkerLinkListener {
   onQuiescence(report: QuiescenceReport): void;
   /** A request's reply or a query's answer arrived (the engine re-evaluates whether it is idle). */
   onSettled(): void;
+  /** An episode's budget or derivation-depth limit refused a derived dispatch (once per reason and episode). */
+  onBudgetExhausted?(info: BudgetExhaustedInfo): void;
   /** Called once, when the link fails; pending requests are already rejected with `error`. */
   onFailure(error: ConvergeError): void;
 }
@@ -182,6 +184,11 @@ export class WorkerLink {
       case 'quiescence':
         this.#listener.onQuiescence(message.report);
         return;
+      case 'budget-exhausted': {
+        const { type: _type, ...info } = message;
+        this.#listener.onBudgetExhausted?.(info);
+        return;
+      }
       case 'fatal':
         this.fail(deserializeError(message.error));
         return;
