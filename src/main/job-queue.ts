@@ -162,6 +162,11 @@ export class JobQueue {
     return task === null ? null : jobRecord(task);
   }
 
+  /** Cancels a job that has not finished (a runtime running it stops at its next claim renewal). Unknown or finished → false. */
+  cancelJob(id: string): Promise<boolean> {
+    return this.#manager.cancelTask(id);
+  }
+
   /** Runs jobs from this queue in this process (see {@link runJobs}). */
   runJobs(options: RunJobsOptions = {}): Promise<RunJobsSummary> {
     return new JobRunner(this.#manager, this.#topic, options).run();
