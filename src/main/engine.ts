@@ -16,7 +16,6 @@ import {
   ConvergeError,
   deserializeError,
   FrameTooLargeError,
-  StaticSourceError,
   ValidationError,
   WorkerCrashedError,
 } from '../shared/errors.js';
@@ -45,6 +44,8 @@ import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } 
 import { EngineScope, type SerializedScope, SerializedScopeSchema } from './scope.js';
 import { TaskPool, type TaskPoolStats } from './task-pool.js';
 import { pathToFileURL } from 'node:url';
+import type { ContextPageSource } from '../watchers/source.js';
+import { type MappedSource, SourceBridges } from './source-bridge.js';
 
 const CONVERGENCE_WORKER = new URL('../workers/convergence.worker.js', import.meta.url);
 
@@ -99,12 +100,8 @@ export interface EngineEvents {
   'source-error': [info: { sourceId: string; error: unknown }];
 }
 
-/** A source of page changes (DESIGN §4). */
-export interface ContextPageSource {
-  readonly static: boolean;
-  watch?(signal: AbortSignal): AsyncIterable<PageChangeEvent>;
-  snapshot?(): Promise<unknown[]>;
-}
+/** A source of page changes (DESIGN §4); see src/watchers/source.ts. */
+export type { ContextPageSource } from '../watchers/source.js';
 
 const PredicateInput = z.unknown().superRefine(refineWith(validatePredicate));
 const ToleranceInput = z.unknown().superRefine(refineWith(validateTolerance));
@@ -173,7 +170,8 @@ export class Engine {
   readonly #emitter = new EventEmitter();
   readonly #subscriptions = new Map<string, LocalSubscription>();
   readonly #requests = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
-  readonly #sources = new Map<ContextPageSource, AbortController>();
+  /** One bridge per mapped source (src/main/source-bridge.ts). */
+  readonly #sources: SourceBridges;
   #nextRequest = 1;
   #nextFrameSeq = 1;
   #nextHandle = 1;
@@ -194,6 +192,17 @@ export class Engine {
     // event writes never queue, so a separate waiting producer cannot overtake them.
     this.#waitingProducer = options.onFull === 'wait' ? this.#producer : new RingProducer(this.#ingest, { onFull: 'wait' });
     this.#pool = new TaskPool(ingest, options.pool);
+    this.#sources = new SourceBridges({
+      ingest,
+      dispatch: (events) => this.dispatchChange(events),
+      reportError: (sourceId, error) => {
+        // Loud, never silent: a process warning when nobody listens for source errors.
+        if (!this.#emitter.emit('source-error', { sourceId, error })) {
+          const message = error instanceof Error ? error.message : String(error);
+          process.emitWarning(`source ${sourceId}: ${message}`, { type: 'ConvergeSourceWarning', code: (error as { code?: string } | null)?.code ?? 'CONVERGE_SOURCE' });
+        }
+      },
+    });
     const channel = new MessageChannel();
     this.#port = channel.port1;
     const data: ConvergenceWorkerData & { port: MessagePort } = {
@@ -376,31 +385,20 @@ export class Engine {
     return this.#query(() => this.#control.detectCycle());
   }
 
-  /** Starts the watch bridge of a non-static source: its events flow into the ingest ring. */
-  async mapSource(source: ContextPageSource): Promise<void> {
+  /**
+   * Starts the one bridge of a non-static source: its events flow into the ingest ring in batches
+   * (in the watch worker thread for sources that support it, such as LocalFsWatcher). Mapping the
+   * same source again returns the same bridge. A static source is refused with StaticSourceError.
+   */
+  async mapSource(source: ContextPageSource): Promise<MappedSource> {
     this.#assertRunning();
-    if (source === null || typeof source !== 'object') throw new ValidationError('source', 'must be a ContextPageSource object');
-    if (source.static) throw new StaticSourceError();
-    if (typeof source.watch !== 'function') throw new ValidationError('source.watch', 'a non-static source must implement watch(signal)');
-    if (this.#sources.has(source)) return; // exactly one bridge per mapped source
-    const controller = new AbortController();
-    this.#sources.set(source, controller);
-    void this.#bridge(source, controller.signal);
+    return this.#sources.map(source);
   }
 
-  async #bridge(source: ContextPageSource, signal: AbortSignal): Promise<void> {
-    try {
-      for await (const event of source.watch!(signal)) {
-        if (signal.aborted) break;
-        try {
-          await this.dispatchChange(event);
-        } catch (error) {
-          this.#emitter.emit('source-error', { sourceId: event?.sourceId ?? 'unknown', error });
-        }
-      }
-    } catch (error) {
-      if (!signal.aborted) this.#emitter.emit('source-error', { sourceId: 'unknown', error });
-    }
+  /** Stops a source's bridge and waits for it; false if the source was not mapped. */
+  async unmapSource(source: ContextPageSource): Promise<boolean> {
+    this.#assertRunning();
+    return this.#sources.unmap(source);
   }
 
   /** A handle that owns the subscriptions made through it. */
@@ -471,8 +469,8 @@ export class Engine {
   }
 
   async #close(): Promise<void> {
-    for (const controller of this.#sources.values()) controller.abort();
-    this.#sources.clear();
+    // Bridges stop first (and write what they hold), so that the settle below includes their events.
+    await this.#sources.close().catch(() => undefined);
     if (this.#state === 'running') {
       this.#state = 'closing';
       await this.#settleBeforeClose();
