@@ -28,6 +28,10 @@ const MAX_BUFFERED_EVENTS = 8_192;
 /** How long an unmap waits for a source that ignores its abort signal before giving up on it. */
 const SOURCE_STOP_TIMEOUT_MS = 5_000;
 
+export type { ContextPageSource } from '../watchers/source.js';
+
+export { warnSourceError } from '../watchers/source.js';
+
 /** What the engine lends its bridges. */
 export interface SourceBridgeHost {
   /** The ingest ring's buffer. */

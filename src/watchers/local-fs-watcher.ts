@@ -9,7 +9,7 @@ import type { PageChangeEvent } from '../shared/events.js';
 import { parseInput } from '../shared/validation.js';
 import { EventQueue } from './event-queue.js';
 import { FsWatchCore, type FsWatchCoreOptions } from './local-fs-core.js';
-import { type ContextPageSource, NO_WATCH_CONTEXT, type WatchContext, WORKER_HOSTED, type WorkerHostedDescriptor } from './source.js';
+import { type ContextPageSource, NO_WATCH_CONTEXT, warnSourceError, type WatchContext, WORKER_HOSTED, type WorkerHostedDescriptor } from './source.js';
 
 /** Options of {@link LocalFsWatcher}; all optional. */
 export interface LocalFsWatcherOptions {
@@ -43,12 +43,6 @@ const OptionsSchema = z
     onError: z.custom<(error: unknown) => void>((v) => typeof v === 'function', 'must be a function').optional(),
   })
   .strict();
-
-/** Reports a watcher problem when nobody asked for it: loud, never silent. */
-export function warnSourceError(sourceId: string, error: unknown): void {
-  const message = error instanceof Error ? error.message : String(error);
-  process.emitWarning(`${sourceId}: ${message}`, { code: (error as { code?: string } | null)?.code ?? 'CONVERGE_SOURCE', type: 'ConvergeSourceWarning' });
-}
 
 export class LocalFsWatcher implements ContextPageSource {
   readonly static = false;

@@ -48,3 +48,10 @@ export type WorkerHostedDescriptor = { kind: 'local-fs'; root: string; options: 
 
 /** A context whose holds do nothing (a source watched outside an engine). */
 export const NO_WATCH_CONTEXT: WatchContext = Object.freeze({ hold: () => () => undefined });
+
+/** Reports a source's problem as a process warning: loud when nobody listens for `source-error`. */
+export function warnSourceError(sourceId: string, error: unknown): void {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  process.emitWarning(`source ${sourceId}: ${message}`, { type: 'ConvergeSourceWarning', code: typeof code === 'string' ? code : 'CONVERGE_SOURCE' });
+}
