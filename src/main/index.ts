@@ -78,3 +78,11 @@ export {
   WorkerCrashedError,
 } from '../shared/errors.js';
 export type { SerializedError, ValidationIssue } from '../shared/errors.js';
+
+// Sources and watchers (DESIGN §4).
+export type { MappedSource } from './source-bridge.js';
+export { NO_WATCH_CONTEXT, WORKER_HOSTED } from '../watchers/source.js';
+export type { PageRecord, WatchContext } from '../watchers/source.js';
+export { LOCAL_FS_DEFAULTS, LocalFsWatcher } from '../watchers/local-fs-watcher.js';
+export type { LocalFsWatcherOptions } from '../watchers/local-fs-watcher.js';
+export { CheckpointError, GitFetchError, SourceError, SourceNotFoundError, WatcherBackendError, WatcherErrorCode } from '../watchers/errors.js';

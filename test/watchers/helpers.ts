@@ -1,5 +1,7 @@
 /** Shared fixtures of the watcher tests: temporary directories and condition waits with deadlines. */
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, realpathSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PageChangeEvent } from '../../src/main/index.js';
@@ -13,8 +15,17 @@ export function tempDir(prefix = 'converge-watch-'): string {
   return dir;
 }
 
-export function removeTempDirs(): void {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+/**
+ * Removes the temporary directories. `background`: hand the removal to a detached `rm -rf` (deleting
+ * tens of thousands of files can take minutes on a busy disk, and nothing waits for it).
+ */
+export async function removeTempDirs(options: { background?: boolean } = {}): Promise<void> {
+  const list = dirs.splice(0);
+  if (options.background === true && process.platform !== 'win32') {
+    for (const dir of list) spawn('rm', ['-rf', dir], { detached: true, stdio: 'ignore' }).unref();
+    return;
+  }
+  await Promise.all(list.map((dir) => rm(dir, { recursive: true, force: true, maxRetries: 3 })));
 }
 
 /**
