@@ -119,3 +119,32 @@ export { jobWorkerEntry, PiscinaJobPool } from './job-pool.js';
 export type { JobAgentPool, JobPoolOptions } from './job-pool.js';
 export { AgentFailedError, JobCancelledError, JobErrorCode, ReplayDivergedError, TOOL_FAILURE_CLASSES, ToolCallError } from '../shared/job-protocol.js';
 export type { JobAgentOutcome, JobAgentTask, ToolFailureClass } from '../shared/job-protocol.js';
+
+// Colony (DESIGN §6): the pool, its event bus, and the worker contract.
+export { Colony, COLONY_DEFAULTS } from './colony.js';
+export type {
+  ColonyEvents,
+  ColonyOptions,
+  ColonyStats,
+  OverseerHandle,
+  TriggerDefinition,
+  TriggerType,
+  WorkerInfo,
+  WorkerReport,
+  WorkerStatus,
+} from './colony.js';
+export { EventBus, EVENT_BUS_DEFAULTS } from './event-bus.js';
+export type {
+  BusEvent,
+  EventBusOptions,
+  EventBusStats,
+  EventFilter,
+  EventMap,
+  EventSubscriptionInput,
+  HistoryQuery,
+  PublishInput,
+  WaitForOptions,
+} from './event-bus.js';
+export { TASK_POOL_DEFAULTS } from './task-pool.js';
+export type { PoolTaskHandle } from './task-pool.js';
+export type { ColonyWorkerContext, ColonyWorkerResult, TaskContext, TaskDispatch } from '../shared/pool-protocol.js';
