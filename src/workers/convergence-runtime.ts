@@ -20,7 +20,10 @@
  * either when event time passes that instant (an event with a later `ts` arrives: the due deliveries
  * go first, in ring order) or when the engine is otherwise idle (ring drained, nothing in flight) —
  * whichever comes first. The idle release never waits on the wall clock, so quiescence is neither
- * early (the delivery is in flight until released) nor held for a second by a timer. The worker's
+ * early (the delivery is in flight until released) nor held for a second by a timer. One exception
+ * keeps a slow handler from holding other pages' trailing deliveries: with the ring drained but
+ * handlers still running, a delivery deferred for a whole rate-limit interval of the worker's clock
+ * is released too (what a running handler emits is timing-dependent anyway). Otherwise the worker's
  * clock (`now`) serves only `settleMs` and a report's `durationMs`.
  *
  * Page graph in ring order: every event is applied to the page graph when it is received, whether its
@@ -87,6 +90,11 @@ interface Deferred {
   readonly event: PageChangeEvent;
   /** Event time at which the page's bucket has a token again. */
   readonly dueAt: number;
+  /**
+   * Worker-clock time after which the delivery no longer waits for in-flight handlers to finish
+   * (one rate-limit interval after it was first deferred), so a slow handler cannot hold it.
+   */
+  readonly heldUntil: number;
   readonly origin: Origin;
   /** What the event matched when it was received (in ring order). */
   readonly matches: readonly Subscription[];
@@ -124,6 +132,8 @@ export class ConvergenceRuntime {
   #eventClock = -Infinity;
   /** Earliest `dueAt` among deferred deliveries (a lower bound; Infinity when none). */
   #earliestDue = Infinity;
+  /** Earliest `heldUntil` among deferred deliveries (a lower bound; Infinity when none). */
+  #earliestHeld = Infinity;
   /** Derived dispatches of this episode (what `episodeBudget` bounds). */
   #derivedDispatched = 0;
   /**
@@ -260,10 +270,12 @@ export class ConvergenceRuntime {
    * and declares quiescence when it holds. Call after each drain.
    */
   tick(now: number): void {
-    if (this.#deferred.size > 0 && this.#inFlight === 0 && this.#pendingCount === 0 && this.#io.ingestDrained()) {
-      // Nothing else can arrive that event time would order before these: release them all, in
-      // due order, as of their due times.
-      this.#deliverDue(Infinity);
+    if (this.#deferred.size > 0 && this.#pendingCount === 0 && (this.#inFlight === 0 || now >= this.#earliestHeld) && this.#io.ingestDrained()) {
+      // Idle: nothing else can arrive that event time would order before these, so release them
+      // all, in due order, as of their due times. With handlers still running (whose emitted
+      // events could still come first), only those held for a whole interval of the worker's clock.
+      if (this.#inFlight === 0) this.#deliverDue(Infinity);
+      else this.#deliverDue(Infinity, now);
     }
     this.flush();
     this.#announceTrips();
@@ -272,8 +284,12 @@ export class ConvergenceRuntime {
 
   /** The earliest time (worker clock) `tick` has something to do, or undefined. */
   nextDeadline(): number | undefined {
-    if (this.#quietSince !== null && this.#episodeId !== null) return this.#quietSince + this.#options.settleMs;
-    return undefined;
+    let next = this.#deferred.size > 0 && this.#inFlight > 0 ? this.#earliestHeld : undefined;
+    if (this.#quietSince !== null && this.#episodeId !== null) {
+      const settleAt = this.#quietSince + this.#options.settleMs;
+      if (next === undefined || settleAt < next) next = settleAt;
+    }
+    return next;
   }
 
   /** Writes the dispatches decided so far as one batch, then releases the main frames they refer to. */
@@ -413,7 +429,7 @@ export class ConvergenceRuntime {
         this.#record(null, event, undefined);
         return;
       }
-      this.#deferred.set(pageId, { event, dueAt: pending.dueAt, origin, matches });
+      this.#deferred.set(pageId, { event, dueAt: pending.dueAt, heldUntil: pending.heldUntil, origin, matches });
       this.#countDeferred();
       return;
     }
@@ -425,8 +441,10 @@ export class ConvergenceRuntime {
     }
     if (this.#options.rateLimit.trailing) {
       const dueAt = this.#limiter.nextAllowedAt(pageId, ts);
-      this.#deferred.set(pageId, { event, dueAt, origin, matches });
+      const heldUntil = now + this.#options.rateLimit.minIntervalMs;
+      this.#deferred.set(pageId, { event, dueAt, heldUntil, origin, matches });
       if (dueAt < this.#earliestDue) this.#earliestDue = dueAt;
+      if (heldUntil < this.#earliestHeld) this.#earliestHeld = heldUntil;
       this.#countDeferred();
     } else {
       this.#suppress(event);
@@ -449,10 +467,13 @@ export class ConvergenceRuntime {
     this.#episode.dispatchesDeferred++;
   }
 
-  /** Delivers deferred events due at or before event time `upTo`, in (due time, page id) order. */
-  #deliverDue(upTo: number): void {
+  /**
+   * Delivers deferred events due at or before event time `upTo` (and, with `heldBy`, only those
+   * held until that worker-clock time or earlier), in (due time, page id) order.
+   */
+  #deliverDue(upTo: number, heldBy = Infinity): void {
     const due: [string, Deferred][] = [];
-    for (const entry of this.#deferred) if (entry[1].dueAt <= upTo) due.push(entry);
+    for (const entry of this.#deferred) if (entry[1].dueAt <= upTo && entry[1].heldUntil <= heldBy) due.push(entry);
     due.sort((a, b) => a[1].dueAt - b[1].dueAt || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     for (const [pageId, deferred] of due) {
       this.#deferred.delete(pageId);
@@ -465,8 +486,13 @@ export class ConvergenceRuntime {
       this.#decide(deferred.event, matches, deferred.origin, false);
     }
     let earliest = Infinity;
-    for (const deferred of this.#deferred.values()) if (deferred.dueAt < earliest) earliest = deferred.dueAt;
+    let held = Infinity;
+    for (const deferred of this.#deferred.values()) {
+      if (deferred.dueAt < earliest) earliest = deferred.dueAt;
+      if (deferred.heldUntil < held) held = deferred.heldUntil;
+    }
     this.#earliestDue = earliest;
+    this.#earliestHeld = held;
   }
 
   #suppress(event: PageChangeEvent): void {
