@@ -40,6 +40,8 @@ export interface SourceBridgeHost {
   dispatch(events: PageChangeEvent[]): Promise<void>;
   /** Reports a source's failure (`source-error`). */
   reportError(sourceId: string, error: unknown): void;
+  /** Called when the set of bridges changes (the engine keeps the process alive while any exists). */
+  onChange?(): void;
 }
 
 /** What `engine.mapSource` resolves to. */
@@ -98,7 +100,10 @@ export class SourceBridges {
       bridge = this.#start(source);
       this.#bridges.set(source, bridge);
       // A bridge that failed to start is forgotten, so the source can be mapped again.
-      bridge.catch(() => this.#bridges.delete(source));
+      bridge.catch(() => {
+        this.#bridges.delete(source);
+        this.#host.onChange?.();
+      });
     }
     return bridge.then((b) => ({ sourceId: b.sourceId, unmap: () => this.unmap(source).then(() => undefined) }));
   }
@@ -109,7 +114,10 @@ export class SourceBridges {
       this.#watchWorker ??= new WatchWorkerLink(this.#host);
       return this.#watchWorker.watch(describeSource(source), descriptor);
     }
-    return new MainThreadBridge(source, this.#host, this.#hold, () => this.#bridges.delete(source));
+    return new MainThreadBridge(source, this.#host, this.#hold, () => {
+      this.#bridges.delete(source);
+      this.#host.onChange?.();
+    });
   }
 
   /** Stops the bridge of `source`; false if it was not mapped. */
@@ -117,6 +125,7 @@ export class SourceBridges {
     const bridge = this.#bridges.get(source);
     if (bridge === undefined) return false;
     this.#bridges.delete(source);
+    this.#host.onChange?.();
     const started = await bridge.catch(() => undefined);
     await started?.stop();
     return started !== undefined;
