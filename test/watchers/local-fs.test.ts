@@ -70,7 +70,7 @@ describe('LocalFsWatcher coalescing and self-write suppression (core, windows en
     writeFileSync(join(root, 'existing.txt'), 'v2');
     writeFileSync(join(root, 'same.txt'), 'same');
     writeFileSync(join(root, 'sentinel.txt'), 's');
-    await waitFor(() => w.core.stats.rawEvents >= 5 && w.holds() === 1, 'raw events for every path');
+    await waitFor(() => w.core.stats.rawEvents >= 1 && w.holds() === 1, 'raw events (and the hold they take)');
     await waitFor(async () => {
       // The window is open until flush(): keep flushing until the sentinel is in (raw events may trickle).
       await w.core.flush();
