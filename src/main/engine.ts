@@ -8,72 +8,33 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
-import { wrap, type Remote } from 'comlink';
 import { z } from 'zod';
-import {
-  ClosedError,
-  ConvergeError,
-  deserializeError,
-  FrameTooLargeError,
-  StaticSourceError,
-  ValidationError,
-  WorkerCrashedError,
-} from '../shared/errors.js';
-import { ConvergenceDispatchProtocol, type PageChangeEvent, validateEvents } from '../shared/events.js';
+import { ClosedError, type ConvergeError, StaticSourceError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
+import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
 import { FrameDecoder, FrameEncoder } from '../shared/framing.js';
-import { nodeEndpoint } from '../shared/endpoint.js';
-import { type NumericTolerance, type PagePredicate, validatePredicate, validateTolerance } from '../shared/predicates.js';
+import type { NumericTolerance, PagePredicate } from '../shared/predicates.js';
 import {
   type ChangeFeedEntry,
-  type ConvergenceControl,
-  type ConvergenceWorkerData,
   type EngineCounters,
   type EngineState,
-  type IngestMeta,
   IngestTag,
   MainSlot,
   type QuiescenceReport,
   type SubscriptionSpec,
-  type WorkerMessage,
 } from '../shared/protocol.js';
-import { Ring, RingConsumer, RingProducer, type RingStats } from '../shared/ring.js';
+import { Ring, RingConsumer, type RingStats } from '../shared/ring.js';
 import { parseInput } from '../shared/validation.js';
-import { startWorker } from '../shared/worker-entry.js';
 import { type DispatchErrorInfo, dispatchContext, MainDispatcher, type SubscriptionHandler } from './dispatcher.js';
+import { IngestWriter } from './ingest-writer.js';
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from './options.js';
-import { EngineScope, type SerializedScope, SerializedScopeSchema } from './scope.js';
+import { EngineScope, type ScopeHost, type SerializedScope, SerializedScopeSchema } from './scope.js';
+import { type ContextPageSource, runSourceBridge } from './source-bridge.js';
+import { parseSubscribeOptions, type SubscribeOptions, type Subscription } from './subscription.js';
 import { TaskPool, type TaskPoolStats } from './task-pool.js';
-import { pathToFileURL } from 'node:url';
+import { WorkerLink } from './worker-link.js';
 
-const CONVERGENCE_WORKER = new URL('../workers/convergence.worker.js', import.meta.url);
-
-/** Events per ingest frame; larger batches are split so that a frame stays well under the ring's limit. */
-const EVENTS_PER_FRAME = 512;
-
-/** What `engine.subscribe` takes. */
-export interface SubscribeOptions {
-  predicate?: PagePredicate;
-  tolerance?: NumericTolerance;
-  /** Predicates describing the events this subscription's handler emits (for cycle detection). */
-  outputs?: PagePredicate[];
-  /** Runs on the main thread; a returned promise holds quiescence until it settles. */
-  handler?: SubscriptionHandler;
-  /**
-   * Runs in the colony pool: `filename` is a module (path or URL) whose export `name` (default
-   * `default`) is called as `(event, ctx)` in a pool thread; `ctx.dispatchChange(events)` emits
-   * changes from there, counted like a handler's. Its promise holds quiescence until it settles.
-   */
-  task?: { filename: string | URL; name?: string };
-}
-
-/** What `engine.subscribe` returns. */
-export interface Subscription {
-  readonly id: string;
-  /** `convergence:dispatch:<id>` */
-  readonly dispatchKey: string;
-  unsubscribe(): Promise<boolean>;
-}
+export type { ContextPageSource } from './source-bridge.js';
+export type { SubscribeOptions, Subscription } from './subscription.js';
 
 /** `engine.getStatus()` */
 export interface EngineStatus {
@@ -99,50 +60,6 @@ export interface EngineEvents {
   'source-error': [info: { sourceId: string; error: unknown }];
 }
 
-/** A source of page changes (DESIGN §4). */
-export interface ContextPageSource {
-  readonly static: boolean;
-  watch?(signal: AbortSignal): AsyncIterable<PageChangeEvent>;
-  snapshot?(): Promise<unknown[]>;
-}
-
-const PredicateInput = z.unknown().superRefine(refineWith(validatePredicate));
-const ToleranceInput = z.unknown().superRefine(refineWith(validateTolerance));
-
-function refineWith(validate: (value: unknown, name: string) => unknown) {
-  return (value: unknown, ctx: z.RefinementCtx): void => {
-    try {
-      validate(value, '');
-    } catch (error) {
-      if (!(error instanceof ValidationError)) throw error;
-      for (const issue of error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: splitPath(issue.path) });
-    }
-  };
-}
-
-function splitPath(path: string): (string | number)[] {
-  const out: (string | number)[] = [];
-  for (const part of path.split(/\.|\[|\]/)) {
-    if (part === '') continue;
-    out.push(/^\d+$/.test(part) ? Number(part) : part);
-  }
-  return out;
-}
-
-const SubscribeSchema = z
-  .object({
-    predicate: PredicateInput.optional(),
-    tolerance: ToleranceInput.optional(),
-    outputs: z.array(PredicateInput).optional(),
-    handler: z.custom<SubscriptionHandler>((v) => typeof v === 'function', 'must be a function').optional(),
-    task: z
-      .object({ filename: z.union([z.string().min(1), z.instanceof(URL)]), name: z.string().min(1).optional() })
-      .strict()
-      .optional(),
-  })
-  .strict()
-  .refine((v) => !(v.handler !== undefined && v.task !== undefined), { message: 'give either handler or task, not both', path: ['task'] });
-
 const DispatchOptionsSchema = z.object({ sourceId: z.string().min(1).optional(), causedBy: z.string().min(1).optional() }).strict();
 const WaitOptionsSchema = z.object({ timeoutMs: z.number().finite().nonnegative().optional() }).strict();
 const FeedOptionsSchema = z.object({ limit: z.number().finite().optional() }).strict();
@@ -159,23 +76,21 @@ type Lifecycle = 'running' | 'closing' | 'closed' | 'failed';
 /** A running engine. Create with {@link createEngine}. */
 export class Engine {
   readonly #options: ResolvedEngineOptions;
-  readonly #worker: Worker;
-  readonly #port: MessagePort;
-  readonly #control: Remote<ConvergenceControl>;
+  readonly #link: WorkerLink;
   readonly #ingest: Ring;
   readonly #dispatchRing: Ring;
-  readonly #producer: RingProducer;
-  /** Writes that must never be refused (acks, control frames): #producer itself unless it throws on full. */
-  readonly #waitingProducer: RingProducer;
-  readonly #encoder = new FrameEncoder();
+  readonly #writer: IngestWriter;
   readonly #dispatcher: MainDispatcher;
   readonly #pool: TaskPool;
   readonly #emitter = new EventEmitter();
   readonly #subscriptions = new Map<string, LocalSubscription>();
-  readonly #requests = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
   readonly #sources = new Map<ContextPageSource, AbortController>();
-  #nextRequest = 1;
-  #nextFrameSeq = 1;
+  /** What scopes use instead of the engine itself (subscribing for an owner is not public API). */
+  readonly #scopeHost: ScopeHost = {
+    subscribe: (options, ownerId) => this.#subscribe(options, ownerId, undefined),
+    unsubscribe: (id) => this.unsubscribe(id),
+    describe: (id) => this.#subscriptions.get(id)?.spec,
+  };
   #nextHandle = 1;
   #state: Lifecycle = 'running';
   #failure: ConvergeError | undefined;
@@ -189,41 +104,36 @@ export class Engine {
     const main = new SharedArrayBuffer(MainSlot.SIZE * 4);
     this.#ingest = new Ring(ingest);
     this.#dispatchRing = new Ring(dispatch);
-    this.#producer = new RingProducer(this.#ingest, { onFull: options.onFull });
-    // With onFull 'wait' one producer keeps every frame of this thread in call order. With 'throw',
-    // event writes never queue, so a separate waiting producer cannot overtake them.
-    this.#waitingProducer = options.onFull === 'wait' ? this.#producer : new RingProducer(this.#ingest, { onFull: 'wait' });
     this.#pool = new TaskPool(ingest, options.pool);
-    const channel = new MessageChannel();
-    this.#port = channel.port1;
-    const data: ConvergenceWorkerData & { port: MessagePort } = {
-      ingest,
-      dispatch,
-      main,
-      episodeBudget: options.episodeBudget,
-      rateLimit: { ...options.rateLimit },
-      changeFeedSize: options.changeFeedSize,
-      settleMs: options.settleMs,
-      subscriptionCapacity: options.subscriptionCapacity,
-      port: channel.port2,
-    };
-    this.#worker = startWorker(CONVERGENCE_WORKER, { workerData: data, transferList: [channel.port2], name: 'converge:convergence' });
-    this.#control = wrap<ConvergenceControl>(nodeEndpoint(this.#port, () => this.#nudge()));
+    this.#link = new WorkerLink(
+      {
+        ingest,
+        dispatch,
+        main,
+        episodeBudget: options.episodeBudget,
+        rateLimit: { ...options.rateLimit },
+        changeFeedSize: options.changeFeedSize,
+        settleMs: options.settleMs,
+        subscriptionCapacity: options.subscriptionCapacity,
+      },
+      () => this.#ingest.nudge(),
+      {
+        onWake: () => this.#dispatcher.wake(),
+        onQuiescence: (report) => this.#emitter.emit('quiescence', report),
+        onFailure: (error) => this.#onFailure(error),
+      },
+    );
+    this.#writer = new IngestWriter(this.#ingest, options.onFull, (seq, events) => this.#dispatcher.remember(seq, events));
     this.#dispatcher = new MainDispatcher({
       consumer: new RingConsumer(this.#dispatchRing),
       // Acknowledgements always wait for space: losing one would hold quiescence forever.
-      producer: this.#waitingProducer,
+      producer: this.#writer.controlProducer,
       decoder: new FrameDecoder(),
       encoder: new FrameEncoder(),
       flags: new Int32Array(main),
       onError: (info) => this.#emitter.emit('dispatch-error', info),
-      onFatal: (error) => this.#fail(error),
+      onFatal: (error) => this.#link.fail(error),
       runTask: (task) => this.#pool.run(task),
-    });
-    this.#port.on('message', (message: WorkerMessage) => this.#onMessage(message));
-    this.#worker.on('error', (error) => this.#fail(error));
-    this.#worker.on('exit', (code) => {
-      if (this.#state === 'running' || this.#state === 'closing') this.#fail(new WorkerCrashedError(`convergence worker exited with code ${code}`));
     });
   }
 
@@ -234,35 +144,38 @@ export class Engine {
 
   /** @internal Waits until the worker answers. */
   async ready(): Promise<void> {
-    await this.#query(() => this.#control.status());
+    await this.#link.query((control) => control.status());
   }
 
   /** Registers a subscription. Rejects with ValidationError naming the field on bad input. */
-  async subscribe(options: SubscribeOptions, internal: { ownerId?: string; id?: string } = {}): Promise<Subscription> {
+  subscribe(options: SubscribeOptions): Promise<Subscription> {
+    return this.#subscribe(options, undefined, undefined);
+  }
+
+  async #subscribe(options: SubscribeOptions, ownerId: string | undefined, id: string | undefined): Promise<Subscription> {
     this.#assertRunning();
-    const input = parseInput(SubscribeSchema, options, 'subscription');
-    const id = internal.id ?? `sub_${randomBytes(6).toString('hex')}`;
+    const input = parseSubscribeOptions(options);
+    const subscriptionId = id ?? `sub_${randomBytes(6).toString('hex')}`;
     const spec: SubscriptionSpec = {
-      id,
+      id: subscriptionId,
       handle: this.#nextHandle++,
-      predicate: (input.predicate ?? {}) as PagePredicate,
+      predicate: input.predicate,
       target: input.handler !== undefined || input.task !== undefined ? 'main' : 'none',
     };
-    if (input.tolerance !== undefined) spec.tolerance = input.tolerance as NumericTolerance;
-    if (input.outputs !== undefined) spec.outputs = input.outputs as PagePredicate[];
-    if (internal.ownerId !== undefined) spec.ownerId = internal.ownerId;
-    const task = input.task === undefined ? undefined : taskTarget(input.task);
-    if (task !== undefined) spec.task = { module: task.module, name: task.name };
+    if (input.tolerance !== undefined) spec.tolerance = input.tolerance;
+    if (input.outputs !== undefined) spec.outputs = input.outputs;
+    if (ownerId !== undefined) spec.ownerId = ownerId;
+    if (input.task !== undefined) spec.task = { module: input.task.module, name: input.task.name };
     // Register the handler before the worker can dispatch to it.
-    this.#dispatcher.register(spec.handle, id, input.handler, task);
+    this.#dispatcher.register(spec.handle, subscriptionId, input.handler, input.task);
     try {
       await this.#request(IngestTag.SUBSCRIBE, spec);
     } catch (error) {
       this.#dispatcher.unregister(spec.handle);
       throw error;
     }
-    this.#subscriptions.set(id, { spec, handler: input.handler });
-    return { id, dispatchKey: ConvergenceDispatchProtocol.dispatchKey(id), unsubscribe: () => this.unsubscribe(id) };
+    this.#subscriptions.set(subscriptionId, { spec, handler: input.handler });
+    return { id: subscriptionId, dispatchKey: ConvergenceDispatchProtocol.dispatchKey(subscriptionId), unsubscribe: () => this.unsubscribe(subscriptionId) };
   }
 
   /** Removes a subscription; true if it existed. Its handler is not called after this resolves. */
@@ -291,31 +204,10 @@ export class Engine {
       this.#assertRunning();
       // Most calls pass no options: skip zod for them (it costs more than encoding a small batch).
       const { sourceId, causedBy } = isEmpty(options) ? NO_OPTIONS : parseInput(DispatchOptionsSchema, options, 'options');
-      const list = prepareEvents(events, sourceId);
-      if (list.length === 0) return Promise.resolve();
-      const cause = causedBy ?? dispatchContext.current;
-      const frames: Uint8Array[] = [];
-      for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), cause, frames);
-      return this.#producer.write(frames) ?? Promise.resolve();
+      return this.#writer.writeEvents(events, sourceId, causedBy ?? dispatchContext.current) ?? Promise.resolve();
     } catch (error) {
       return Promise.reject(error);
     }
-  }
-
-  #encodeChunk(events: readonly PageChangeEvent[], cause: string | undefined, out: Uint8Array[]): void {
-    const seq = this.#nextFrameSeq;
-    const meta: IngestMeta = cause === undefined ? { seq } : { seq, cause };
-    const frame = this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events);
-    if (frame.length <= this.#ingest.maxFrameBytes) {
-      this.#nextFrameSeq++;
-      this.#dispatcher.remember(seq, events);
-      out.push(frame);
-      return;
-    }
-    if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ingest.maxFrameBytes);
-    const half = events.length >> 1;
-    this.#encodeChunk(events.slice(0, half), cause, out);
-    this.#encodeChunk(events.slice(half), cause, out);
   }
 
   /**
@@ -326,14 +218,13 @@ export class Engine {
   async waitForQuiescence(options: { timeoutMs?: number } = {}): Promise<QuiescenceReport | null> {
     this.#assertRunning();
     const { timeoutMs } = parseInput(WaitOptionsSchema, options, 'options');
-    const requestId = this.#nextRequest++;
-    const reply = this.#await(requestId);
+    const { id: requestId, reply } = this.#link.request();
     this.#write([IngestTag.AWAIT_QUIESCENCE, requestId]);
     if (timeoutMs === undefined) return (await reply) as QuiescenceReport;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<null>((resolve) => {
       timer = setTimeout(() => {
-        this.#requests.delete(requestId);
+        this.#link.forget(requestId);
         resolve(null);
       }, timeoutMs);
     });
@@ -347,7 +238,7 @@ export class Engine {
   /** State, counters, rings and subscriptions. */
   async getStatus(): Promise<EngineStatus> {
     this.#assertRunning();
-    const worker = await this.#query(() => this.#control.status());
+    const worker = await this.#link.query((control) => control.status());
     const ingest = this.#ingest.stats();
     return {
       state: worker.state,
@@ -367,13 +258,13 @@ export class Engine {
     this.#assertRunning();
     const { limit = 50 } = parseInput(FeedOptionsSchema, options, 'options');
     if (limit <= 0) return [];
-    return this.#query(() => this.#control.changeFeed(Math.floor(limit)));
+    return this.#link.query((control) => control.changeFeed(Math.floor(limit)));
   }
 
   /** Subscription cycles, from declared outputs and from observed handler causality. */
   async detectCycle(): Promise<string[][]> {
     this.#assertRunning();
-    return this.#query(() => this.#control.detectCycle());
+    return this.#link.query((control) => control.detectCycle());
   }
 
   /** Starts the watch bridge of a non-static source: its events flow into the ingest ring. */
@@ -385,28 +276,16 @@ export class Engine {
     if (this.#sources.has(source)) return; // exactly one bridge per mapped source
     const controller = new AbortController();
     this.#sources.set(source, controller);
-    void this.#bridge(source, controller.signal);
-  }
-
-  async #bridge(source: ContextPageSource, signal: AbortSignal): Promise<void> {
-    try {
-      for await (const event of source.watch!(signal)) {
-        if (signal.aborted) break;
-        try {
-          await this.dispatchChange(event);
-        } catch (error) {
-          this.#emitter.emit('source-error', { sourceId: event?.sourceId ?? 'unknown', error });
-        }
-      }
-    } catch (error) {
-      if (!signal.aborted) this.#emitter.emit('source-error', { sourceId: 'unknown', error });
-    }
+    void runSourceBridge(source, controller.signal, {
+      dispatchChange: (event) => this.dispatchChange(event),
+      reportError: (info) => this.#emitter.emit('source-error', info),
+    });
   }
 
   /** A handle that owns the subscriptions made through it. */
   scope(ownerId: string): EngineScope {
     const owner = parseInput(IdSchema, ownerId, 'ownerId');
-    return new EngineScope(this, owner, []);
+    return new EngineScope(this.#scopeHost, owner, []);
   }
 
   /**
@@ -429,7 +308,7 @@ export class Engine {
         if (sub.outputs !== undefined) spec.outputs = sub.outputs as unknown as PagePredicate[];
         if (handler !== undefined) spec.handler = handler;
         else if (sub.task !== undefined) spec.task = sub.task;
-        await this.subscribe(spec, { ownerId: input.ownerId, id: sub.id });
+        await this.#subscribe(spec, input.ownerId, sub.id);
         ids.push(sub.id);
       }
     } catch (error) {
@@ -437,12 +316,7 @@ export class Engine {
       for (const id of ids) await this.unsubscribe(id).catch(() => false);
       throw error;
     }
-    return new EngineScope(this, input.ownerId, ids);
-  }
-
-  /** @internal Serialisable form of a subscription, for scopes. */
-  describeSubscription(id: string): SubscriptionSpec | undefined {
-    return this.#subscriptions.get(id)?.spec;
+    return new EngineScope(this.#scopeHost, input.ownerId, ids);
   }
 
   on<K extends keyof EngineEvents>(event: K, listener: (...args: EngineEvents[K]) => void): this {
@@ -475,6 +349,7 @@ export class Engine {
     this.#sources.clear();
     if (this.#state === 'running') {
       this.#state = 'closing';
+      this.#link.stopping();
       await this.#settleBeforeClose();
       try {
         this.#write([IngestTag.CLOSE]);
@@ -482,24 +357,16 @@ export class Engine {
         // The ring may be closed already if the worker failed.
       }
     }
-    const exited = new Promise<void>((resolve) => {
-      if (this.#worker.threadId === -1) resolve();
-      else this.#worker.once('exit', () => resolve());
-    });
-    const timer = setTimeout(() => void this.#worker.terminate(), this.#options.closeTimeoutMs);
-    await exited;
-    clearTimeout(timer);
+    await this.#link.waitForExit(this.#options.closeTimeoutMs);
     await this.#pool.destroy().catch(() => undefined);
     this.#state = 'closed';
     this.#ingest.close();
     this.#dispatchRing.close();
-    this.#port.close();
-    this.#rejectRequests(new ClosedError());
+    this.#link.dispose(new ClosedError());
   }
 
   async #settleBeforeClose(): Promise<void> {
-    const requestId = this.#nextRequest++;
-    const reply = this.#await(requestId);
+    const { id: requestId, reply } = this.#link.request();
     let timer: NodeJS.Timeout | undefined;
     try {
       this.#write([IngestTag.AWAIT_QUIESCENCE, requestId]);
@@ -508,7 +375,7 @@ export class Engine {
       // Closing proceeds even if the worker failed meanwhile.
     } finally {
       clearTimeout(timer);
-      this.#requests.delete(requestId);
+      this.#link.forget(requestId);
     }
   }
 
@@ -518,82 +385,29 @@ export class Engine {
   }
 
   #write(frame: unknown[]): void {
-    const pending = this.#waitingProducer.write(this.#encoder.encode(frame));
-    if (pending !== undefined) pending.catch((error: unknown) => this.#fail(error));
-  }
-
-  #await(requestId: number): Promise<unknown> {
-    return new Promise((resolve, reject) => this.#requests.set(requestId, { resolve, reject }));
+    const pending = this.#writer.writeControl(frame);
+    if (pending !== undefined) pending.catch((error: unknown) => this.#link.fail(error));
   }
 
   async #request(tag: number, payload: unknown): Promise<unknown> {
-    const requestId = this.#nextRequest++;
-    const reply = this.#await(requestId);
+    const { id: requestId, reply } = this.#link.request();
     try {
       // Control frames must not be refused by onFull 'throw': they wait for space like acknowledgements.
-      const frame = this.#encoder.encode([tag, requestId, payload]);
-      const pending = this.#waitingProducer.write(frame);
+      const pending = this.#writer.writeControl([tag, requestId, payload]);
       if (pending !== undefined) await pending;
     } catch (error) {
-      this.#requests.delete(requestId);
+      this.#link.forget(requestId);
       throw error;
     }
     return reply;
   }
 
-  async #query<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      if (this.#state === 'failed' && this.#failure !== undefined) throw this.#failure;
-      throw error;
-    }
-  }
-
-  /** Wakes a worker parked in Atomics.wait so it reads a Comlink message now. */
-  #nudge(): void {
-    this.#ingest.nudge();
-  }
-
-  #onMessage(message: WorkerMessage): void {
-    switch (message.type) {
-      case 'wake':
-        this.#dispatcher.wake();
-        return;
-      case 'reply': {
-        const request = this.#requests.get(message.requestId);
-        if (request === undefined) return;
-        this.#requests.delete(message.requestId);
-        if (message.error !== undefined) request.reject(deserializeError(message.error));
-        else request.resolve(message.value);
-        return;
-      }
-      case 'quiescence':
-        this.#emitter.emit('quiescence', message.report);
-        return;
-      case 'fatal':
-        this.#fail(deserializeError(message.error));
-        return;
-      default:
-        // Comlink's own replies share the port; they carry no `type` of ours.
-        return;
-    }
-  }
-
-  #fail(error: unknown): void {
-    if (this.#state === 'failed' || this.#state === 'closed') return;
+  #onFailure(error: ConvergeError): void {
+    if (this.#state === 'closed') return;
     this.#state = 'failed';
-    this.#failure =
-      error instanceof ConvergeError ? error : new WorkerCrashedError('convergence worker failed', { cause: error });
-    this.#rejectRequests(this.#failure);
+    this.#failure = error;
     this.#ingest.close();
     this.#dispatchRing.close();
-    void this.#worker.terminate();
-  }
-
-  #rejectRequests(error: unknown): void {
-    for (const request of this.#requests.values()) request.reject(error);
-    this.#requests.clear();
   }
 }
 
@@ -603,31 +417,6 @@ function isEmpty(value: object): boolean {
   if (value === null || typeof value !== 'object') return false;
   for (const _ in value) return false;
   return true;
-}
-
-/** Normalises a task option to a module URL and an export name. */
-function taskTarget(task: { filename: string | URL; name?: string | undefined }): { module: string; name: string } {
-  const module = task.filename instanceof URL ? task.filename.href : task.filename.startsWith('file:') ? task.filename : pathToFileURL(task.filename).href;
-  return { module, name: task.name ?? 'default' };
-}
-
-/** Validates events (all or none), applies the default sourceId and fills in `ts`. */
-function prepareEvents(events: PageChangeEvent | readonly PageChangeEvent[], sourceId: string | undefined): PageChangeEvent[] {
-  const many = Array.isArray(events);
-  const input = (many ? events : [events]) as readonly unknown[];
-  let prepared: unknown[] | undefined;
-  const now = Date.now();
-  for (let i = 0; i < input.length; i++) {
-    const e = input[i] as PageChangeEvent | null;
-    if (e === null || typeof e !== 'object') continue;
-    if ((e.sourceId === undefined && sourceId !== undefined) || e.ts === undefined) {
-      // Copy-on-write: the caller's objects are never mutated, and an array that needs nothing is not copied.
-      prepared ??= input.slice();
-      prepared[i] = { ...e, sourceId: e.sourceId ?? sourceId, ts: e.ts ?? now };
-    }
-  }
-  const list = prepared ?? input;
-  return validateEvents(many ? list : list[0], 'events');
 }
 
 /** Creates an engine and starts its convergence worker. Rejects with ValidationError on bad options. */

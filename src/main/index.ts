@@ -78,3 +78,42 @@ export {
   WorkerCrashedError,
 } from '../shared/errors.js';
 export type { SerializedError, ValidationIssue } from '../shared/errors.js';
+
+// Jobs (DESIGN §6): deterministic multi-agent jobs, and many of them across processes.
+export { ConvergeJob, JOB_TIERS } from './job.js';
+export type {
+  AgentFailure,
+  AgentRunTrace,
+  ConvergeJobOptions,
+  JobAgentDefinition,
+  JobResolverDefinition,
+  JobResult,
+  JobRunOptions,
+  JobStatus,
+  JobTier,
+  JobTrace,
+  ResolverRunTrace,
+  RoundTrace,
+  TracedError,
+  TracedJob,
+} from './job.js';
+export { applyDominance, canonicalJson, DOMINANCE_RULES } from './job-merge.js';
+export type { ConflictClaim, ConflictResolution, Dominance, DominanceRule, JobConflict, JobContext, JobEffect, RejectedEffect } from './job-merge.js';
+export { BREAKER_DEFAULTS, CircuitBreaker, TOOL_DEFAULTS } from './job-tools.js';
+export type {
+  BackoffOptions,
+  CircuitBreakerOptions,
+  CircuitState,
+  JobClock,
+  ToolAttemptTrace,
+  ToolCallContext,
+  ToolCallTrace,
+  ToolDefinition,
+  ToolHandler,
+} from './job-tools.js';
+export { JobQueue, runJobs } from './job-queue.js';
+export type { JobAgentSpec, JobQueueOptions, JobRecord, JobRunnerEvent, JobSpec, JobToolSpec, RunJobsOptions, RunJobsSummary, StoredJobResult } from './job-queue.js';
+export { jobWorkerEntry, PiscinaJobPool } from './job-pool.js';
+export type { JobAgentPool, JobPoolOptions } from './job-pool.js';
+export { AgentFailedError, JobCancelledError, JobErrorCode, ReplayDivergedError, TOOL_FAILURE_CLASSES, ToolCallError } from '../shared/job-protocol.js';
+export type { JobAgentOutcome, JobAgentTask, ToolFailureClass } from '../shared/job-protocol.js';

@@ -7,7 +7,8 @@
 import { z } from 'zod';
 import { ClosedError } from '../shared/errors.js';
 import type { NumericTolerance, PagePredicate } from '../shared/predicates.js';
-import type { Engine, SubscribeOptions, Subscription } from './engine.js';
+import type { SubscriptionSpec } from '../shared/protocol.js';
+import type { SubscribeOptions, Subscription } from './subscription.js';
 
 /** Format version of {@link SerializedScope}. */
 export const SCOPE_FORMAT_VERSION = 1;
@@ -43,15 +44,25 @@ export const SerializedScopeSchema = z
   })
   .strict();
 
+/**
+ * @internal What a scope needs from its engine. The engine hands a scope this object instead of
+ * itself, so that subscribing on behalf of an owner is not a public method of the engine.
+ */
+export interface ScopeHost {
+  subscribe(options: SubscribeOptions, ownerId: string): Promise<Subscription>;
+  unsubscribe(id: string): Promise<boolean>;
+  describe(id: string): SubscriptionSpec | undefined;
+}
+
 /** Subscriptions owned by one owner. */
 export class EngineScope {
   readonly ownerId: string;
-  readonly #engine: Engine;
+  readonly #engine: ScopeHost;
   readonly #ids: Set<string>;
   #disposed = false;
 
   /** @internal Use `engine.scope(ownerId)` or `engine.restoreScope(data)`. */
-  constructor(engine: Engine, ownerId: string, ids: readonly string[]) {
+  constructor(engine: ScopeHost, ownerId: string, ids: readonly string[]) {
     this.#engine = engine;
     this.ownerId = ownerId;
     this.#ids = new Set(ids);
@@ -64,7 +75,7 @@ export class EngineScope {
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
     if (this.#disposed) throw new ClosedError(`scope ${this.ownerId}`);
-    const sub = await this.#engine.subscribe(options, { ownerId: this.ownerId });
+    const sub = await this.#engine.subscribe(options, this.ownerId);
     this.#ids.add(sub.id);
     return { ...sub, unsubscribe: () => this.unsubscribe(sub.id) };
   }
@@ -89,7 +100,7 @@ export class EngineScope {
   serialize(): SerializedScope {
     const subscriptions: SerializedScope['subscriptions'] = [];
     for (const id of this.#ids) {
-      const spec = this.#engine.describeSubscription(id);
+      const spec = this.#engine.describe(id);
       if (spec === undefined) continue;
       const entry: SerializedScope['subscriptions'][number] = { id, predicate: structuredClone(spec.predicate) };
       if (spec.tolerance !== undefined) entry.tolerance = { ...spec.tolerance };

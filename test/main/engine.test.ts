@@ -297,6 +297,20 @@ describe('errors and bad input', () => {
     expect((await e.getStatus()).subscriptions).toBe(0);
   });
 
+  it('subscribe takes one argument: no public way to pick an id or owner, and validator errors pass through as they are', async () => {
+    const e = await engine();
+    expect(e.subscribe.length).toBe(1);
+    // A second argument (formerly `internal: { id, ownerId }`) must not be honoured.
+    const sub = await (e.subscribe as (o: object, x: object) => Promise<{ id: string }>)({}, { id: 'sub_000000000000', ownerId: 'o' });
+    expect(sub.id).not.toBe('sub_000000000000');
+    expect(e.scope('o').subscriptionIds).toEqual([]);
+    expect('describeSubscription' in e).toBe(false);
+    // The predicate validator's own error, path and all (no zod issue round trip that loses the index).
+    const output = await e.subscribe({ outputs: [{}, { kinds: ['nope'] }] } as never).catch((err: unknown) => err);
+    expect(output).toBeInstanceOf(ValidationError);
+    expect((output as ValidationError).field).toMatch(/^subscription\.outputs\[1\]\.kinds/);
+  });
+
   it('does not mutate the caller options object', async () => {
     const options = { rateLimit: { burst: 2 } };
     const e = await engine(options);

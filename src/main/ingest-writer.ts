@@ -1,0 +1,91 @@
+/**
+ * The main thread's writer into the ingest ring: validates and prepares events, encodes them into
+ * frames (splitting batches so that a frame stays under the ring's limit), and writes control frames
+ * (subscription changes, quiescence waits, acknowledgements) that must never be refused.
+ */
+import { FrameTooLargeError } from '../shared/errors.js';
+import { type PageChangeEvent, validateEvents } from '../shared/events.js';
+import { FrameEncoder } from '../shared/framing.js';
+import { type IngestMeta, IngestTag } from '../shared/protocol.js';
+import { type Ring, RingProducer } from '../shared/ring.js';
+
+/** Events per ingest frame; larger batches are split so that a frame stays well under the ring's limit. */
+const EVENTS_PER_FRAME = 512;
+
+export class IngestWriter {
+  readonly #ring: Ring;
+  readonly #producer: RingProducer;
+  /** Writes that must never be refused (acks, control frames): #producer itself unless it throws on full. */
+  readonly #waitingProducer: RingProducer;
+  readonly #encoder = new FrameEncoder();
+  readonly #remember: (seq: number, events: readonly PageChangeEvent[]) => void;
+  #nextFrameSeq = 1;
+
+  /** `remember` keeps each frame's event objects until the worker releases them (see MainDispatcher). */
+  constructor(ring: Ring, onFull: 'wait' | 'throw', remember: (seq: number, events: readonly PageChangeEvent[]) => void) {
+    this.#ring = ring;
+    this.#remember = remember;
+    this.#producer = new RingProducer(ring, { onFull });
+    // With onFull 'wait' one producer keeps every frame of this thread in call order. With 'throw',
+    // event writes never queue, so a separate waiting producer cannot overtake them.
+    this.#waitingProducer = onFull === 'wait' ? this.#producer : new RingProducer(ring, { onFull: 'wait' });
+  }
+
+  /** The producer of frames that wait for space rather than fail (acknowledgements, control frames). */
+  get controlProducer(): RingProducer {
+    return this.#waitingProducer;
+  }
+
+  /**
+   * Validates (all or none), prepares and writes events. Returns undefined when they are in the ring
+   * already, else a promise that resolves once they are. Throws on invalid input or a full ring with
+   * onFull 'throw'.
+   */
+  writeEvents(events: PageChangeEvent | readonly PageChangeEvent[], sourceId: string | undefined, cause: string | undefined): Promise<void> | undefined {
+    const list = prepareEvents(events, sourceId);
+    if (list.length === 0) return undefined;
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), cause, frames);
+    return this.#producer.write(frames);
+  }
+
+  /** Writes a control frame `[tag, ...]`; waits for space whatever onFull says. */
+  writeControl(frame: unknown[]): Promise<void> | undefined {
+    return this.#waitingProducer.write(this.#encoder.encode(frame));
+  }
+
+  #encodeChunk(events: readonly PageChangeEvent[], cause: string | undefined, out: Uint8Array[]): void {
+    const seq = this.#nextFrameSeq;
+    const meta: IngestMeta = cause === undefined ? { seq } : { seq, cause };
+    const frame = this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events);
+    if (frame.length <= this.#ring.maxFrameBytes) {
+      this.#nextFrameSeq++;
+      this.#remember(seq, events);
+      out.push(frame);
+      return;
+    }
+    if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ring.maxFrameBytes);
+    const half = events.length >> 1;
+    this.#encodeChunk(events.slice(0, half), cause, out);
+    this.#encodeChunk(events.slice(half), cause, out);
+  }
+}
+
+/** Validates events (all or none), applies the default sourceId and fills in `ts`. */
+function prepareEvents(events: PageChangeEvent | readonly PageChangeEvent[], sourceId: string | undefined): PageChangeEvent[] {
+  const many = Array.isArray(events);
+  const input = (many ? events : [events]) as readonly unknown[];
+  let prepared: unknown[] | undefined;
+  const now = Date.now();
+  for (let i = 0; i < input.length; i++) {
+    const e = input[i] as PageChangeEvent | null;
+    if (e === null || typeof e !== 'object') continue;
+    if ((e.sourceId === undefined && sourceId !== undefined) || e.ts === undefined) {
+      // Copy-on-write: the caller's objects are never mutated, and an array that needs nothing is not copied.
+      prepared ??= input.slice();
+      prepared[i] = { ...e, sourceId: e.sourceId ?? sourceId, ts: e.ts ?? now };
+    }
+  }
+  const list = prepared ?? input;
+  return validateEvents(many ? list : list[0], 'events');
+}
