@@ -182,7 +182,7 @@ export class ConvergenceRuntime {
       case IngestTag.EVENTS: {
         const meta = (frame[1] ?? {}) as IngestMeta;
         const events = readEvents(frame[2]);
-        this.#startEpisode(now);
+        if (events.length > 0) this.#startEpisode(now);
         const origin = this.#originOf(meta);
         this.#frameSeq = meta.seq;
         try {
