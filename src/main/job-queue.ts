@@ -79,7 +79,7 @@ export type JobRunnerEvent =
   | { readonly type: 'started'; readonly jobId: string; readonly attempt: number }
   | { readonly type: 'completed'; readonly jobId: string; readonly result: StoredJobResult }
   | { readonly type: 'failed'; readonly jobId: string; readonly error: SerializedError }
-  /** The claim expired under this runtime and the job went to another: its result was discarded. */
+  /** The claim expired under this runtime (the job went to another) or the job was cancelled: its result was discarded. */
   | { readonly type: 'lost'; readonly jobId: string };
 
 /** Options of `runJobs`. */
@@ -160,6 +160,11 @@ export class JobQueue {
   async waitForJob(id: string, options: { readonly timeoutMs: number }): Promise<JobRecord | null> {
     const task = await this.#manager.waitUntilDone(id, options);
     return task === null ? null : jobRecord(task);
+  }
+
+  /** Cancels a job that has not finished (a runtime running it stops at its next claim renewal). Unknown or finished → false. */
+  cancelJob(id: string): Promise<boolean> {
+    return this.#manager.cancelTask(id);
   }
 
   /** Runs jobs from this queue in this process (see {@link runJobs}). */
@@ -285,7 +290,6 @@ class JobRunner {
           }, Math.max(5, Math.floor(ttl / 3)));
     try {
       this.#emit({ type: 'started', jobId: task.id, attempt: task.attempts });
-      await this.#tm.startTask(this.#runtimeId, task.id, holder);
       let result: StoredJobResult;
       try {
         const payload = task.payload as JobPayload;
@@ -304,8 +308,9 @@ class JobRunner {
         result = stored;
       } catch (error) {
         if (lost) throw error;
-        const serialized = serializeError(error);
-        delete (serialized as { stack?: string }).stack;
+        // Stored as JSON (no stack; fields that are not plain data, like a loader's Error, flattened).
+        const { stack: _stack, ...rest } = serializeError(error);
+        const serialized = JSON.parse(JSON.stringify(rest)) as SerializedError;
         await this.#tm.failTask(task.id, { error: serialized }, { agentId: this.#runtimeId, fencingToken: task.fencingToken });
         this.#summary.failed++;
         this.#emit({ type: 'failed', jobId: task.id, error: serialized });
@@ -318,7 +323,7 @@ class JobRunner {
       if (lost || error instanceof StaleClaimError) {
         this.#summary.lost++;
         this.#emit({ type: 'lost', jobId: task.id });
-        if (this.#onJob === undefined) process.emitWarning(`runJobs: job ${task.id}: the claim expired under this runtime; another runtime runs it (this result was discarded)`, { code: 'CONVERGE_JOB_LOST' });
+        if (this.#onJob === undefined) process.emitWarning(`runJobs: job ${task.id}: the claim expired under this runtime or the job was cancelled; this result was discarded`, { code: 'CONVERGE_JOB_LOST' });
         return;
       }
       // The store failed: the claim will expire and the job run again elsewhere. Loud, not fatal.
@@ -347,7 +352,7 @@ class JobRunner {
 }
 
 async function loadHandler(spec: JobToolSpec, field: string): Promise<ToolHandler> {
-  const url = spec.module.startsWith('file:') ? spec.module : pathToFileURL(spec.module).href;
+  const url = spec.module.startsWith('file:') || spec.module.startsWith('data:') ? spec.module : pathToFileURL(spec.module).href;
   const loaded = (await import(url)) as Record<string, unknown>;
   const handler = loaded[spec.export ?? 'default'];
   if (typeof handler !== 'function') throw new ValidationError(`${field}.export`, `${spec.module} has no exported function ${JSON.stringify(spec.export ?? 'default')}`);
@@ -360,8 +365,8 @@ function jobPayload(spec: JobSpec, field: string): JobPayload {
   const copy = jsonCopy(spec, field);
   if (copy.context === null || typeof copy.context !== 'object' || Array.isArray(copy.context)) throw new ValidationError(`${field}.context`, 'must be a JSON object');
   for (const [name, tool] of Object.entries(copy.tools ?? {})) {
-    if (tool === null || typeof tool !== 'object' || typeof tool.module !== 'string' || !(tool.module.startsWith('/') || tool.module.startsWith('file:'))) {
-      throw new ValidationError(`${field}.tools.${name}.module`, 'must be an absolute path or a file URL');
+    if (tool === null || typeof tool !== 'object' || typeof tool.module !== 'string' || !(tool.module.startsWith('/') || tool.module.startsWith('file:') || tool.module.startsWith('data:'))) {
+      throw new ValidationError(`${field}.tools.${name}.module`, 'must be an absolute path, a file URL or a data: URL');
     }
   }
   // The constructor checks agents, resolvers, rounds and dominance; tool policies with a stand-in handler.

@@ -48,7 +48,7 @@ import { ToolBox, type CircuitState, type JobClock, type ToolCallTrace, type Too
 export interface JobAgentDefinition {
   /** Unique; also the merge order. */
   readonly name: string;
-  /** Path or file URL of an ES module exporting `(context, ctx) => effects` (and optionally `eligible(context)`). */
+  /** Absolute path, file URL or `data:` URL of an ES module exporting `(context, ctx) => effects` (and optionally `eligible(context)`). */
   readonly module: string | URL;
   /** The export to call. Default `default`. */
   readonly export?: string;
@@ -347,6 +347,7 @@ class JobRun {
   /** Called whenever an agent or resolver run starts or ends, and between rounds (early answers wait on it). */
   onProgress: (() => void) | undefined;
   #round = 0;
+  #runSeq = 0;
   #divergence: string | undefined;
 
   constructor(x: Execution, input: JobContext, signal: AbortSignal | undefined, replay: JobTrace | undefined) {
@@ -545,7 +546,8 @@ class JobRun {
       calls[request.seq] = call;
       void call.then((trace) => reply(port1, trace));
     });
-    const key = `${site.agent}@${site.round}`;
+    // One resolver may run for several keys at once: the entry is per run, not per name.
+    const key = `${site.agent}@${site.round}#${this.#runSeq++}`;
     this.#running.set(key, task.kind === 'resolver' || this.#x.agents.find((a) => a.name === site.agent)?.required !== false);
     try {
       let outcome: JobAgentOutcome;
@@ -755,7 +757,8 @@ function moduleHref(module: unknown, field: string): string {
     return module.href;
   }
   if (typeof module !== 'string' || module === '') throw new ValidationError(field, 'must be a file URL or an absolute path');
-  if (module.startsWith('file:')) return module;
+  // data: URLs hold the module itself (self-contained specs and examples).
+  if (module.startsWith('file:') || module.startsWith('data:')) return module;
   if (!module.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(module)) throw new ValidationError(field, `must be absolute (any process may load it), got ${JSON.stringify(module)}`);
   return pathToFileURL(module).href;
 }

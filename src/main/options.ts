@@ -20,31 +20,57 @@ export const ENGINE_DEFAULTS = Object.freeze({
   subscriptionCapacity: 100_000,
   /** How long close() waits for the engine to settle before it stops the threads anyway. */
   closeTimeoutMs: 10_000,
+  /**
+   * Main-thread dispatches (handler or pool-task calls) unacknowledged at once. Past it the worker
+   * stops taking events, the ingest ring fills, and `dispatchChange` waits (or throws with onFull
+   * 'throw'): backpressure reaches the producer and memory stays bounded.
+   */
+  maxInFlight: 1024,
+});
+
+/** Largest value of a timer option: Node's setTimeout limit (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Upper bounds of the size and time options, checked at createEngine (ValidationError naming the
+ * option): a size the engine would try to allocate must not be able to take the process down.
+ */
+export const ENGINE_LIMITS = Object.freeze({
+  ringBytes: MAX_RING_BYTES,
+  changeFeedSize: 1_048_576,
+  subscriptionCapacity: 10_000_000,
+  maxInFlight: 1_048_576,
+  maxDerivationDepth: 65_535,
+  episodeBudget: Number.MAX_SAFE_INTEGER,
+  burst: 1_000_000,
+  poolThreads: 256,
+  timerMs: MAX_TIMER_MS,
 });
 
 const OptionsSchema = z
   .object({
-    ringBytes: z.number().int().min(MIN_RING_BYTES).max(MAX_RING_BYTES).optional(),
+    ringBytes: z.number().int().min(MIN_RING_BYTES).max(ENGINE_LIMITS.ringBytes).optional(),
     onFull: z.enum(['wait', 'throw']).optional(),
-    episodeBudget: z.number().int().positive().optional(),
-    maxDerivationDepth: z.number().int().positive().max(1_000_000).optional(),
+    episodeBudget: z.number().int().positive().max(ENGINE_LIMITS.episodeBudget).optional(),
     rateLimit: z
       .object({
-        minIntervalMs: z.number().finite().positive().optional(),
-        burst: z.number().int().min(1).optional(),
+        minIntervalMs: z.number().finite().positive().max(MAX_TIMER_MS).optional(),
+        burst: z.number().int().min(1).max(ENGINE_LIMITS.burst).optional(),
         trailing: z.boolean().optional(),
       })
       .strict()
       .optional(),
-    changeFeedSize: z.number().int().nonnegative().optional(),
-    settleMs: z.number().finite().nonnegative().optional(),
-    subscriptionCapacity: z.number().int().positive().optional(),
-    closeTimeoutMs: z.number().finite().nonnegative().optional(),
+    changeFeedSize: z.number().int().nonnegative().max(ENGINE_LIMITS.changeFeedSize).optional(),
+    settleMs: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
+    subscriptionCapacity: z.number().int().positive().max(ENGINE_LIMITS.subscriptionCapacity).optional(),
+    closeTimeoutMs: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
+    maxInFlight: z.number().int().positive().max(ENGINE_LIMITS.maxInFlight).optional(),
+    maxDerivationDepth: z.number().int().positive().max(ENGINE_LIMITS.maxDerivationDepth).optional(),
     pool: z
       .object({
-        minThreads: z.number().int().nonnegative().optional(),
-        maxThreads: z.number().int().positive().optional(),
-        idleTimeout: z.number().finite().nonnegative().optional(),
+        minThreads: z.number().int().nonnegative().max(ENGINE_LIMITS.poolThreads).optional(),
+        maxThreads: z.number().int().positive().max(ENGINE_LIMITS.poolThreads).optional(),
+        idleTimeout: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
       })
       .strict()
       .optional(),
@@ -66,6 +92,7 @@ export interface ResolvedEngineOptions {
   readonly settleMs: number;
   readonly subscriptionCapacity: number;
   readonly closeTimeoutMs: number;
+  readonly maxInFlight: number;
   readonly pool: Readonly<{ minThreads?: number; maxThreads?: number; idleTimeout?: number }>;
   readonly store: unknown;
 }
@@ -83,6 +110,7 @@ export function resolveEngineOptions(options: unknown = {}): ResolvedEngineOptio
     settleMs: input.settleMs ?? ENGINE_DEFAULTS.settleMs,
     subscriptionCapacity: input.subscriptionCapacity ?? ENGINE_DEFAULTS.subscriptionCapacity,
     closeTimeoutMs: input.closeTimeoutMs ?? ENGINE_DEFAULTS.closeTimeoutMs,
+    maxInFlight: input.maxInFlight ?? ENGINE_DEFAULTS.maxInFlight,
     pool: Object.freeze({ ...(input.pool ?? {}) }),
     store: input.store,
   });
