@@ -60,7 +60,16 @@ async function refused(args: string[]): Promise<string> {
 }
 
 /** Starts a long-running `converge …`; resolves once a stdout line matches `ready`. */
-function start(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<{ child: ChildProcessWithoutNullStreams; match: RegExpMatchArray; output: () => string; exited: Promise<number | null> }> {
+interface Started {
+  child: ChildProcessWithoutNullStreams;
+  match: RegExpMatchArray;
+  output: () => string;
+  exited: Promise<number | null>;
+  /** Resolves with the first match of `pattern` in stdout (now or later); rejects after `timeoutMs`. */
+  until(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+}
+
+function start(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<Started> {
   const child = spawn(process.execPath, [...cli, ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1', ...env } });
   let stdout = '';
   let stderr = '';
@@ -76,7 +85,23 @@ function start(args: string[], ready: RegExp, env: Record<string, string> = {}):
       const match = stdout.match(ready);
       if (match !== null) {
         clearTimeout(deadline);
-        resolve({ child, match, output: () => stdout + stderr, exited });
+        const until = (pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> =>
+          new Promise((found, fail) => {
+            const check = (): boolean => {
+              const hit = stdout.match(pattern);
+              if (hit === null) return false;
+              clearTimeout(timer);
+              child.stdout.off('data', check);
+              found(hit);
+              return true;
+            };
+            const timer = setTimeout(() => {
+              child.stdout.off('data', check);
+              fail(new Error(`no output matching ${pattern} within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+            }, timeoutMs);
+            if (!check()) child.stdout.on('data', check);
+          });
+        resolve({ child, match, output: () => stdout + stderr, exited, until });
       }
     });
     void exited.then((code) => {
@@ -147,6 +172,54 @@ describe('converge: version, help, bad input', () => {
     expect(forced.stdout).toContain('\u001b[1m');
     const vetoed = await inProcess(['storm', '--events', '2000', '--producers', '1'], { FORCE_COLOR: '1', NO_COLOR: '1' });
     expect(vetoed.stdout).not.toContain('\u001b[');
+  });
+});
+
+/**
+ * Writes `<stem>-<n>.txt` into `dir` until the watcher prints a line matching `pattern(n)`: the
+ * watcher may still be starting when its banner appears, and files written before it scanned the
+ * tree are part of its initial state, not changes.
+ */
+async function changeSeen(watcher: Started, dir: string, stem: string, pattern: (name: string) => RegExp): Promise<RegExpMatchArray> {
+  for (let attempt = 0; ; attempt++) {
+    const name = `${stem}-${attempt}.txt`;
+    writeFileSync(join(dir, name), String(attempt));
+    try {
+      return await watcher.until(pattern(name), 8_000);
+    } catch (error) {
+      if (attempt >= 4) throw error;
+    }
+  }
+}
+
+describe('converge watch', () => {
+  it('prints each change of the directory and a line per settled episode; --where narrows; stops on SIGINT', async () => {
+    const dir = mkdtempSync(join(scratch, 'watched-'));
+    const watcher = await start(['watch', dir, '--where', 'pageIdPrefix=file:keep'], /watching /);
+    try {
+      writeFileSync(join(dir, 'skip.txt'), 'not printed');
+      await changeSeen(watcher, dir, 'keep', (name) => new RegExp(`page_added\\s+file:${name.replace('.', '\\.')}`));
+      await watcher.until(/settled ep_\w+ in \d+ ms: \d+ events, \d+ shown/);
+      expect(watcher.output()).not.toContain('skip');
+    } finally {
+      watcher.child.kill('SIGINT');
+    }
+    expect(await watcher.exited).toBe(0);
+  });
+
+  it('prints one JSON object per line with --json', async () => {
+    const dir = mkdtempSync(join(scratch, 'watched-'));
+    const watcher = await start(['watch', dir, '--json'], /^\{"type":"watching".*$/m);
+    expect(JSON.parse(watcher.match[0])).toEqual({ type: 'watching', root: dir, git: false, predicate: {} });
+    try {
+      const change = await changeSeen(watcher, dir, 'n', (name) => new RegExp(`^\\{"type":"change".*"file:${name.replace('.', '\\.')}".*$`, 'm'));
+      expect(JSON.parse(change[0])).toMatchObject({ type: 'change', kind: 'page_added', pageId: expect.stringMatching(/^file:n-\d\.txt$/) });
+      const episode = await watcher.until(/^\{"type":"episode".*$/m);
+      expect(JSON.parse(episode[0])).toMatchObject({ type: 'episode', counters: { dispatchesEmitted: expect.any(Number) } });
+    } finally {
+      watcher.child.kill('SIGINT');
+    }
+    expect(await watcher.exited).toBe(0);
   });
 });
 

@@ -126,7 +126,8 @@ export const watch = defineCommand({
         }
       });
       await engine.mapSource(Source(root, {}));
-      if (!json) context.out(`${context.styles.bold('converge watch')}: watching ${root}${flags.git === true ? ' (git)' : ''}; Ctrl-C to stop`);
+      if (json) context.out(JSON.stringify({ type: 'watching', root, git: flags.git === true, predicate }));
+      else context.out(`${context.styles.bold('converge watch')}: watching ${root}${flags.git === true ? ' (git)' : ''}; Ctrl-C to stop`);
       await untilAborted(context.signal);
     } finally {
       await engine.close();
