@@ -13,6 +13,7 @@
  * announcements from the worker as {@link WorkerMessage}s on the same MessagePort.
  */
 import type { SerializedError } from './errors.js';
+import type { EventTuple } from './event-codec.js';
 import type { PageChangeKind } from './events.js';
 import type { NumericTolerance, PagePredicate } from './predicates.js';
 import type { RingStats } from './ring.js';
@@ -61,6 +62,57 @@ export type DispatchTag = (typeof DispatchTag)[keyof typeof DispatchTag];
 
 /** What an {@link IngestTag.QUERY} frame asks for. */
 export type QueryKind = 'status' | 'feed' | 'cycles';
+
+/**
+ * A frame of the ingest ring, as decoded by `FrameDecoder.decodeIngest` (checked per tag). An EVENTS
+ * frame's events are still packed ({@link PackedEvents}): `readEvents` unpacks them. Switch on
+ * `frame[0]`: TypeScript narrows the rest.
+ */
+export type IngestFrame =
+  | [tag: typeof IngestTag.EVENTS, meta: IngestMeta, events: PackedEvents]
+  | [tag: typeof IngestTag.ACKS, settled: number, errors: AckError[]]
+  | [tag: typeof IngestTag.SUBSCRIBE, requestId: number, spec: SubscriptionSpec]
+  | [tag: typeof IngestTag.UNSUBSCRIBE, requestId: number, ids: string[]]
+  | [tag: typeof IngestTag.AWAIT_QUIESCENCE, requestId: number]
+  | [tag: typeof IngestTag.CLOSE]
+  | [tag: typeof IngestTag.QUERY, requestId: number, what: QueryKind, arg?: unknown]
+  | [tag: typeof IngestTag.CANCEL_WAIT, requestId: number];
+
+/** The ingest frames written by `FrameEncoder.encodeIngest` (EVENTS frames go through `encodeEvents`). */
+export type ControlFrame = Exclude<IngestFrame, [typeof IngestTag.EVENTS, ...unknown[]]>;
+
+/** An EVENTS frame's event batch as it travels (see event-codec.ts); unpack it with `readEvents`. */
+export type PackedEvents = readonly unknown[];
+
+/** One group of a DISPATCH frame: an event (a tuple, or a negative {@link eventRef}) and its handles. */
+export type DispatchGroup = [event: EventTuple | number, handles: number[]];
+
+/** A frame of the dispatch ring. */
+export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: DispatchGroup[]];
+
+/**
+ * Positions of the columns in an EVENTS frame's packed events: written in this order by the event
+ * codec's encoder and read by these names by its decoder (the layout is described in event-codec.ts).
+ */
+export const EventColumn = {
+  COUNT: 0,
+  KIND: 1,
+  PAGE_ID: 2,
+  SOURCE_ID: 3,
+  DATA_TYPE: 4,
+  SCOPE_ID: 5,
+  RELATED: 6,
+  EDGE_TYPE: 7,
+  REASON: 8,
+  EDIT_DIFF: 9,
+  EXTRA: 10,
+  TS: 11,
+  SHAPES: 12,
+  DICT: 13,
+  POOL: 14,
+  /** Number of columns. */
+  LENGTH: 15,
+} as const;
 
 /** Who wrote an event batch. */
 export interface IngestMeta {

@@ -35,17 +35,17 @@ import { randomBytes } from 'node:crypto';
 import { ProtocolError, serializeError } from '../shared/errors.js';
 import { ConvergenceDamper } from '../shared/damper.js';
 import { ConvergenceQuiescenceProtocol, type PageChangeEvent } from '../shared/events.js';
-import { eventToTuple, readEvents, type EventTuple } from '../shared/framing.js';
+import { asIngestFrame, eventToTuple, readEvents, type EventTuple } from '../shared/framing.js';
 import { PageGraph, appliesBeforeMatch } from '../shared/page-graph.js';
 
 import { findCycles, predicatesMayOverlap } from '../shared/cycles.js';
 import {
-  type AckError,
   type BudgetExhaustedInfo,
   type ChangeFeedEntry,
   type ConvergenceWorkerData,
   DEFAULT_MAX_DERIVATION_DEPTH,
   type EngineCounters,
+  type IngestFrame,
   type IngestMeta,
   IngestTag,
   eventRef,
@@ -176,11 +176,11 @@ export class ConvergenceRuntime {
   }
 
   /** Handles one decoded ingest frame. `now` is the worker's clock (settleMs and durations only). */
-  handleFrame(frame: unknown[], now: number): void {
-    const tag = frame[0] as IngestTag;
-    switch (tag) {
+  handleFrame(decoded: unknown[] | IngestFrame, now: number): void {
+    const frame = asIngestFrame(decoded);
+    switch (frame[0]) {
       case IngestTag.EVENTS: {
-        const meta = (frame[1] ?? {}) as IngestMeta;
+        const meta = frame[1];
         const events = readEvents(frame[2]);
         this.#startEpisode(now);
         const origin = this.#originOf(meta);
@@ -200,8 +200,8 @@ export class ConvergenceRuntime {
         break;
       }
       case IngestTag.ACKS: {
-        const settled = frame[1] as number;
-        const errors = (frame[2] ?? []) as AckError[];
+        const settled = frame[1];
+        const errors = frame[2];
         this.#inFlight -= settled;
         if (this.#inFlight < 0) throw new ProtocolError(`acknowledged more dispatches than were in flight (${this.#inFlight})`);
         this.#totals.dispatchesFailed += errors.length;
@@ -209,7 +209,7 @@ export class ConvergenceRuntime {
         break;
       }
       case IngestTag.SUBSCRIBE: {
-        const requestId = frame[1] as number;
+        const requestId = frame[1];
         try {
           this.#index.add(frame[2] as Subscription);
           this.#io.post({ type: 'reply', requestId, value: true });
@@ -219,8 +219,8 @@ export class ConvergenceRuntime {
         return; // not activity: a subscription alone does not start or extend an episode
       }
       case IngestTag.UNSUBSCRIBE: {
-        const requestId = frame[1] as number;
-        const ids = frame[2] as string[];
+        const requestId = frame[1];
+        const ids = frame[2];
         const removed = ids.map((id) => this.#unsubscribe(id));
         this.#io.post({ type: 'reply', requestId, value: removed });
         return;
@@ -228,15 +228,15 @@ export class ConvergenceRuntime {
       case IngestTag.AWAIT_QUIESCENCE:
         // Answered by #checkQuiescence: at once if idle and nothing else is in the ring, otherwise
         // when the episode in progress (or the one the pending frames will start) settles.
-        this.#quiescenceWaiters.add(frame[1] as number);
+        this.#quiescenceWaiters.add(frame[1]);
         return;
       case IngestTag.CANCEL_WAIT:
-        this.#quiescenceWaiters.delete(frame[1] as number);
+        this.#quiescenceWaiters.delete(frame[1]);
         return;
       case IngestTag.QUERY: {
-        const requestId = frame[1] as number;
+        const requestId = frame[1];
         try {
-          this.#io.post({ type: 'reply', requestId, value: this.query(frame[2] as QueryKind, frame[3]) });
+          this.#io.post({ type: 'reply', requestId, value: this.query(frame[2], frame[3]) });
         } catch (error) {
           this.#io.post({ type: 'reply', requestId, error: serializeError(error) });
         }
@@ -246,7 +246,7 @@ export class ConvergenceRuntime {
         this.#closed = true;
         return;
       default:
-        throw new ProtocolError(`unknown ingest frame tag ${String(tag)}`);
+        throw new ProtocolError(`unknown ingest frame tag ${String((frame satisfies never) as unknown)}`);
     }
     this.#quietSince = null;
   }
