@@ -61,7 +61,7 @@ export interface Bid {
 
 const Amount = z.number().finite().min(0);
 const OptionsSchema = z
-  .object({
+  .strictObject({
     auctionType: z.enum(['first_price_sealed_bid', 'second_price_sealed_bid', 'english', 'dutch']),
     reservePrice: Amount.optional(),
     minIncrement: Amount.optional(),

@@ -41,11 +41,11 @@ export interface DelegationOptions {
   readonly now?: () => number;
 }
 
-const DelegateSchema = z.object({
+const DelegateSchema = z.strictObject({
   scope: z.union([IdSchema, z.array(IdSchema).min(1, 'must name at least one scope')]),
   type: z.enum(['direct', 'pooled']).optional(),
 });
-const ListSchema = z.object({ toId: IdSchema.optional(), fromId: IdSchema.optional(), includeRevoked: z.boolean().optional() });
+const ListSchema = z.strictObject({ toId: IdSchema.optional(), fromId: IdSchema.optional(), includeRevoked: z.boolean().optional() });
 
 interface DelegationRecord {
   readonly id: string;

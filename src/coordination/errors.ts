@@ -2,7 +2,7 @@
  * Coordination-specific errors. They extend the shared classes (so `instanceof NotAuthorizedError`
  * and the stable `code` keep working) and are registered so that they cross thread boundaries intact.
  */
-import { NotAuthorizedError, registerErrorClass } from '../shared/errors.js';
+import { NotAuthorizedError, StoreError, registerErrorClass } from '../shared/errors.js';
 
 /**
  * A claim-holder action (report, fail, renew, start) carried a fencing token that is no longer the
@@ -25,3 +25,21 @@ export class StaleClaimError extends NotAuthorizedError {
 }
 
 registerErrorClass(StaleClaimError);
+
+/** Code of {@link StoreConnectionError}. */
+export const STORE_CONNECTION_CODE = 'CONVERGE_STORE_CONNECTION';
+
+/**
+ * A store could not reach its database: the connection was refused, the host is unknown, the
+ * server did not answer within `connectTimeoutMs`, it refused the login, or the connection broke.
+ * Nothing was written by the failed call. A `StoreError` (so `instanceof StoreError` still
+ * catches it) with its own code: `CONVERGE_STORE_CONNECTION`. `cause` holds the driver's error.
+ */
+export class StoreConnectionError extends StoreError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    (this as { code: string }).code = STORE_CONNECTION_CODE;
+  }
+}
+
+registerErrorClass(StoreConnectionError);

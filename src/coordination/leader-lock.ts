@@ -6,8 +6,8 @@
  * (connection error, or a failed health check every `checkIntervalMs`), reports `isLeader === false`
  * and aborts `signal`, so the holder stops its work before another replica takes over.
  */
-import pg from 'pg';
 import { StoreError } from '../shared/errors.js';
+import type { PgClient, PgConfig } from './optional-deps.js';
 
 /** Options of `PostgresStore.leaderLock`. */
 export interface LeaderLockOptions {
@@ -24,20 +24,20 @@ export class LeaderLock {
   /** The leadership's name, e.g. `source:file:/srv/repo`. */
   readonly name: string;
   readonly #key: string;
-  readonly #config: pg.ClientConfig;
+  readonly #newClient: (extra: PgConfig) => Promise<PgClient>;
   readonly #checkIntervalMs: number;
   readonly #onRelease: (lock: LeaderLock) => void;
-  #client: pg.Client | undefined;
+  #client: PgClient | undefined;
   #leader = false;
   #controller = new AbortController();
   #timer: NodeJS.Timeout | undefined;
   #released = false;
 
   /** @internal Use `PostgresStore.leaderLock`. */
-  constructor(name: string, key: string, config: pg.ClientConfig, options: LeaderLockOptions, onRelease: (lock: LeaderLock) => void) {
+  constructor(name: string, key: string, newClient: (extra: PgConfig) => Promise<PgClient>, options: LeaderLockOptions, onRelease: (lock: LeaderLock) => void) {
     this.name = name;
     this.#key = key;
-    this.#config = config;
+    this.#newClient = newClient;
     this.#checkIntervalMs = options.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS;
     this.#onRelease = onRelease;
   }
@@ -85,9 +85,9 @@ export class LeaderLock {
     await client.end().catch(() => undefined);
   }
 
-  async #connection(): Promise<pg.Client> {
+  async #connection(): Promise<PgClient> {
     if (this.#client !== undefined) return this.#client;
-    const client = new pg.Client({ ...this.#config, application_name: LEADER_APPLICATION_NAME, keepAlive: true });
+    const client = await this.#newClient({ application_name: LEADER_APPLICATION_NAME, keepAlive: true });
     const dropped = (): void => {
       if (this.#client !== client) return;
       this.#client = undefined;

@@ -23,7 +23,7 @@
  * Payloads and results are kept by reference, not copied.
  */
 import { z } from 'zod';
-import { ClosedError, DuplicateIdError } from '../shared/errors.js';
+import { ClosedError, DuplicateIdError, NotFoundError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
 import { BinaryHeap } from './binary-heap.js';
 import { DoneWaiters } from './done-waiters.js';
@@ -54,7 +54,7 @@ export interface MemoryStoreOptions {
 }
 
 const DEFAULT_MAX_FINISHED_TASKS = 10_000;
-const OptionsSchema = z.object({
+const OptionsSchema = z.strictObject({
   maxFinishedTasks: z.union([z.number().int().min(0), z.literal(Number.POSITIVE_INFINITY)]).optional(),
 });
 
@@ -184,6 +184,7 @@ export class MemoryStore implements TaskStore {
 
   insertTask(input: NewTask): Task {
     this.#assertOpen();
+    this.#assertPool(input.poolId);
     const key = suffixKey(input.id);
     if (this.#find(input.id, key) !== undefined) throw new DuplicateIdError('task', input.id);
     return snapshot(this.#insert(input.id, key, null, input.payload, input.poolId, input.topic, input.requiredCapabilities, input.priority, input.claimTtlMs));
@@ -207,6 +208,7 @@ export class MemoryStore implements TaskStore {
     claimTtlMs: number | null,
   ): Task {
     this.#assertOpen();
+    if (poolId !== null) this.#assertPool(poolId);
     const key = suffixKey(id);
     if (this.#find(id, key) !== undefined) throw new DuplicateIdError('task', id);
     return snapshot(this.#insert(id, key, head, payload, poolId, topic, requiredCapabilities, priority, claimTtlMs));
@@ -216,6 +218,7 @@ export class MemoryStore implements TaskStore {
     this.#assertOpen();
     const seen = new Set<string>();
     for (const input of inputs) {
+      this.#assertPool(input.poolId);
       if (this.#lookup(input.id) !== undefined || seen.has(input.id)) throw new DuplicateIdError('task', input.id);
       seen.add(input.id);
     }
@@ -232,6 +235,7 @@ export class MemoryStore implements TaskStore {
     this.#assertOpen();
     const record = this.#lookup(id);
     if (record === undefined || record.state !== 'pending') return null;
+    if (record.poolId !== null && !this.#isMember(record.poolId, agentId)) return null;
     return snapshot(this.#claim(record, agentId, nowMs));
   }
 
@@ -248,7 +252,10 @@ export class MemoryStore implements TaskStore {
     let best: TaskRecord | undefined;
     let bestPartition: Partition | undefined;
     for (const partition of this.#partitions.values()) {
-      if (partition.key !== '' && !isVisible(partition.poolId, partition.topic, partition.requiredCapabilities, filter)) continue;
+      if (partition.key !== '') {
+        if (!isVisible(partition.poolId, partition.topic, partition.requiredCapabilities, filter)) continue;
+        if (partition.poolId !== null && !this.#isMember(partition.poolId, agentId)) continue;
+      }
       const top = this.#liveTop(partition);
       if (top === undefined) continue;
       if (best === undefined || compareRecords(top, best) < 0) {
@@ -339,8 +346,10 @@ export class MemoryStore implements TaskStore {
     this.#assertOpen();
     const out: Task[] = [];
     const filter = query.filter;
+    const agentId = query.agentId;
     for (const record of this.#records()) {
       if (record.state !== 'pending') continue;
+      if (agentId !== undefined && record.poolId !== null && !this.#isMember(record.poolId, agentId)) continue;
       if (filter !== undefined && !isVisible(record.poolId, record.topic, record.requiredCapabilities, filter)) continue;
       out.push(snapshot(record));
     }
@@ -401,6 +410,16 @@ export class MemoryStore implements TaskStore {
     const out: string[] = [];
     for (const pool of this.#pools.values()) if (pool.members.has(agentId)) out.push(pool.id);
     return out;
+  }
+
+  /** DESIGN §5: a task with a pool is visible only to the pool's members. */
+  #isMember(poolId: string, agentId: string): boolean {
+    return this.#pools.get(poolId)?.members.has(agentId) === true;
+  }
+
+  /** A task may only name a pool that exists (else nobody could ever claim it). */
+  #assertPool(poolId: string | null): void {
+    if (poolId !== null && !this.#pools.has(poolId)) throw new NotFoundError('pool', poolId);
   }
 
   #assertOpen(): void {

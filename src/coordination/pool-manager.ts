@@ -6,8 +6,9 @@
  * manager that does not hold that policy (fail closed); give other processes the policy with
  * {@link PoolManager.attachPolicy}.
  *
- * Membership is what `TaskManager.claimNext(agent, { poolIds })` should be given:
- * `await pools.getPoolsForAgent(agentId)`.
+ * Membership decides what an agent may claim (DESIGN §5): a task with a pool is visible to, and
+ * claimable by, the pool's members only — through `claim`, `claimNext` with or without a filter, and
+ * `listPendingTasksForAgent`. Give the TaskManager and the PoolManager the same store.
  */
 import { z } from 'zod';
 import { ClosedError } from '../shared/errors.js';
@@ -76,15 +77,15 @@ const isFunctionHolder = <K extends string>(key: K) =>
 
 const AdmissionPolicySchema = isFunctionHolder('canAdmit');
 const TrustSchema = isFunctionHolder('getTrust');
-const CreatePoolSchema = z.object({
+const CreatePoolSchema = z.strictObject({
   id: IdSchema.optional(),
   topics: z.array(IdSchema).optional(),
   admissionPolicy: AdmissionPolicySchema.optional(),
   trustThreshold: z.number().finite().optional(),
   trust: TrustSchema.optional(),
 });
-const PoliciesSchema = z.object({ admissionPolicy: AdmissionPolicySchema.optional(), trust: TrustSchema.optional() });
-const OptionsSchema = z.object({
+const PoliciesSchema = z.strictObject({ admissionPolicy: AdmissionPolicySchema.optional(), trust: TrustSchema.optional() });
+const OptionsSchema = z.strictObject({
   store: z.custom<TaskStore>((value) => typeof value === 'object' && value !== null && typeof (value as TaskStore).insertPool === 'function', 'must be a TaskStore').optional(),
   trust: TrustSchema.optional(),
 });

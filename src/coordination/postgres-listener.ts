@@ -5,8 +5,8 @@
  * store re-polls its waiters). Pooled connections cannot LISTEN: a pool hands a client to another
  * caller, who would then receive, or lose, the notifications.
  */
-import pg from 'pg';
 import { ClosedError, StoreError } from '../shared/errors.js';
+import type { PgClient, PgConfig } from './optional-deps.js';
 import { quoteIdent } from './postgres-schema.js';
 
 /** `application_name` of LISTEN connections, so that operators can find them in pg_stat_activity. */
@@ -21,16 +21,16 @@ export interface PgListenerHandlers {
 
 /** A LISTEN connection with lazy (re)connection. */
 export class PgListener {
-  readonly #config: pg.ClientConfig;
+  readonly #newClient: (extra: PgConfig) => Promise<PgClient>;
   readonly #channel: string;
   readonly #handlers: PgListenerHandlers;
-  #client: pg.Client | undefined;
+  #client: PgClient | undefined;
   #connecting: Promise<void> | undefined;
   #everConnected = false;
   #closed = false;
 
-  constructor(config: pg.ClientConfig, channel: string, handlers: PgListenerHandlers) {
-    this.#config = config;
+  constructor(newClient: (extra: PgConfig) => Promise<PgClient>, channel: string, handlers: PgListenerHandlers) {
+    this.#newClient = newClient;
     this.#channel = channel;
     this.#handlers = handlers;
   }
@@ -54,7 +54,8 @@ export class PgListener {
   }
 
   async #connect(): Promise<void> {
-    const client = new pg.Client({ ...this.#config, application_name: LISTENER_APPLICATION_NAME, keepAlive: true });
+    // A LISTEN connection idles by design: no statement timeout on it.
+    const client = await this.#newClient({ application_name: LISTENER_APPLICATION_NAME, keepAlive: true, statement_timeout: 0 });
     client.on('notification', (message) => {
       if (message.channel === this.#channel && message.payload !== undefined) this.#handlers.onNotify(message.payload);
     });

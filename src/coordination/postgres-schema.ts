@@ -42,13 +42,20 @@ CREATE TABLE IF NOT EXISTS ${s}.meta (
   key text PRIMARY KEY,
   value text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ${s}.pools (
+  seq bigint GENERATED ALWAYS AS IDENTITY,
+  id text COLLATE "C" PRIMARY KEY,
+  topics text[] NOT NULL,
+  trust_threshold double precision,
+  has_admission_policy boolean NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ${s}.tasks (
   seq bigint GENERATED ALWAYS AS IDENTITY,
   id text COLLATE "C" PRIMARY KEY,
   state text NOT NULL,
   payload json NOT NULL,
   result json,
-  pool_id text COLLATE "C",
+  pool_id text COLLATE "C" REFERENCES ${s}.pools (id),
   topic text COLLATE "C",
   required_capabilities text[] COLLATE "C" NOT NULL,
   priority integer NOT NULL,
@@ -60,13 +67,6 @@ CREATE TABLE IF NOT EXISTS ${s}.tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_pending_idx ON ${s}.tasks (priority DESC, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_claimed_idx ON ${s}.tasks (claimed_at) WHERE state IN ('assigned', 'running') AND claim_ttl_ms IS NOT NULL;
-CREATE TABLE IF NOT EXISTS ${s}.pools (
-  seq bigint GENERATED ALWAYS AS IDENTITY,
-  id text COLLATE "C" PRIMARY KEY,
-  topics text[] NOT NULL,
-  trust_threshold double precision,
-  has_admission_policy boolean NOT NULL
-);
 CREATE TABLE IF NOT EXISTS ${s}.pool_members (
   seq bigint GENERATED ALWAYS AS IDENTITY,
   pool_id text COLLATE "C" NOT NULL REFERENCES ${s}.pools (id) ON DELETE CASCADE,
@@ -137,11 +137,19 @@ export function pgRowToPool(row: PgPoolRow): PoolRecord {
   return { id: row.id, topics: row.topics, trustThreshold: row.trust_threshold, hasAdmissionPolicy: row.has_admission_policy, members: row.members };
 }
 
-// The visibility rule of task.ts `isVisible`, in SQL; parameters $P (pools), $C (capabilities), $T (topics).
+// The visibility rule of task.ts `isVisible`, in SQL, on a task row aliased `t`; parameters $P
+// (pools), $C (capabilities), $T (topics).
 function visible(p: string, c: string, t: string): string {
-  return `(${p}::text[] IS NULL OR pool_id IS NULL OR pool_id = ANY(${p}::text[]))
-    AND (${t}::text[] IS NULL OR topic IS NULL OR topic = ANY(${t}::text[]))
-    AND (${c}::text[] IS NULL OR required_capabilities <@ ${c}::text[])`;
+  return `(${p}::text[] IS NULL OR t.pool_id IS NULL OR t.pool_id = ANY(${p}::text[]))
+    AND (${t}::text[] IS NULL OR t.topic IS NULL OR t.topic = ANY(${t}::text[]))
+    AND (${c}::text[] IS NULL OR t.required_capabilities <@ ${c}::text[])`;
+}
+
+// DESIGN §5: a task with a pool is visible only to the pool's members. On a task row aliased `t`;
+// $A the agent (null: no agent, an administrative listing that sees everything).
+function member(s: string, a: string, nullSeesAll: boolean): string {
+  const exists = `EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = ${a}::text)`;
+  return nullSeesAll ? `(${a}::text IS NULL OR t.pool_id IS NULL OR ${exists})` : `(t.pool_id IS NULL OR ${exists})`;
 }
 
 const CLAIMED = "state IN ('assigned', 'running')";
@@ -185,14 +193,14 @@ export function pgStatements(schema: string) {
     get: st('get', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = $1`),
     claim: st(
       'claim',
-      `UPDATE ${s}.tasks SET state = 'assigned', assigned_to = $2, claimed_at = $3, attempts = attempts + 1, fencing_token = fencing_token + 1
-       WHERE id = $1 AND state = 'pending' RETURNING ${TASK_COLUMNS}`,
+      `UPDATE ${s}.tasks AS t SET state = 'assigned', assigned_to = $2, claimed_at = $3, attempts = attempts + 1, fencing_token = fencing_token + 1
+       WHERE id = $1 AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
     ),
     claimNext: st(
       'claim_next',
       `UPDATE ${s}.tasks SET state = 'assigned', assigned_to = $1, claimed_at = $2, attempts = attempts + 1, fencing_token = fencing_token + 1
        WHERE id = (
-         SELECT id FROM ${s}.tasks WHERE state = 'pending' AND ${visible('$3', '$4', '$5')}
+         SELECT id FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$3', '$4', '$5')} AND ${member(s, '$1', false)}
          ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)
        AND state = 'pending'
        RETURNING ${TASK_COLUMNS}`,
@@ -208,8 +216,11 @@ export function pgStatements(schema: string) {
       `UPDATE ${s}.tasks SET state = 'pending', assigned_to = NULL, claimed_at = NULL
        WHERE ${CLAIMED} AND claim_ttl_ms IS NOT NULL AND claimed_at + claim_ttl_ms <= $1 RETURNING id`,
     ),
-    pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} ORDER BY seq`),
-    pendingByPriority: st('pending_priority', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} ORDER BY priority DESC, id`),
+    pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true)} ORDER BY seq`),
+    pendingByPriority: st(
+      'pending_priority',
+      `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true)} ORDER BY priority DESC, id`,
+    ),
     done: st('done', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[]) AND ${TERMINAL}`),
     addWaiter: st(
       'add_waiter',

@@ -13,14 +13,15 @@
  * `leaderLock(name)` elects one leader among replicas with session advisory locks.
  */
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { z } from 'zod';
-import { ClosedError, DuplicateIdError, StoreError } from '../shared/errors.js';
+import { ClosedError, DuplicateIdError, NotFoundError, StoreError, TimeoutError, ValidationError } from '../shared/errors.js';
+import { StoreConnectionError } from './errors.js';
 import { parseInput } from '../shared/validation.js';
 import { DonePoller } from './done-poller.js';
 import { DoneWaiters } from './done-waiters.js';
 import { encodeJson } from './json-codec.js';
 import { LeaderLock, type LeaderLockOptions } from './leader-lock.js';
+import { loadPg, type PgClient, type PgConfig, type PgPool, type PgQueryResult } from './optional-deps.js';
 import { PgListener } from './postgres-listener.js';
 import {
   DDL_LOCK_NAME,
@@ -40,33 +41,68 @@ import { IdSchema } from './schemas.js';
 import { claimHolderError, failDecision, isTerminalState, pendingTask, type ClaimHolder, type NewTask, type Task, type TaskFilter } from './task.js';
 import type { PendingQuery, PoolRecord, TaskStore } from './task-store.js';
 
+/**
+ * A node-postgres `Pool` (`new pg.Pool(...)`) of yours, described structurally so that these
+ * declarations do not need `@types/pg`. The store queries it, never closes it, and opens its LISTEN
+ * and leader-lock connections with the pool's `options`.
+ */
+export interface PostgresPoolLike {
+  query(...args: never[]): unknown;
+  connect(...args: never[]): unknown;
+  readonly options?: object;
+}
+
 /** Options of {@link PostgresStore}: a connection string or a pool of yours (never closed by the store). */
 export interface PostgresStoreOptions {
+  /** `postgres://user:password@host:5432/database`. */
   readonly connectionString?: string;
-  readonly pool?: pg.Pool;
+  readonly pool?: PostgresPoolLike;
   /** Schema holding the tables; created on first use. Default `converge`. */
   readonly schema?: string;
   /** Size of the pool the store creates from `connectionString`. Default 10. */
   readonly max?: number;
+  /**
+   * A connection attempt that gets no answer within this long fails with `StoreConnectionError`
+   * (code `CONVERGE_STORE_CONNECTION`). Default 10 000 ms. Applies to connections the store opens
+   * (its pool from `connectionString`, LISTEN and leader-lock connections), not to a pool you give.
+   */
+  readonly connectTimeoutMs?: number;
+  /**
+   * A statement with no answer within this long fails with `TimeoutError` (`CONVERGE_TIMEOUT`); the
+   * server cancels it too (`statement_timeout`). Default 30 000 ms. Like `connectTimeoutMs`, for
+   * connections the store opens.
+   */
+  readonly queryTimeoutMs?: number;
   /** Fallback poll of `waitUntilDone` when a notification is missed. Default 1 000 ms. */
   readonly pollIntervalMs?: number;
   /** Receives background failures (LISTEN connection, poll). Default: `process.emitWarning`. */
   readonly onError?: (error: unknown) => void;
 }
 
+const TimeoutOption = z.number().int().min(1).max(2_147_483_647);
 const OptionsSchema = z
-  .object({
-    connectionString: z.string().min(1).optional(),
-    pool: z.instanceof(pg.Pool, { message: 'must be a pg.Pool' }).optional(),
+  .strictObject({
+    connectionString: z.string().min(1, 'is empty: the PostgreSQL URL is missing').optional(),
+    pool: z
+      .custom<PostgresPoolLike>(
+        (value) => typeof value === 'object' && value !== null && typeof (value as PgPool).query === 'function' && typeof (value as PgPool).connect === 'function',
+        'must be a pg.Pool (an object with query() and connect())',
+      )
+      .optional(),
     schema: z.string().regex(SCHEMA_NAME_PATTERN, 'must be an identifier of at most 48 characters ([A-Za-z_][A-Za-z0-9_]*)').optional(),
     max: z.number().int().min(1).max(1000).optional(),
     pollIntervalMs: z.number().int().min(1).max(3_600_000).optional(),
+    connectTimeoutMs: TimeoutOption.optional(),
+    queryTimeoutMs: TimeoutOption.optional(),
     onError: z.custom<(error: unknown) => void>((value) => typeof value === 'function', 'must be a function').optional(),
   })
   .refine((options) => (options.connectionString === undefined) !== (options.pool === undefined), {
-    message: 'give exactly one of connectionString and pool',
+    message: 'give exactly one of connectionString (a postgres:// URL) and pool',
     path: ['connectionString'],
   });
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
 
 const DEFAULT_SCHEMA = 'converge';
 const DEFAULT_POOL_SIZE = 10;
@@ -83,9 +119,13 @@ export class PostgresStore implements TaskStore {
   readonly kind = 'postgres';
   /** The schema holding this store's tables. */
   readonly schema: string;
-  readonly #pool: pg.Pool;
+  /** The pool: the caller's, or created with the driver on first use. */
+  #pool: PgPool | undefined;
   readonly #ownsPool: boolean;
-  readonly #clientConfig: pg.ClientConfig;
+  /** Settings of every connection the store opens (pool, LISTEN, leader locks). */
+  readonly #clientConfig: PgConfig;
+  readonly #poolSize: number;
+  readonly #queryTimeoutMs: number;
   readonly #sql: ReturnType<typeof pgStatements>;
   readonly #waiters = new DoneWaiters((id) => this.#removeWaiterRow(id));
   /** This instance's name in the `waiters` table. */
@@ -99,23 +139,30 @@ export class PostgresStore implements TaskStore {
   #closed = false;
 
   constructor(options: PostgresStoreOptions) {
+    if (typeof options === 'object' && options !== null && 'connectionString' in options && options.connectionString === undefined && options.pool === undefined) {
+      throw new ValidationError('options.connectionString', 'is undefined: the PostgreSQL URL is missing (is the environment variable that should hold it set?)');
+    }
     const resolved = parseInput(OptionsSchema, options, 'options');
     this.schema = resolved.schema ?? DEFAULT_SCHEMA;
     this.#onError = resolved.onError ?? ((error: unknown) => process.emitWarning(`PostgresStore: ${String(error)}`));
+    this.#poolSize = resolved.max ?? DEFAULT_POOL_SIZE;
+    this.#queryTimeoutMs = resolved.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+    const timeouts = {
+      connectionTimeoutMillis: resolved.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      query_timeout: this.#queryTimeoutMs,
+      statement_timeout: this.#queryTimeoutMs,
+    };
     if (resolved.pool !== undefined) {
-      this.#pool = resolved.pool;
+      this.#pool = resolved.pool as unknown as PgPool;
       this.#ownsPool = false;
-      this.#clientConfig = resolved.pool.options;
+      this.#clientConfig = { ...timeouts, ...((resolved.pool as { options?: object }).options ?? {}) };
     } else {
-      this.#clientConfig = { connectionString: resolved.connectionString };
-      this.#pool = new pg.Pool({ ...this.#clientConfig, max: resolved.max ?? DEFAULT_POOL_SIZE });
+      this.#clientConfig = { connectionString: resolved.connectionString, ...timeouts };
       this.#ownsPool = true;
-      // An idle pooled connection that dies must not crash the process; the next query reconnects.
-      this.#pool.on('error', (error) => this.#onError(error));
     }
     this.#sql = pgStatements(this.schema);
     this.#poller = new DonePoller(this.#waiters, (ids) => this.#fetchDone(ids), resolved.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS, this.#onError);
-    this.#listener = new PgListener(this.#clientConfig, doneChannel(this.schema), {
+    this.#listener = new PgListener((extra) => this.#newClient(extra), doneChannel(this.schema), {
       onNotify: (id) => this.#onNotify(id),
       onError: this.#onError,
       onReconnect: () => void this.#poller.pollNow(),
@@ -203,7 +250,7 @@ export class PostgresStore implements TaskStore {
   async listPendingTasks(query: PendingQuery): Promise<Task[]> {
     const filter = query.filter ?? {};
     const statement = query.sortByPriority ? this.#sql.pendingByPriority : this.#sql.pendingBySeq;
-    const result = await this.#query<PgTaskRow>(statement, [filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null]);
+    const result = await this.#query<PgTaskRow>(statement, [filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, query.agentId ?? null]);
     return result.rows.map(pgRowToTask);
   }
 
@@ -242,8 +289,8 @@ export class PostgresStore implements TaskStore {
   async leaderLock(name: string, options: LeaderLockOptions = {}): Promise<LeaderLock> {
     this.#assertOpen();
     const lockName = parseInput(IdSchema, name, 'name');
-    const checked = parseInput(z.object({ checkIntervalMs: z.number().int().min(10).max(3_600_000).optional() }), options, 'options');
-    const lock = new LeaderLock(lockName, `${this.schema}:${lockName}`, this.#clientConfig, checked, (released) => this.#locks.delete(released));
+    const checked = parseInput(z.strictObject({ checkIntervalMs: z.number().int().min(10).max(3_600_000).optional() }), options, 'options');
+    const lock = new LeaderLock(lockName, `${this.schema}:${lockName}`, (extra) => this.#newClient(extra), checked, (released) => this.#locks.delete(released));
     this.#locks.add(lock);
     try {
       await lock.tryAcquire();
@@ -257,7 +304,12 @@ export class PostgresStore implements TaskStore {
   /** Drops the schema and everything in it. For tests and teardown; the store stays usable (it recreates the schema). */
   async dropSchema(): Promise<void> {
     this.#assertOpen();
-    await this.#pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(this.schema)} CASCADE`);
+    const pool = await this.#ensurePool();
+    try {
+      await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(this.schema)} CASCADE`);
+    } catch (error) {
+      throw this.#translate(error, 'cannot drop the schema');
+    }
     this.#schemaReady = false;
     this.#schemaPromise = undefined;
   }
@@ -270,7 +322,8 @@ export class PostgresStore implements TaskStore {
     await Promise.all([...this.#locks].map((lock) => lock.release()));
     await this.#listener.close();
     await this.#schemaPromise?.catch(() => undefined);
-    if (this.#ownsPool) await this.#pool.end();
+    await this.#poolPromise?.catch(() => undefined);
+    if (this.#ownsPool) await this.#pool?.end().catch((error: unknown) => this.#onError(error));
   }
 
   async insertPool(pool: Omit<PoolRecord, 'members'>): Promise<PoolRecord> {
@@ -310,17 +363,61 @@ export class PostgresStore implements TaskStore {
     if (this.#closed) throw new ClosedError('PostgresStore');
   }
 
-  async #query<R extends pg.QueryResultRow = pg.QueryResultRow>(statement: NamedStatement, values: unknown[]): Promise<pg.QueryResult<R>> {
+  async #query<R = Record<string, unknown>>(statement: NamedStatement, values: unknown[]): Promise<PgQueryResult<R>> {
     this.#assertOpen();
     if (!this.#schemaReady) await this.#ensureSchema();
     try {
-      return await this.#pool.query<R>({ name: statement.name, text: statement.text, values });
+      return await this.#pool!.query<R>({ name: statement.name, text: statement.text, values });
     } catch (error) {
-      if ((error as { code?: string }).code === UNIQUE_VIOLATION && (statement === this.#sql.insert || statement === this.#sql.insertMany)) {
+      const inserting = statement === this.#sql.insert || statement === this.#sql.insertMany;
+      if ((error as { code?: string }).code === UNIQUE_VIOLATION && inserting) {
         throw new DuplicateIdError('task', duplicateKey(error) ?? String(values[0]));
       }
-      throw new StoreError(`PostgreSQL store (${this.schema}) failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION && inserting) {
+        throw new NotFoundError('pool', missingPool(error) ?? 'of a task');
+      }
+      throw this.#translate(error, 'failed');
     }
+  }
+
+  /** A driver error as the store reports it: connection failures and timeouts get their own classes. */
+  #translate(error: unknown, what: string): Error {
+    if (isConvergeError(error)) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    if (isQueryTimeout(error)) {
+      const timeout = new TimeoutError(`PostgreSQL store (${this.schema}): a statement got no answer within queryTimeoutMs (${this.#queryTimeoutMs} ms): ${message}`);
+      Object.defineProperty(timeout, 'cause', { value: error, configurable: true, writable: true });
+      return timeout;
+    }
+    if (isConnectionFailure(error)) {
+      return new StoreConnectionError(`PostgreSQL store (${this.schema}): cannot connect to ${describeTarget(this.#clientConfig)}: ${connectionReason(error)}`, { cause: error });
+    }
+    return new StoreError(`PostgreSQL store (${this.schema}) ${what}: ${message}`, { cause: error });
+  }
+
+  /** A new dedicated connection (LISTEN, leader lock) with the store's settings and `extra`. */
+  async #newClient(extra: PgConfig): Promise<PgClient> {
+    const { Client } = await loadPg();
+    return new Client({ ...this.#clientConfig, ...extra });
+  }
+
+  #poolPromise: Promise<PgPool> | undefined;
+
+  /** The pool, created (with the driver loaded) on first use. */
+  #ensurePool(): Promise<PgPool> {
+    if (this.#pool !== undefined) return Promise.resolve(this.#pool);
+    this.#poolPromise ??= loadPg().then(({ Pool }) => {
+      const pool = new Pool({ ...this.#clientConfig, max: this.#poolSize });
+      // An idle pooled connection that dies must not crash the process; the next query reconnects.
+      pool.on('error', (error) => this.#onError(this.#translate(error, 'lost an idle connection')));
+      if (this.#closed) {
+        void pool.end().catch(() => undefined);
+        throw new ClosedError('PostgresStore');
+      }
+      this.#pool = pool;
+      return pool;
+    });
+    return this.#poolPromise;
   }
 
   /**
@@ -354,14 +451,20 @@ export class PostgresStore implements TaskStore {
       },
       (error: unknown) => {
         this.#schemaPromise = undefined;
-        throw error instanceof StoreError ? error : new StoreError(`cannot create PostgreSQL schema ${this.schema}: ${String(error)}`, { cause: error });
+        throw isConvergeError(error) ? error : this.#translate(error, `cannot create schema ${this.schema}`);
       },
     );
     return this.#schemaPromise;
   }
 
   async #createSchema(): Promise<void> {
-    const client = await this.#pool.connect();
+    const pool = await this.#ensurePool();
+    let client;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw this.#translate(error, 'cannot connect');
+    }
     try {
       await client.query('BEGIN');
       // CREATE … IF NOT EXISTS is not safe against a concurrent CREATE (it can fail on the catalog's
@@ -376,10 +479,11 @@ export class PostgresStore implements TaskStore {
       }
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
+      // A broken or timed-out connection must not go back to the pool.
+      client.release(error instanceof Error && !(error instanceof StoreError) ? error : undefined);
+      throw error instanceof StoreError ? error : this.#translate(error, `cannot create schema ${this.schema}`);
     }
+    client.release();
   }
 
   async #fetchDone(ids: string[]): Promise<Task[]> {
@@ -406,8 +510,67 @@ export class PostgresStore implements TaskStore {
   }
 }
 
+/** The pool id in a foreign key violation's detail: `Key (pool_id)=(p) is not present in table "pools".` */
+function missingPool(error: unknown): string | undefined {
+  const detail = (error as { detail?: unknown }).detail;
+  return typeof detail === 'string' ? /^Key \(pool_id\)=\((.*)\) is not present/.exec(detail)?.[1] : undefined;
+}
+
 /** The id in a unique violation's detail: `Key (id)=(task_1) already exists.` */
 function duplicateKey(error: unknown): string | undefined {
   const detail = (error as { detail?: unknown }).detail;
   return typeof detail === 'string' ? /^Key \(id\)=\((.*)\) already exists\.$/.exec(detail)?.[1] : undefined;
+}
+
+function isConvergeError(error: unknown): error is Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  return error instanceof Error && typeof code === 'string' && code.startsWith('CONVERGE_');
+}
+
+/** Error codes and messages of node-postgres and Node that mean the server could not be reached or logged into. */
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'ENOENT']);
+const CONNECTION_MESSAGES = /timeout expired|connection timeout|timeout exceeded when trying to connect|Connection terminated/i;
+
+function isConnectionFailure(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (CONNECTION_ERROR_CODES.has(code)) return true;
+    // SQLSTATE classes 08 (connection exception), 28 (invalid authorization), 3D000 (no such database), 57P03 (cannot connect now).
+    if (code.startsWith('08') || code.startsWith('28') || code === '3D000' || code === '57P03') return true;
+  }
+  const errors = (error as { errors?: unknown }).errors;
+  if (Array.isArray(errors) && errors.some(isConnectionFailure)) return true;
+  return error instanceof Error && CONNECTION_MESSAGES.test(error.message);
+}
+
+function isQueryTimeout(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  // 'Query read timeout': the client's query_timeout; 57014 with statement_timeout: the server's.
+  return error.message === 'Query read timeout' || ((error as { code?: unknown }).code === '57014' && /statement timeout/i.test(error.message));
+}
+
+/** Why a connection failed, in words (node's AggregateError for several addresses has an empty message). */
+function connectionReason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown }).code;
+  if (message === 'timeout expired' || /connection timeout|timeout exceeded/i.test(message)) return `no answer within connectTimeoutMs (${message})`;
+  if (message !== '') return typeof code === 'string' && !message.includes(code) ? `${code}: ${message}` : message;
+  const first = (error as { errors?: unknown[] }).errors?.[0];
+  return first !== undefined ? connectionReason(first) : String(code ?? 'unknown error');
+}
+
+/** `host:port/database` of a connection config, without credentials. */
+function describeTarget(config: PgConfig): string {
+  const url = config.connectionString;
+  if (typeof url === 'string') {
+    try {
+      const parsed = new URL(url);
+      return `${parsed.hostname || 'localhost'}:${parsed.port || '5432'}${parsed.pathname}`;
+    } catch {
+      return 'the server in connectionString';
+    }
+  }
+  const host = typeof config.host === 'string' ? config.host : 'localhost';
+  return `${host}:${String(config.port ?? 5432)}${typeof config.database === 'string' ? `/${config.database}` : ''}`;
 }

@@ -28,7 +28,7 @@ export const NowMsSchema = z.number().finite();
 export const TimeoutMsSchema = z.number().min(0).max(MAX_TIMEOUT_MS);
 
 /** `submit`'s argument. */
-export const SubmitTaskSchema = z.object({
+export const SubmitTaskSchema = z.strictObject({
   id: IdSchema.optional(),
   payload: z.unknown(),
   poolId: IdSchema.nullish(),
@@ -38,35 +38,44 @@ export const SubmitTaskSchema = z.object({
   claimTtlMs: TtlSchema.nullish(),
 });
 
-/** `claimNext`'s filter. */
-export const TaskFilterSchema = z.object({
+const filterShape = {
   poolIds: IdListSchema.optional(),
   capabilities: IdListSchema.optional(),
   topics: IdListSchema.optional(),
-});
+};
+
+/** `claimNext`'s filter. Unknown keys are refused (a misspelt field must not widen what is claimed). */
+export const TaskFilterSchema = z.strictObject(filterShape);
 
 /** `listPendingTasksForAgent`'s options. */
-export const AgentListOptionsSchema = TaskFilterSchema.extend({
+export const AgentListOptionsSchema = z.strictObject({
+  ...filterShape,
   sortByPriority: z.boolean().optional(),
   refreshFromStore: z.boolean().optional(),
 });
 
 /** `listPendingTasks`' options. */
-export const ListOptionsSchema = z.object({ refreshFromStore: z.boolean().optional() });
+export const ListOptionsSchema = z.strictObject({ refreshFromStore: z.boolean().optional() });
 
 /** Options of the calls a claim holder makes. */
-export const HolderOptionsSchema = z.object({ fencingToken: FencingTokenSchema.optional() });
+export const HolderOptionsSchema = z.strictObject({ fencingToken: FencingTokenSchema.optional() });
 
 /** `failTask`'s options: a fencing token only makes sense with the agent that holds it. */
 export const FailOptionsSchema = z
-  .object({ agentId: IdSchema.optional(), fencingToken: FencingTokenSchema.optional() })
+  .strictObject({ agentId: IdSchema.optional(), fencingToken: FencingTokenSchema.optional() })
   .refine((options) => options.fencingToken === undefined || options.agentId !== undefined, {
     path: ['fencingToken'],
     message: 'a fencing token needs the agentId that holds it',
   });
 
 /** `waitUntilDone`'s options. */
-export const WaitOptionsSchema = z.object({ timeoutMs: TimeoutMsSchema });
+export const WaitOptionsSchema = z.strictObject({ timeoutMs: TimeoutMsSchema });
+
+/** Most tasks one batched claim may take. */
+export const MAX_CLAIM_BATCH = 10_000;
+
+/** `claimNext`'s third argument. */
+export const ClaimBatchOptionsSchema = z.strictObject({ max: z.number().int().min(1).max(MAX_CLAIM_BATCH) });
 
 /**
  * Validates an id. The common valid case is checked inline (this sits on the claim hot path, where a
@@ -101,6 +110,7 @@ function isInt(value: unknown, min: number, max: number): value is number {
 export function isPlainSubmitInput(value: unknown): value is z.output<typeof SubmitTaskSchema> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const input = value as Record<string, unknown>;
+  for (const key in input) if (!isSubmitKey(key)) return false;
   const { id, poolId, topic, requiredCapabilities, priority, claimTtlMs } = input;
   return (
     'payload' in input &&
@@ -116,6 +126,22 @@ export function isPlainSubmitInput(value: unknown): value is z.output<typeof Sub
 /** True only for a `{ fencingToken? }` that {@link HolderOptionsSchema} accepts; see {@link isPlainSubmitInput}. */
 export function isPlainHolderOptions(value: unknown): value is z.output<typeof HolderOptionsSchema> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  for (const key in value) if (key !== 'fencingToken') return false;
   const token = (value as { fencingToken?: unknown }).fencingToken;
   return token === undefined || isInt(token, 1, INT32_MAX);
+}
+
+function isSubmitKey(key: string): boolean {
+  switch (key) {
+    case 'id':
+    case 'payload':
+    case 'poolId':
+    case 'topic':
+    case 'requiredCapabilities':
+    case 'priority':
+    case 'claimTtlMs':
+      return true;
+    default:
+      return false;
+  }
 }

@@ -13,14 +13,14 @@
  * `waitUntilDone` polls (SQLite cannot notify another process); changes made through this instance
  * wake its waiters at once.
  */
-import Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { ClosedError, DuplicateIdError, StoreError } from '../shared/errors.js';
+import { ClosedError, DuplicateIdError, NotFoundError, StoreError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
 import { DonePoller } from './done-poller.js';
 import { DoneWaiters } from './done-waiters.js';
 import { encodeJson } from './json-codec.js';
+import { loadSqlite, type SqliteDatabase } from './optional-deps.js';
 import { SQLITE_DDL, SQLITE_SCHEMA_VERSION, TASK_COLUMNS, rowToPool, rowToTask, type PoolRow, type TaskRow } from './sqlite-schema.js';
 import { claimHolderError, failDecision, isTerminalState, pendingTask, type ClaimHolder, type NewTask, type Task, type TaskFilter } from './task.js';
 import type { Awaitable, PendingQuery, PoolRecord, TaskStore } from './task-store.js';
@@ -35,7 +35,7 @@ export interface SqliteStoreOptions {
   readonly onError?: (error: unknown) => void;
 }
 
-const OptionsSchema = z.object({
+const OptionsSchema = z.strictObject({
   busyTimeoutMs: z.number().int().min(0).max(3_600_000).optional(),
   pollIntervalMs: z.number().int().min(1).max(3_600_000).optional(),
   onError: z.custom<(error: unknown) => void>((value) => typeof value === 'function', 'must be a function').optional(),
@@ -51,11 +51,15 @@ export class SqliteStore implements TaskStore {
   readonly kind = 'sqlite';
   /** The database file. */
   readonly path: string;
-  readonly #db: Database.Database;
+  #db!: SqliteDatabase;
   readonly #busyTimeoutMs: number;
   readonly #waiters = new DoneWaiters();
   readonly #poller: DonePoller;
-  readonly #sql: ReturnType<typeof prepareStatements>;
+  /** The prepared statements; undefined until the database is open. */
+  #sql!: ReturnType<typeof prepareStatements>;
+  #ready = false;
+  /** Opening the database (the driver loads on first use); reset when it failed, so a later call retries. */
+  #opening: Promise<void> | undefined;
   #closed = false;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -64,20 +68,55 @@ export class SqliteStore implements TaskStore {
     this.path = path;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     const onError = options.onError ?? ((error: unknown) => process.emitWarning(`SqliteStore: ${String(error)}`));
-    let db: Database.Database | undefined;
+    this.#poller = new DonePoller(this.#waiters, (ids) => this.#run(() => this.#fetchDone(ids)), options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS, onError);
+    // Start opening now (the file and schema appear promptly); the first call waits for it and
+    // reports its failure, if any.
+    this.#open().catch(() => undefined);
+  }
+
+  /**
+   * Resolves once the database is open, its schema created and checked. Every call waits for this
+   * by itself; call it to learn early that the file cannot be opened (a `StoreError`) or that
+   * better-sqlite3 is not installed (a `MissingDependencyError`).
+   */
+  ready(): Promise<void> {
+    if (this.#closed) return Promise.reject(new ClosedError('SqliteStore'));
+    return this.#ready ? Promise.resolve() : this.#open();
+  }
+
+  #open(): Promise<void> {
+    this.#opening ??= this.#openDatabase().then(
+      () => {
+        this.#ready = true;
+      },
+      (error: unknown) => {
+        this.#opening = undefined;
+        throw error;
+      },
+    );
+    return this.#opening;
+  }
+
+  async #openDatabase(): Promise<void> {
+    const Database = await loadSqlite();
+    if (this.#closed) throw new ClosedError('SqliteStore');
+    const path = this.path;
+    let db: SqliteDatabase | undefined;
     try {
       db = new Database(path);
       // Opening is rare and may meet another process creating the schema: let SQLite wait here.
       db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
-      const open = db;
-      open
-        .transaction(() => {
-          open.exec(SQLITE_DDL);
-          open.prepare('INSERT OR IGNORE INTO converge_meta (key, value) VALUES (?, ?)').run('schema_version', String(SQLITE_SCHEMA_VERSION));
-        })
-        .immediate();
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        db.exec(SQLITE_DDL);
+        db.prepare('INSERT OR IGNORE INTO converge_meta (key, value) VALUES (?, ?)').run('schema_version', String(SQLITE_SCHEMA_VERSION));
+        db.exec('COMMIT');
+      } catch (error) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        throw error;
+      }
       const version = (db.prepare("SELECT value FROM converge_meta WHERE key = 'schema_version'").get() as { value: string }).value;
       if (Number(version) !== SQLITE_SCHEMA_VERSION) throw new StoreError(`${path} has coordination schema version ${version}; this build reads version ${SQLITE_SCHEMA_VERSION}`);
       // From here on, lock waits are retried by #run (see the file comment).
@@ -85,11 +124,11 @@ export class SqliteStore implements TaskStore {
       this.#sql = prepareStatements(db);
       this.#db = db;
     } catch (error) {
-      if (db?.open === true) db.close();
+      db?.close();
       throw error instanceof StoreError ? error : new StoreError(`cannot open SQLite store ${path}: ${String(error)}`, { cause: error });
     }
-    this.#poller = new DonePoller(this.#waiters, (ids) => this.#run(() => this.#fetchDone(ids)), options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS, onError);
   }
+
 
   insertTask(task: NewTask): Awaitable<Task> {
     const row = taskParams(task);
@@ -200,7 +239,7 @@ export class SqliteStore implements TaskStore {
   }
 
   listPendingTasks(query: PendingQuery): Awaitable<Task[]> {
-    const params = filterParams(query.filter ?? {});
+    const params = { agentId: query.agentId ?? null, ...filterParams(query.filter ?? {}) };
     const statement = query.sortByPriority ? this.#sql.pendingByPriority : this.#sql.pendingBySeq;
     return this.#run(() => (statement.all(params) as TaskRow[]).map(rowToTask));
   }
@@ -229,7 +268,8 @@ export class SqliteStore implements TaskStore {
     this.#closed = true;
     this.#poller.stop();
     this.#waiters.closeAll('SqliteStore');
-    this.#db.close();
+    await this.#opening?.catch(() => undefined);
+    if (this.#ready) this.#db.close();
   }
 
   insertPool(pool: Omit<PoolRecord, 'members'>): Awaitable<PoolRecord> {
@@ -272,6 +312,7 @@ export class SqliteStore implements TaskStore {
   }
 
   #insertRow(row: ReturnType<typeof taskParams>): void {
+    if (row.poolId !== null && this.#sql.poolExists.get(row.poolId) === undefined) throw new NotFoundError('pool', row.poolId);
     try {
       this.#sql.insert.run(row);
     } catch (error) {
@@ -313,6 +354,7 @@ export class SqliteStore implements TaskStore {
    */
   #run<T>(fn: () => T): Awaitable<T> {
     if (this.#closed) return Promise.reject(new ClosedError('SqliteStore'));
+    if (!this.#ready) return this.#open().then(() => this.#run(fn));
     try {
       return fn();
     } catch (error) {
@@ -367,15 +409,18 @@ function filterParams(filter: TaskFilter) {
   };
 }
 
-// The visibility rule of task.ts `isVisible`, in SQL.
+// The visibility rule of task.ts `isVisible`, in SQL, and DESIGN §5's: a task with a pool is visible
+// only to the pool's members (@agentId null: an administrative listing that sees everything).
 const VISIBLE = `
-  (@poolIds IS NULL OR pool_id IS NULL OR pool_id IN (SELECT value FROM json_each(@poolIds)))
+  (@agentId IS NULL OR pool_id IS NULL OR EXISTS (
+    SELECT 1 FROM converge_pool_members m WHERE m.pool_id = converge_tasks.pool_id AND m.agent_id = @agentId))
+  AND (@poolIds IS NULL OR pool_id IS NULL OR pool_id IN (SELECT value FROM json_each(@poolIds)))
   AND (@topics IS NULL OR topic IS NULL OR topic IN (SELECT value FROM json_each(@topics)))
   AND (@capabilities IS NULL OR NOT EXISTS (
     SELECT 1 FROM json_each(converge_tasks.required_capabilities) AS required
     WHERE required.value NOT IN (SELECT value FROM json_each(@capabilities))))`;
 
-function prepareStatements(db: Database.Database) {
+function prepareStatements(db: SqliteDatabase) {
   return {
     begin: db.prepare('BEGIN IMMEDIATE'),
     commit: db.prepare('COMMIT'),
@@ -385,7 +430,9 @@ function prepareStatements(db: Database.Database) {
     get: db.prepare(`SELECT ${TASK_COLUMNS} FROM converge_tasks WHERE id = ?`),
     claim: db.prepare(`UPDATE converge_tasks
       SET state = 'assigned', assigned_to = @agentId, claimed_at = @nowMs, attempts = attempts + 1, fencing_token = fencing_token + 1
-      WHERE id = @id AND state = 'pending' RETURNING ${TASK_COLUMNS}`),
+      WHERE id = @id AND state = 'pending' AND (pool_id IS NULL OR EXISTS (
+        SELECT 1 FROM converge_pool_members m WHERE m.pool_id = converge_tasks.pool_id AND m.agent_id = @agentId))
+      RETURNING ${TASK_COLUMNS}`),
     claimNext: db.prepare(`UPDATE converge_tasks
       SET state = 'assigned', assigned_to = @agentId, claimed_at = @nowMs, attempts = attempts + 1, fencing_token = fencing_token + 1
       WHERE seq = (SELECT seq FROM converge_tasks WHERE state = 'pending' AND ${VISIBLE} ORDER BY priority DESC, id LIMIT 1)

@@ -16,6 +16,7 @@ import { ClosedError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
 import { lastIdHead, newId } from './ids.js';
 import { MemoryStore } from './memory-store.js';
+import { assertPlainData } from './plain-data.js';
 import {
   AgentListOptionsSchema,
   FailOptionsSchema,
@@ -80,7 +81,7 @@ export interface FailTaskOptions extends HolderOptions {
   readonly agentId?: string;
 }
 
-const OptionsSchema = z.object({
+const OptionsSchema = z.strictObject({
   store: z.custom<TaskStore>((value) => typeof value === 'object' && value !== null && typeof (value as TaskStore).claimNext === 'function', 'must be a TaskStore').optional(),
   defaultClaimTtlMs: TtlSchema.optional(),
   now: z.custom<() => number>((value) => typeof value === 'function', 'must be a function returning epoch ms').optional(),
@@ -129,6 +130,7 @@ export class TaskManager {
     this.#assertOpen();
     const memory = this.#memory;
     if (memory !== null && isPlainSubmitInput(input)) {
+      assertPlainData(input.payload, 'input.payload');
       const capabilities = input.requiredCapabilities;
       const payload = input.payload ?? null;
       const poolId = input.poolId ?? null;
@@ -203,6 +205,7 @@ export class TaskManager {
       const agent = parseId(agentId, 'agentId');
       const fencingToken = this.#fencingToken(options);
       const id = parseId(taskId, 'taskId');
+      assertPlainData(result, 'result');
       const memory = this.#memory;
       if (memory !== null) {
         memory.completeTaskAs(id, agent, fencingToken, result ?? null);
@@ -230,6 +233,7 @@ export class TaskManager {
     this.#assertOpen();
     const id = parseId(taskId, 'taskId');
     const resolved = parseInput(FailOptionsSchema, options, 'options');
+    assertPlainData(reason, 'reason');
     const holder: ClaimHolder | undefined = resolved.agentId === undefined ? undefined : { agentId: resolved.agentId, fencingToken: resolved.fencingToken };
     return this.#store.failTask(id, reason ?? null, holder);
   }
@@ -281,10 +285,10 @@ export class TaskManager {
    */
   async listPendingTasksForAgent(agentId: string, options: AgentTaskListOptions = NO_OPTIONS): Promise<Task[]> {
     this.#assertOpen();
-    parseId(agentId, 'agentId');
+    agentId = parseId(agentId, 'agentId');
     const resolved = parseInput(AgentListOptionsSchema, options, 'options');
     const filter: TaskFilter = { poolIds: resolved.poolIds, capabilities: resolved.capabilities, topics: resolved.topics };
-    return this.#store.listPendingTasks({ filter, sortByPriority: resolved.sortByPriority ?? false });
+    return this.#store.listPendingTasks({ filter, agentId, sortByPriority: resolved.sortByPriority ?? false });
   }
 
   /** Stops the manager; closes the store only if the manager created it. Idempotent. */
@@ -315,6 +319,7 @@ export class TaskManager {
 
   #newTask(input: SubmitTaskInput, name: string): NewTask {
     const parsed = isPlainSubmitInput(input) ? input : parseInput(SubmitTaskSchema, input, name);
+    assertPlainData(parsed.payload, `${name}.payload`);
     const capabilities = parsed.requiredCapabilities;
     return {
       id: parsed.id ?? this.#newTaskId(),

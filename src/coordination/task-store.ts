@@ -17,6 +17,8 @@ export type Awaitable<T> = T | Promise<T>;
 /** What to list from the pending tasks. */
 export interface PendingQuery {
   readonly filter?: TaskFilter | undefined;
+  /** Only tasks this agent may see: a task with a pool only if the agent is a member. Absent: every task. */
+  readonly agentId?: string | undefined;
   /** true: (−priority, id). false: submission order. */
   readonly sortByPriority: boolean;
 }
@@ -25,14 +27,20 @@ export interface PendingQuery {
 export interface TaskStore extends PoolStore {
   /** `'memory' | 'sqlite' | 'postgres'` or a third-party name; for diagnostics. */
   readonly kind: string;
-  /** Creates a task in `pending`. A taken id → `DuplicateIdError`. */
+  /** Creates a task in `pending`. A taken id → `DuplicateIdError`; a pool that does not exist → `NotFoundError`. */
   insertTask(task: NewTask): Awaitable<Task>;
-  /** Creates all tasks or none. A taken or repeated id → `DuplicateIdError`. */
+  /** Creates all tasks or none. A taken or repeated id → `DuplicateIdError`; an unknown pool → `NotFoundError`. */
   insertTasks(tasks: readonly NewTask[]): Awaitable<Task[]>;
   getTask(id: string): Awaitable<Task | null>;
-  /** Claims `id` for `agentId` if and only if it is pending. */
+  /**
+   * Claims `id` for `agentId` if and only if it is pending and visible to the agent: a task with a
+   * pool only for the pool's members (DESIGN §5).
+   */
   claimTask(id: string, agentId: string, nowMs: number): Awaitable<Task | null>;
-  /** Claims the first visible pending task in claim order, or returns null. */
+  /**
+   * Claims the first pending task in claim order that `filter` lets through and the agent may see
+   * (a pooled task only for members), or returns null.
+   */
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Awaitable<Task | null>;
   /** assigned → running for the holder. Unknown id → null. Not the holder → throws (see `claimHolderError`). */
   startTask(id: string, holder: ClaimHolder): Awaitable<Task | null>;

@@ -182,6 +182,34 @@ describePg('PostgresStore specifics', (url) => {
     await pool.end();
   });
 
+  it('fails a statement that gets no answer within queryTimeoutMs with TimeoutError, and stays usable', { timeout: 60_000 }, async () => {
+    const schema = uniqueSchema();
+    const store = new PostgresStore({ connectionString: url, schema, max: 2, queryTimeoutMs: 300 });
+    stores.push(store);
+    schemas.add(schema);
+    const tm = new TaskManager({ store });
+    await tm.submit({ id: 'locked', payload: 1 });
+    // Another session holds the row lock, so the claim's UPDATE waits for it.
+    const blocker = new pg.Client({ connectionString: url });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(`SELECT 1 FROM "${schema}".tasks WHERE id = 'locked' FOR UPDATE`);
+      const error = await tm.claim('w', 'locked').then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toMatchObject({ code: 'CONVERGE_TIMEOUT', name: 'TimeoutError' });
+      expect((error as Error).message).toMatch(/queryTimeoutMs \(300 ms\)/);
+    } finally {
+      await blocker.query('ROLLBACK');
+      await blocker.end();
+    }
+    // Nothing was claimed by the timed-out statement, and the store still works.
+    expect(await tm.getTask('locked')).toMatchObject({ state: 'pending', attempts: 0 });
+    expect(await tm.claim('w', 'locked')).toBe(true);
+  });
+
   it('validates its options', () => {
     expect(() => new PostgresStore({})).toThrow(ValidationError);
     expect(() => new PostgresStore({ connectionString: url, pool: new pg.Pool() })).toThrow(expect.objectContaining({ field: 'options.connectionString' }));

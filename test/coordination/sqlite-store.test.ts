@@ -45,6 +45,7 @@ describe('SqliteStore specifics', () => {
   it('runs in WAL mode and records its schema version', async () => {
     const path = join(dir, 'wal.sqlite');
     const store = new SqliteStore(path);
+    await store.ready();
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
@@ -58,28 +59,34 @@ describe('SqliteStore specifics', () => {
   it('refuses a payload or result that JSON cannot hold, naming the field', async () => {
     const store = new SqliteStore(join(dir, 'json.sqlite'));
     const tm = new TaskManager({ store });
-    await expect(tm.submit({ payload: { n: 10n } })).rejects.toMatchObject({ field: 'payload', code: 'CONVERGE_VALIDATION' });
+    await expect(tm.submit({ payload: { n: 10n } })).rejects.toMatchObject({ field: 'input.payload.n', code: 'CONVERGE_VALIDATION' });
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
     const { id } = await tm.submit({ payload: 1 });
     await tm.claim('w', id);
-    await expect(tm.report('w', id, cyclic)).rejects.toMatchObject({ field: 'result' });
+    await expect(tm.report('w', id, cyclic)).rejects.toMatchObject({ field: 'result.self' });
     expect((await tm.getTask(id))?.state).toBe('assigned');
     await store.close();
   });
 
   it('refuses a file of a newer schema version', async () => {
     const path = join(dir, 'future.sqlite');
-    await new SqliteStore(path).close();
+    const first = new SqliteStore(path);
+    await first.ready();
+    await first.close();
     const raw = new Database(path);
     raw.prepare("UPDATE converge_meta SET value = '99' WHERE key = 'schema_version'").run();
     raw.close();
-    expect(() => new SqliteStore(path)).toThrow(expect.objectContaining({ code: 'CONVERGE_STORE' }));
+    const future = new SqliteStore(path);
+    await expect(future.ready()).rejects.toMatchObject({ code: 'CONVERGE_STORE' });
+    await expect(new TaskManager({ store: future }).getTask('x')).rejects.toMatchObject({ code: 'CONVERGE_STORE' });
+    await future.close();
   });
 
   it('waits out a writer that holds the lock, then fails with StoreError past busyTimeoutMs', async () => {
     const path = join(dir, 'locked.sqlite');
     const store = new SqliteStore(path, { busyTimeoutMs: 150 });
+    await store.ready();
     const tm = new TaskManager({ store });
     const blocker = new Database(path);
     blocker.exec('BEGIN IMMEDIATE');

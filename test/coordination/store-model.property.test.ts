@@ -2,11 +2,12 @@
  * Model-based property test: random sequences of submit / claimNext / claim / report / cancel /
  * release run against MemoryStore (per-partition heaps with lazy deletion) and SqliteStore (SQL),
  * and every answer must equal that of a naive model that scans a list. This is what holds the memory
- * store's heap shortcuts and the SQL visibility clauses to the one rule in task.ts.
+ * store's heap shortcuts and the SQL visibility clauses to the one rule in task.ts, pool membership
+ * included (a pooled task is visible only to the pool's members, filter or no filter).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MemoryStore, SqliteStore, TaskManager, type TaskFilter, type TaskStore } from '../../src/coordination/index.js';
+import { MemoryStore, PoolManager, SqliteStore, TaskManager, type TaskFilter, type TaskStore } from '../../src/coordination/index.js';
 
 interface ModelTask {
   id: string;
@@ -49,7 +50,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 40 }) }) },
 );
 
-function visible(task: ModelTask, filter: TaskFilter): boolean {
+/** Pool membership in every run: x belongs to p, y to p and q. */
+const MEMBERS: Record<string, readonly string[]> = { p: ['x', 'y'], q: ['y'] };
+
+function visible(task: ModelTask, agent: string, filter: TaskFilter): boolean {
+  if (task.poolId !== null && !MEMBERS[task.poolId]!.includes(agent)) return false;
   if (task.poolId !== null && filter.poolIds !== undefined && !filter.poolIds.includes(task.poolId)) return false;
   if (task.topic !== null && filter.topics !== undefined && !filter.topics.includes(task.topic)) return false;
   return filter.capabilities === undefined || task.caps.every((c) => filter.capabilities!.includes(c));
@@ -58,6 +63,11 @@ function visible(task: ModelTask, filter: TaskFilter): boolean {
 async function run(store: TaskStore, ops: Op[]): Promise<void> {
   let now = 1_000;
   const tm = new TaskManager({ store, now: () => now });
+  const pools = new PoolManager({ store });
+  for (const [pool, members] of Object.entries(MEMBERS)) {
+    await pools.createPool({ id: pool });
+    for (const member of members) await pools.joinPool(pool, member);
+  }
   const model: ModelTask[] = [];
   const outcome = (error: unknown): string => (error instanceof Error ? error.name : 'ok');
   for (const [step, op] of ops.entries()) {
@@ -70,7 +80,7 @@ async function run(store: TaskStore, ops: Op[]): Promise<void> {
         break;
       }
       case 'claimNext': {
-        const candidates = model.filter((t) => t.state === 'pending' && visible(t, op.filter));
+        const candidates = model.filter((t) => t.state === 'pending' && visible(t, op.agent, op.filter));
         candidates.sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
         const expected = candidates[0];
         const got = await tm.claimNext(op.agent, op.filter);
@@ -81,7 +91,7 @@ async function run(store: TaskStore, ops: Op[]): Promise<void> {
       }
       case 'claim': {
         const task = model[op.index];
-        const expected = task?.state === 'pending';
+        const expected = task?.state === 'pending' && visible(task, op.agent, {});
         expect(await tm.claim(op.agent, task?.id ?? 'none'), where).toBe(expected);
         if (expected) Object.assign(task!, { state: 'assigned', assignedTo: op.agent, claimedAt: now, token: task!.token + 1 });
         break;
@@ -119,7 +129,7 @@ async function run(store: TaskStore, ops: Op[]): Promise<void> {
     }
   }
   const pending = (await tm.listPendingTasksForAgent('x', { sortByPriority: true })).map((t) => t.id);
-  const expected = model.filter((t) => t.state === 'pending').sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
+  const expected = model.filter((t) => t.state === 'pending' && visible(t, 'x', {})).sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
   expect(pending).toEqual(expected.map((t) => t.id));
 }
 

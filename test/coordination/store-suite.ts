@@ -12,6 +12,7 @@ import {
   ValidationError,
   ClosedError,
   ErrorCode,
+  NotFoundError,
 } from '../../src/shared/errors.js';
 import { PoolManager, StaleClaimError, TaskManager, type Task, type TaskStore } from '../../src/coordination/index.js';
 
@@ -67,6 +68,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
 
       it('keeps the given routing fields, deduplicating and sorting capabilities', async () => {
         const tm = manager();
+        await new PoolManager({ store: tm.store }).createPool({ id: 'p' });
         const task = await tm.submit({ id: 'job-1', payload: 'x', poolId: 'p', topic: 't', requiredCapabilities: ['b', 'a', 'b'], priority: -7, claimTtlMs: 500 });
         expect(task).toMatchObject({ id: 'job-1', poolId: 'p', topic: 't', requiredCapabilities: ['a', 'b'], priority: -7, claimTtlMs: 500 });
         expect(await tm.getTask('job-1')).toEqual(task);
@@ -87,6 +89,79 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         await expect(tm.submitMany([{ id: 'm3', payload: 3 }, { id: 'm1', payload: 4 }])).rejects.toBeInstanceOf(DuplicateIdError);
         await expect(tm.submitMany([{ id: 'm4', payload: 3 }, { id: 'm4', payload: 4 }])).rejects.toBeInstanceOf(DuplicateIdError);
         expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['m1', 'm2']);
+      });
+
+      it('refuses a task for a pool that does not exist (nobody could ever claim it), all or nothing', async () => {
+        const tm = manager();
+        await expect(tm.submit({ id: 'lost', payload: 1, poolId: 'nowhere' })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND, kind: 'pool', id: 'nowhere' });
+        await expect(tm.submitMany([{ id: 'ok', payload: 1 }, { id: 'lost', payload: 1, poolId: 'nowhere' }])).rejects.toBeInstanceOf(NotFoundError);
+        expect(await tm.listPendingTasks()).toEqual([]);
+      });
+
+      it('refuses unknown keys, naming them (a misspelt field must not be ignored)', async () => {
+        const tm = manager();
+        const cases: [unknown, string][] = [
+          [{ payload: 1, priorty: 5 }, 'input.priorty'],
+          [{ payload: 1, poolID: 'p' }, 'input.poolID'],
+        ];
+        for (const [input, field] of cases) {
+          await expect(tm.submit(input as never), field).rejects.toMatchObject({ code: ErrorCode.VALIDATION, field });
+        }
+        await expect(tm.submitMany([{ payload: 1 }, { payload: 2, claimTTL: 5 } as never])).rejects.toMatchObject({ field: 'inputs[1].claimTTL' });
+        await expect(tm.claimNext('a', { capability: ['gpu'] } as never)).rejects.toMatchObject({ code: ErrorCode.VALIDATION, field: 'filter.capability' });
+        await expect(tm.listPendingTasksForAgent('a', { pools: ['p'] } as never)).rejects.toMatchObject({ field: 'options.pools' });
+        await expect(tm.report('a', 'x', 1, { token: 1 } as never)).rejects.toMatchObject({ field: 'options.token' });
+        await expect(tm.failTask('x', 'r', { agent: 'a' } as never)).rejects.toMatchObject({ field: 'options.agent' });
+        await expect(tm.waitUntilDone('x', { timeoutMs: 1, timeout: 5 } as never)).rejects.toMatchObject({ field: 'options.timeout' });
+        expect(await tm.listPendingTasks()).toEqual([]);
+      });
+
+      it('refuses payloads, results and reasons that the store could not keep faithfully, naming the field', async () => {
+        const tm = manager();
+        class Point {
+          constructor(readonly x: number) {}
+        }
+        const circular: Record<string, unknown> = { a: 1 };
+        circular.self = circular;
+        const deep: unknown[] = [];
+        let cursor = deep;
+        for (let i = 0; i < 300; i++) cursor = (cursor[0] = []) as unknown[];
+        const cases: [unknown, string][] = [
+          [new Set([1]), 'input.payload'],
+          [{ tags: new Map([['a', 1]]) }, 'input.payload.tags'],
+          [{ run: () => 1 }, 'input.payload.run'],
+          [{ at: new Point(1) }, 'input.payload.at'],
+          [{ when: new Date(0) }, 'input.payload.when'],
+          [{ list: [1, Symbol('s')] }, 'input.payload.list[1]'],
+          [{ [Symbol('k')]: 1 }, 'input.payload'],
+          [{ n: 10n }, 'input.payload.n'],
+          [{ x: Number.NaN }, 'input.payload.x'],
+          [{ x: [1, undefined] }, 'input.payload.x[1]'],
+          [{ bytes: new Uint8Array(2) }, 'input.payload.bytes'],
+          [circular, 'input.payload.self'],
+          [deep, 'input.payload'],
+        ];
+        for (const [payload, field] of cases) {
+          const error = await tm.submit({ payload }).then(
+            () => null,
+            (e: unknown) => e,
+          );
+          expect(error, field).toBeInstanceOf(ValidationError);
+          expect((error as ValidationError).field.startsWith(field), `${field}: ${(error as Error).message}`).toBe(true);
+        }
+        await expect(tm.submitMany<unknown>([{ payload: 1 }, { payload: new Map() }])).rejects.toMatchObject({ field: 'inputs[1].payload' });
+        expect(await tm.listPendingTasks()).toEqual([]);
+
+        // Plain data goes in and comes back as it went in (undefined properties are dropped, as JSON does).
+        const plain = { s: 'é\u{1F600}', n: -1.5, b: true, z: null, list: [1, 'two', [3], { four: 4 }], nested: { o: {} }, gone: undefined };
+        const { id } = await tm.submit({ payload: Object.assign(Object.create(null) as object, plain) });
+        const stored = (await tm.getTask(id))!.payload as Record<string, unknown>;
+        expect({ ...stored }).toEqual({ s: 'é\u{1F600}', n: -1.5, b: true, z: null, list: [1, 'two', [3], { four: 4 }], nested: { o: {} } });
+
+        const claimed = await tm.claimNext('w');
+        await expect(tm.report('w', id, { result: new Set() }, { fencingToken: claimed!.fencingToken })).rejects.toMatchObject({ field: 'result.result' });
+        await expect(tm.failTask(id, () => 'why', { agentId: 'w' })).rejects.toMatchObject({ field: 'reason' });
+        expect(await tm.getTask(id)).toMatchObject({ state: 'assigned', result: null });
       });
 
       it('rejects invalid input with a ValidationError naming the field', async () => {
@@ -185,6 +260,10 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
 
       it('sees pooled tasks only with their pool, capability-gated tasks only with every capability, topical tasks only with their topic', async () => {
         const tm = manager();
+        const pm = new PoolManager({ store: tm.store });
+        await pm.createPool({ id: 'p' });
+        await pm.joinPool('p', 'x');
+        await pm.joinPool('p', 'w');
         await tm.submitMany([
           { id: 'open', payload: 0, priority: 0 },
           { id: 'pool-p', payload: 0, poolId: 'p', priority: 9 },
@@ -578,6 +657,31 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect(await other.joinPool('guarded', 'a')).toBe(true);
         expect(await other.joinPool('guarded', 'b')).toBe(false);
         expect((await creator.getPool('guarded'))?.members).toEqual(['a']);
+      });
+
+      it('a pooled task is visible and claimable only by the pool’s members, with or without a filter (DESIGN §5)', async () => {
+        const pm = pools();
+        const tm = manager();
+        await pm.createPool({ id: 'gpu' });
+        await pm.joinPool('gpu', 'member');
+        await tm.submit({ id: 'gpu-job', payload: 1, poolId: 'gpu', priority: 1 });
+        // An outsider cannot see it, claim it by id, or take it with an unfiltered claimNext.
+        expect(await tm.listPendingTasksForAgent('outsider')).toEqual([]);
+        expect(await tm.listPendingTasksForAgent('outsider', { poolIds: ['gpu'] })).toEqual([]);
+        expect(await tm.claim('outsider', 'gpu-job')).toBe(false);
+        expect(await tm.claimNext('outsider')).toBeNull();
+        expect(await tm.claimNext('outsider', { poolIds: ['gpu'] })).toBeNull();
+        expect(await tm.getTask('gpu-job')).toMatchObject({ state: 'pending', attempts: 0 });
+        // The administrative listing still shows it.
+        expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['gpu-job']);
+        // A member sees and takes it; one who left no longer can.
+        expect((await tm.listPendingTasksForAgent('member')).map((t) => t.id)).toEqual(['gpu-job']);
+        await pm.joinPool('gpu', 'leaver');
+        await pm.leavePool('gpu', 'leaver');
+        expect(await tm.claim('leaver', 'gpu-job')).toBe(false);
+        expect(await tm.claim('member', 'gpu-job')).toBe(true);
+        await tm.submit({ id: 'gpu-2', payload: 2, poolId: 'gpu' });
+        expect((await tm.claimNext('member'))?.id).toBe('gpu-2');
       });
 
       it('pool membership drives what claimNext hands out', async () => {
