@@ -97,7 +97,7 @@ function liveView(stream: NodeJS.WriteStream): DemoView {
 export function renderResult(result: DemoResult, color: boolean): string {
   const table = new Table({
     head: ['measure', 'value'],
-    style: color ? { head: ['cyan'] } : { head: [], border: [] },
+    style: color ? { head: ['cyan'], compact: true } : { head: [], border: [], compact: true },
     colAligns: ['left', 'right'],
   });
   const e = result.episode;
