@@ -6,13 +6,14 @@
 // The engine.
 export { createEngine, Engine } from './engine.js';
 export type { ContextPageSource, EngineEvents, EngineStatus, SubscribeOptions, Subscription } from './engine.js';
-export { ENGINE_DEFAULTS, resolveEngineOptions } from './options.js';
+export { ENGINE_DEFAULTS, ENGINE_LIMITS, resolveEngineOptions } from './options.js';
 export type { EngineOptions, ResolvedEngineOptions } from './options.js';
 export { EngineScope, SCOPE_FORMAT_VERSION } from './scope.js';
 export type { SerializedScope } from './scope.js';
 export type { Dispatch, DispatchErrorInfo, SubscriptionHandler } from './dispatcher.js';
 export type { TaskPoolOptions, TaskPoolStats } from './task-pool.js';
 export type {
+  BudgetExhaustedInfo,
   ChangeFeedEntry,
   EngineCounters,
   EngineState,
@@ -49,7 +50,8 @@ export { WriteRateLimiter } from '../shared/rate-limiter.js';
 export type { WriteRateLimiterOptions } from '../shared/rate-limiter.js';
 export { PageGraph } from '../shared/page-graph.js';
 export type { PageGraphOptions } from '../shared/page-graph.js';
-export { findCycles, predicatesMayOverlap } from '../shared/cycles.js';
+export { DEFAULT_MAX_CYCLES, findCycles, predicatesMayOverlap } from '../shared/cycles.js';
+export type { FindCyclesOptions } from '../shared/cycles.js';
 
 // The data plane, for embedders that build their own producers.
 export { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
@@ -113,6 +115,8 @@ export type {
 } from './job-tools.js';
 export { JobQueue, runJobs } from './job-queue.js';
 export type { JobAgentSpec, JobQueueOptions, JobRecord, JobRunnerEvent, JobSpec, JobToolSpec, RunJobsOptions, RunJobsSummary, StoredJobResult } from './job-queue.js';
+export { jobSubscription } from './job-subscription.js';
+export type { JobSubscriptionEngine, JobSubscriptionOptions } from './job-subscription.js';
 export { jobWorkerEntry, PiscinaJobPool } from './job-pool.js';
 export type { JobAgentPool, JobPoolOptions } from './job-pool.js';
 export { AgentFailedError, JobCancelledError, JobErrorCode, ReplayDivergedError, TOOL_FAILURE_CLASSES, ToolCallError } from '../shared/job-protocol.js';
