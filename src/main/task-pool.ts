@@ -262,7 +262,7 @@ export class TaskPool {
   async #admit(entry: Entry): Promise<void> {
     try {
       if (entry.hooks?.internal !== true) {
-        const task = await this.#manager.submit({ payload: entry.payload, ...(this.#claimTtlMs === undefined ? {} : { claimTtlMs: this.#claimTtlMs }) });
+        const task = await this.#manager.submit({ payload: describe(entry.payload), ...(this.#claimTtlMs === undefined ? {} : { claimTtlMs: this.#claimTtlMs }) });
         entry.taskId = task.id;
         const claimed = await this.#manager.claimTask(this.#agent, task.id);
         if (claimed === null) {
@@ -498,8 +498,14 @@ export class TaskPool {
       else this.#failed++;
     }
     if (entry.taskId !== '' && entry.fencingToken !== undefined && !this.#closed) {
+      const holder = { fencingToken: entry.fencingToken };
       const recorded = ok
-        ? this.#manager.report(this.#agent, entry.taskId, value ?? null, { fencingToken: entry.fencingToken })
+        ? this.#manager.report(this.#agent, entry.taskId, value ?? null, holder).catch((error: unknown) => {
+            // A result the store cannot keep as JSON (a Uint8Array, a Map…) still completes the
+            // task there; the value itself went to the caller.
+            if (!(error instanceof ValidationError)) throw error;
+            return this.#manager.report(this.#agent, entry.taskId, { unrecorded: `result is not JSON: ${error.message}` }, holder);
+          })
         : this.#manager.failTask(entry.taskId, errorRecord(value), { agentId: this.#agent, fencingToken: entry.fencingToken });
       recorded.catch((error: unknown) => {
         if (!this.#closed) process.emitWarning(`colony pool could not record task ${entry.taskId}: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_POOL_RECORD' });
@@ -575,6 +581,26 @@ export class TaskPool {
     });
     this.#maxLanes = Math.min(MAX_LANES, pool.options.maxThreads);
     return pool;
+  }
+}
+
+/**
+ * What the store records as the task's payload: plain JSON naming what runs and for whom. The full
+ * payload (events, inputs: anything msgpack carries, Uint8Array included) lives in the shared slot,
+ * so stores that keep only JSON (SQLite, PostgreSQL, a strict memory store) never refuse it.
+ */
+function describe(payload: TaskPayload): unknown {
+  switch (payload[0]) {
+    case TaskKind.CALL:
+      return { kind: 'call', module: payload[1], name: payload[2] };
+    case TaskKind.SUBSCRIPTION:
+      return { kind: 'subscription', module: payload[1], name: payload[2], subscriptionId: payload[4].subscriptionId, dispatchId: payload[4].id, pageId: payload[3].pageId };
+    case TaskKind.COLONY:
+      return { kind: 'colony', module: payload[1], task: payload[3], workerId: payload[4] };
+    case TaskKind.CHECK:
+      return { kind: 'check', module: payload[1], name: payload[2] };
+    default:
+      return payload satisfies never;
   }
 }
 
