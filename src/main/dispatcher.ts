@@ -12,6 +12,7 @@ import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/eve
 import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
 import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
+import { seqCompare } from '../shared/ring-layout.js';
 
 /** What a handler receives besides the event. */
 export interface Dispatch {
@@ -142,6 +143,11 @@ export class MainDispatcher {
     this.#handlers.delete(handle);
   }
 
+  /** Frames whose events are still kept for dispatch references (diagnostics, tests). */
+  get rememberedFrames(): number {
+    return this.#sent.size;
+  }
+
   /** Keeps a frame's events so that dispatches can refer to them instead of carrying copies. */
   remember(seq: number, events: readonly PageChangeEvent[]): void {
     this.#sent.set(seq, events);
@@ -155,11 +161,12 @@ export class MainDispatcher {
    */
   trim(): void {
     if (this.#sent.size === 0) return;
+    // RELEASED is an Int32 slot: past 2^31 frames it wraps, so compare modulo 2^32.
     const released = Atomics.load(this.#flags, MainSlot.RELEASED);
     const oldest = this.#sent.keys().next().value as number;
-    if (oldest > released || this.#consumer.ring.usedBytes() !== 0) return;
+    if (seqCompare(oldest, released) > 0 || this.#consumer.ring.usedBytes() !== 0) return;
     for (const seq of this.#sent.keys()) {
-      if (seq > released) break;
+      if (seqCompare(seq, released) > 0) break;
       this.#sent.delete(seq);
     }
   }

@@ -150,3 +150,11 @@ export type {
 export { TASK_POOL_DEFAULTS } from './task-pool.js';
 export type { PoolTaskHandle } from './task-pool.js';
 export type { ColonyWorkerContext, ColonyWorkerResult, TaskContext, TaskDispatch } from '../shared/pool-protocol.js';
+
+// Sources and watchers (DESIGN §4).
+export type { MappedSource } from './source-bridge.js';
+export { NO_WATCH_CONTEXT, WORKER_HOSTED } from '../watchers/source.js';
+export type { PageRecord, WatchContext } from '../watchers/source.js';
+export { LOCAL_FS_DEFAULTS, LocalFsWatcher } from '../watchers/local-fs-watcher.js';
+export type { LocalFsWatcherOptions } from '../watchers/local-fs-watcher.js';
+export { CheckpointError, GitFetchError, SourceError, SourceNotFoundError, WatcherBackendError, WatcherErrorCode } from '../watchers/errors.js';

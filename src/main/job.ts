@@ -347,6 +347,7 @@ class JobRun {
   /** Called whenever an agent or resolver run starts or ends, and between rounds (early answers wait on it). */
   onProgress: (() => void) | undefined;
   #round = 0;
+  #runSeq = 0;
   #divergence: string | undefined;
 
   constructor(x: Execution, input: JobContext, signal: AbortSignal | undefined, replay: JobTrace | undefined) {
@@ -545,7 +546,8 @@ class JobRun {
       calls[request.seq] = call;
       void call.then((trace) => reply(port1, trace));
     });
-    const key = `${site.agent}@${site.round}`;
+    // One resolver may run for several keys at once: the entry is per run, not per name.
+    const key = `${site.agent}@${site.round}#${this.#runSeq++}`;
     this.#running.set(key, task.kind === 'resolver' || this.#x.agents.find((a) => a.name === site.agent)?.required !== false);
     try {
       let outcome: JobAgentOutcome;
