@@ -12,6 +12,7 @@ import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/eve
 import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
 import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
+import { seqCompare } from '../shared/ring-layout.js';
 
 /** What a handler receives besides the event. */
 export interface Dispatch {
@@ -45,6 +46,8 @@ interface HandlerEntry {
   readonly key: string;
   readonly handler: SubscriptionHandler | undefined;
   readonly task: TaskTarget | undefined;
+  /** Asynchronous calls of this handler (or task) not yet settled. */
+  running: number;
 }
 
 /**
@@ -84,6 +87,10 @@ export class MainDispatcher {
   #flushQueued = false;
   #draining = false;
   #running = 0;
+  /** Entries with running > 0, to name them when close() gives up on them. */
+  readonly #busy = new Set<HandlerEntry>();
+  /** Set by stop(): handlers that settle later are ignored, nothing more is written. */
+  #stopped = false;
 
   constructor(options: {
     consumer: RingConsumer;
@@ -111,12 +118,34 @@ export class MainDispatcher {
     return this.#running;
   }
 
+  /** Subscriptions with handlers still running, and how many calls each. */
+  runningBySubscription(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const entry of this.#busy) out.set(entry.id, (out.get(entry.id) ?? 0) + entry.running);
+    return out;
+  }
+
+  /**
+   * Stops for good (engine closed or failed): no more frames are read, and handlers that settle
+   * afterwards are ignored — their acknowledgements have nowhere to go.
+   */
+  stop(): void {
+    this.#stopped = true;
+    this.#settled = 0;
+    this.#errors = [];
+  }
+
   register(handle: number, id: string, handler: SubscriptionHandler | undefined, task?: TaskTarget): void {
-    this.#handlers.set(handle, { id, key: ConvergenceDispatchProtocol.dispatchKey(id), handler, task });
+    this.#handlers.set(handle, { id, key: ConvergenceDispatchProtocol.dispatchKey(id), handler, task, running: 0 });
   }
 
   unregister(handle: number): void {
     this.#handlers.delete(handle);
+  }
+
+  /** Frames whose events are still kept for dispatch references (diagnostics, tests). */
+  get rememberedFrames(): number {
+    return this.#sent.size;
   }
 
   /** Keeps a frame's events so that dispatches can refer to them instead of carrying copies. */
@@ -132,23 +161,28 @@ export class MainDispatcher {
    */
   trim(): void {
     if (this.#sent.size === 0) return;
+    // RELEASED is an Int32 slot: past 2^31 frames it wraps, so compare modulo 2^32.
     const released = Atomics.load(this.#flags, MainSlot.RELEASED);
     const oldest = this.#sent.keys().next().value as number;
-    if (oldest > released || this.#consumer.ring.usedBytes() !== 0) return;
+    if (seqCompare(oldest, released) > 0 || this.#consumer.ring.usedBytes() !== 0) return;
     for (const seq of this.#sent.keys()) {
-      if (seq > released) break;
+      if (seqCompare(seq, released) > 0) break;
       this.#sent.delete(seq);
     }
   }
 
   /** Called when the worker says it wrote while we were parked. Drains until the ring is empty. */
   wake(): void {
-    if (this.#draining) return;
+    if (this.#draining || this.#stopped) return;
     this.#draining = true;
     this.#drainTurn();
   }
 
   #drainTurn(): void {
+    if (this.#stopped) {
+      this.#draining = false;
+      return;
+    }
     try {
       const frames = this.#consumer.drain(this.#visit, FRAMES_PER_TURN);
       this.#flush();
@@ -224,17 +258,20 @@ export class MainDispatcher {
       return;
     }
     this.#running++;
+    if (entry.running++ === 0) this.#busy.add(entry);
     (result as PromiseLike<void>).then(
-      () => this.#settleAsync(),
+      () => this.#settleAsync(entry),
       (error: unknown) => {
-        this.#fail(entry.id, dispatchId, event, error);
-        this.#settleAsync();
+        if (!this.#stopped) this.#fail(entry.id, dispatchId, event, error);
+        this.#settleAsync(entry);
       },
     );
   }
 
-  #settleAsync(): void {
+  #settleAsync(entry: HandlerEntry): void {
     this.#running--;
+    if (--entry.running === 0) this.#busy.delete(entry);
+    if (this.#stopped) return;
     this.#settled++;
     if (!this.#flushQueued) {
       this.#flushQueued = true;
@@ -255,11 +292,16 @@ export class MainDispatcher {
   }
 
   #flush(): void {
-    if (this.#settled === 0 && this.#errors.length === 0) return;
+    if (this.#stopped || (this.#settled === 0 && this.#errors.length === 0)) return;
     const frame = this.#encoder.encode([IngestTag.ACKS, this.#settled, this.#errors]);
     this.#settled = 0;
     this.#errors = [];
-    const pending = this.#producer.write(frame);
-    if (pending !== undefined) pending.catch((error: unknown) => this.#onFatal(error));
+    try {
+      const pending = this.#producer.write(frame);
+      if (pending !== undefined) pending.catch((error: unknown) => this.#onFatal(error));
+    } catch (error) {
+      // Never thrown into the embedder's microtask: the engine decides what a failed write means.
+      this.#onFatal(error);
+    }
   }
 }

@@ -9,11 +9,12 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { z } from 'zod';
-import { ClosedError, type ConvergeError, StaticSourceError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
+import { ClosedError, type ConvergeError, WorkerCrashedError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
 import { FrameDecoder, FrameEncoder } from '../shared/framing.js';
 import type { NumericTolerance, PagePredicate } from '../shared/predicates.js';
 import {
+  type BudgetExhaustedInfo,
   type ChangeFeedEntry,
   type EngineCounters,
   type EngineState,
@@ -28,12 +29,12 @@ import { type DispatchErrorInfo, dispatchContext, MainDispatcher, type Subscript
 import { IngestWriter } from './ingest-writer.js';
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from './options.js';
 import { EngineScope, type ScopeHost, type SerializedScope, SerializedScopeSchema } from './scope.js';
-import { type ContextPageSource, runSourceBridge } from './source-bridge.js';
+import { type ContextPageSource, type MappedSource, SourceBridges, warnSourceError } from './source-bridge.js';
 import { parseSubscribeOptions, type SubscribeOptions, type Subscription } from './subscription.js';
 import { TaskPool, type TaskPoolStats } from './task-pool.js';
 import { WorkerLink } from './worker-link.js';
 
-export type { ContextPageSource } from './source-bridge.js';
+export type { ContextPageSource, MappedSource } from './source-bridge.js';
 export type { SubscribeOptions, Subscription } from './subscription.js';
 
 /** `engine.getStatus()` */
@@ -58,6 +59,8 @@ export interface EngineEvents {
   quiescence: [report: QuiescenceReport];
   'dispatch-error': [info: DispatchErrorInfo];
   'source-error': [info: { sourceId: string; error: unknown }];
+  /** An episode's budget or depth limit refused derived dispatches; a process warning when unheard. */
+  'budget-exhausted': [info: BudgetExhaustedInfo];
 }
 
 const DispatchOptionsSchema = z.object({ sourceId: z.string().min(1).optional(), causedBy: z.string().min(1).optional() }).strict();
@@ -84,7 +87,10 @@ export class Engine {
   readonly #pool: TaskPool;
   readonly #emitter = new EventEmitter();
   readonly #subscriptions = new Map<string, LocalSubscription>();
-  readonly #sources = new Map<ContextPageSource, AbortController>();
+  /** One bridge per mapped source (src/main/source-bridge.ts). */
+  readonly #sources: SourceBridges;
+  /** Subscriptions already warned about a dispatch error nobody listened to. */
+  readonly #warnedErrors = new Set<string>();
   /** What scopes use instead of the engine itself (subscribing for an owner is not public API). */
   readonly #scopeHost: ScopeHost = {
     subscribe: (options, ownerId) => this.#subscribe(options, ownerId, undefined),
@@ -92,6 +98,9 @@ export class Engine {
     describe: (id) => this.#subscriptions.get(id)?.spec,
   };
   #nextHandle = 1;
+  /** True from a write until the worker is seen idle after it (see #refreshRef). */
+  #busy = false;
+  #closingRef = false;
   #state: Lifecycle = 'running';
   #failure: ConvergeError | undefined;
   #closing: Promise<void> | undefined;
@@ -111,6 +120,7 @@ export class Engine {
         dispatch,
         main,
         episodeBudget: options.episodeBudget,
+        maxDerivationDepth: options.maxDerivationDepth,
         rateLimit: { ...options.rateLimit },
         changeFeedSize: options.changeFeedSize,
         settleMs: options.settleMs,
@@ -120,9 +130,20 @@ export class Engine {
       {
         onWake: () => this.#dispatcher.wake(),
         onQuiescence: (report) => this.#emitter.emit('quiescence', report),
+        onSettled: () => this.#refreshRef(),
+        onBudgetExhausted: (info) => this.#onBudgetExhausted(info),
         onFailure: (error) => this.#onFailure(error),
       },
     );
+    this.#sources = new SourceBridges({
+      ingest,
+      onChange: () => this.#refreshRef(),
+      dispatch: (events) => this.dispatchChange(events),
+      reportError: (sourceId, error) => {
+        // Loud, never silent: a process warning when nobody listens for source errors.
+        if (!this.#emitter.emit('source-error', { sourceId, error })) warnSourceError(sourceId, error);
+      },
+    });
     this.#writer = new IngestWriter(this.#ingest, options.onFull, (seq, events) => this.#dispatcher.remember(seq, events));
     this.#dispatcher = new MainDispatcher({
       consumer: new RingConsumer(this.#dispatchRing),
@@ -131,7 +152,7 @@ export class Engine {
       decoder: new FrameDecoder(),
       encoder: new FrameEncoder(),
       flags: new Int32Array(main),
-      onError: (info) => this.#emitter.emit('dispatch-error', info),
+      onError: (info) => this.#onDispatchError(info),
       onFatal: (error) => this.#link.fail(error),
       runTask: (task) => this.#pool.run(task),
     });
@@ -204,6 +225,7 @@ export class Engine {
       this.#assertRunning();
       // Most calls pass no options: skip zod for them (it costs more than encoding a small batch).
       const { sourceId, causedBy } = isEmpty(options) ? NO_OPTIONS : parseInput(DispatchOptionsSchema, options, 'options');
+      if (!this.#busy) this.#markBusy();
       return this.#writer.writeEvents(events, sourceId, causedBy ?? dispatchContext.current) ?? Promise.resolve();
     } catch (error) {
       return Promise.reject(error);
@@ -267,19 +289,22 @@ export class Engine {
     return this.#link.query((control) => control.detectCycle());
   }
 
-  /** Starts the watch bridge of a non-static source: its events flow into the ingest ring. */
-  async mapSource(source: ContextPageSource): Promise<void> {
+  /**
+   * Starts the one bridge of a non-static source: its events flow into the ingest ring in batches
+   * (in the watch worker thread for sources that support it, such as LocalFsWatcher). Mapping the
+   * same source again returns the same bridge. A static source is refused with StaticSourceError.
+   */
+  async mapSource(source: ContextPageSource): Promise<MappedSource> {
     this.#assertRunning();
-    if (source === null || typeof source !== 'object') throw new ValidationError('source', 'must be a ContextPageSource object');
-    if (source.static) throw new StaticSourceError();
-    if (typeof source.watch !== 'function') throw new ValidationError('source.watch', 'a non-static source must implement watch(signal)');
-    if (this.#sources.has(source)) return; // exactly one bridge per mapped source
-    const controller = new AbortController();
-    this.#sources.set(source, controller);
-    void runSourceBridge(source, controller.signal, {
-      dispatchChange: (event) => this.dispatchChange(event),
-      reportError: (info) => this.#emitter.emit('source-error', info),
-    });
+    const mapped = this.#sources.map(source);
+    this.#refreshRef();
+    return mapped;
+  }
+
+  /** Stops a source's bridge and waits for it; false if the source was not mapped. */
+  async unmapSource(source: ContextPageSource): Promise<boolean> {
+    this.#assertRunning();
+    return this.#sources.unmap(source);
   }
 
   /** A handle that owns the subscriptions made through it. */
@@ -345,19 +370,28 @@ export class Engine {
   }
 
   async #close(): Promise<void> {
-    for (const controller of this.#sources.values()) controller.abort();
-    this.#sources.clear();
+    const deadline = performance.now() + this.#options.closeTimeoutMs;
+    this.#closingRef = true;
+    this.#refreshRef();
+    // Bridges stop first (and write what they hold), so that the settle below includes their events.
+    const bridgesStopped = this.#sources.close().catch(() => undefined);
     if (this.#state === 'running') {
       this.#state = 'closing';
       this.#link.stopping();
-      await this.#settleBeforeClose();
+      // Sources first: a bridge that still delivers after abort gets ClosedError as a source-error.
+      const bridgesDone = (await within(bridgesStopped, deadline)) !== false;
+      const settled = bridgesDone && (await this.#settleBeforeClose(deadline));
+      if (!settled) await this.#warnGivingUp(bridgesDone ? 0 : this.#sources.size);
+      this.#dispatcher.stop();
       try {
         this.#write([IngestTag.CLOSE]);
       } catch {
         // The ring may be closed already if the worker failed.
       }
+    } else {
+      this.#dispatcher.stop();
     }
-    await this.#link.waitForExit(this.#options.closeTimeoutMs);
+    await this.#link.waitForExit(Math.max(0, deadline - performance.now()));
     await this.#pool.destroy().catch(() => undefined);
     this.#state = 'closed';
     this.#ingest.close();
@@ -365,18 +399,56 @@ export class Engine {
     this.#link.dispose(new ClosedError());
   }
 
-  async #settleBeforeClose(): Promise<void> {
+  /** Waits for quiescence until `deadline`; true if it was reached. */
+  async #settleBeforeClose(deadline: number): Promise<boolean> {
     const { id: requestId, reply } = this.#link.request();
-    let timer: NodeJS.Timeout | undefined;
     try {
       this.#write([IngestTag.AWAIT_QUIESCENCE, requestId]);
-      await Promise.race([reply, new Promise((resolve) => (timer = setTimeout(resolve, this.#options.closeTimeoutMs)))]);
+      return (await within(reply, deadline)) !== false;
     } catch {
       // Closing proceeds even if the worker failed meanwhile.
+      return true;
     } finally {
-      clearTimeout(timer);
       this.#link.forget(requestId);
     }
+  }
+
+  /** close() stops waiting: say what it leaves behind (running handlers, undelivered dispatches). */
+  async #warnGivingUp(bridgesRunning: number): Promise<void> {
+    const parts: string[] = [];
+    const running = this.#dispatcher.runningBySubscription();
+    if (running.size > 0) {
+      const list = [...running].map(([id, n]) => (n === 1 ? id : `${id} (${n})`)).join(', ');
+      parts.push(`handlers still running for subscriptions ${list}; what they settle with is ignored`);
+    }
+    // Ask the worker what is still owed (a trailing delivery, dispatches not yet run), briefly.
+    const status = await within(this.#link.query((control) => control.status()), performance.now() + STATUS_ON_CLOSE_MS).catch(() => false);
+    if (typeof status === 'object') {
+      if (status.deferred > 0) parts.push(`${status.deferred} rate-limited (trailing) deliveries not delivered`);
+      const queued = status.inFlight - [...running.values()].reduce((a, b) => a + b, 0);
+      if (queued > 0) parts.push(`${queued} dispatches not run`);
+    }
+    if (bridgesRunning > 0) parts.push(`${bridgesRunning} source bridges did not stop after abort`);
+    if (parts.length === 0) parts.push('the engine did not settle');
+    process.emitWarning(`converge: close() gave up after closeTimeoutMs (${this.#options.closeTimeoutMs} ms): ${parts.join('; ')}`, {
+      code: 'CONVERGE_CLOSE_TIMEOUT',
+    });
+  }
+
+  /** Reports a handler's error: to 'dispatch-error' listeners, or once per subscription as a process warning. */
+  #onDispatchError(info: DispatchErrorInfo): void {
+    if (this.#emitter.listenerCount('dispatch-error') > 0) {
+      this.#emitter.emit('dispatch-error', info);
+      return;
+    }
+    if (this.#warnedErrors.has(info.subscriptionId)) return;
+    this.#warnedErrors.add(info.subscriptionId);
+    const error = info.error;
+    const detail = error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
+    process.emitWarning(
+      `converge: the handler of subscription ${info.subscriptionId} failed (dispatch ${info.dispatchId}, page ${info.event.pageId}) and nothing listens to 'dispatch-error'; further failures of this subscription are counted (dispatchesFailed) but not printed.\n${detail}`,
+      { code: 'CONVERGE_DISPATCH_ERROR' },
+    );
   }
 
   #assertRunning(): void {
@@ -402,12 +474,55 @@ export class Engine {
     return reply;
   }
 
+  /** Loud, never silent: with nobody listening, a refused derivation is a process warning. */
+  #onBudgetExhausted(info: BudgetExhaustedInfo): void {
+    if (this.#emitter.listenerCount('budget-exhausted') > 0) {
+      this.#emitter.emit('budget-exhausted', info);
+      return;
+    }
+    const limit = info.reason === 'budget' ? `episodeBudget (${this.#options.episodeBudget} derived dispatches)` : `maxDerivationDepth (${this.#options.maxDerivationDepth})`;
+    process.emitWarning(
+      `episode ${info.episodeId} reached its ${limit}; further derived dispatches were not made (subscriptions: ${info.subscriptions.join(', ')})`,
+      { type: 'ConvergeBudgetWarning', code: 'CONVERGE_BUDGET_EXHAUSTED' },
+    );
+  }
+
   #onFailure(error: ConvergeError): void {
     if (this.#state === 'closed') return;
     this.#state = 'failed';
     this.#failure = error;
+    this.#dispatcher.stop();
     this.#ingest.close();
     this.#dispatchRing.close();
+    this.#refreshRef();
+  }
+
+  /**
+   * Lets the worker hold the process open only while there is something to wait for: a request or
+   * query in flight, a mapped source, writes the worker has not been seen to finish, or close().
+   */
+  #markBusy(): void {
+    this.#busy = true;
+    this.#refreshRef();
+  }
+
+  #refreshRef(): void {
+    const hold = this.#closingRef || (this.#state === 'running' && (this.#link.pending > 0 || this.#sources.size > 0 || this.#busy));
+    this.#link.setRef(hold);
+  }
+}
+
+/** How long close() asks the worker for its status before it warns without it. */
+const STATUS_ON_CLOSE_MS = 1_000;
+
+/** Resolves true if `promise` resolves before `deadline` (a performance.now() time), false at it. Rejections propagate. */
+async function within<T>(promise: Promise<T>, deadline: number): Promise<T | false> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()))));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -6,13 +6,14 @@
 // The engine.
 export { createEngine, Engine } from './engine.js';
 export type { ContextPageSource, EngineEvents, EngineStatus, SubscribeOptions, Subscription } from './engine.js';
-export { ENGINE_DEFAULTS, resolveEngineOptions } from './options.js';
+export { ENGINE_DEFAULTS, ENGINE_LIMITS, resolveEngineOptions } from './options.js';
 export type { EngineOptions, ResolvedEngineOptions } from './options.js';
 export { EngineScope, SCOPE_FORMAT_VERSION } from './scope.js';
 export type { SerializedScope } from './scope.js';
 export type { Dispatch, DispatchErrorInfo, SubscriptionHandler } from './dispatcher.js';
 export type { TaskPoolOptions, TaskPoolStats } from './task-pool.js';
 export type {
+  BudgetExhaustedInfo,
   ChangeFeedEntry,
   EngineCounters,
   EngineState,
@@ -49,7 +50,8 @@ export { WriteRateLimiter } from '../shared/rate-limiter.js';
 export type { WriteRateLimiterOptions } from '../shared/rate-limiter.js';
 export { PageGraph } from '../shared/page-graph.js';
 export type { PageGraphOptions } from '../shared/page-graph.js';
-export { findCycles, predicatesMayOverlap } from '../shared/cycles.js';
+export { DEFAULT_MAX_CYCLES, findCycles, predicatesMayOverlap } from '../shared/cycles.js';
+export type { FindCyclesOptions } from '../shared/cycles.js';
 
 // The data plane, for embedders that build their own producers.
 export { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
@@ -78,3 +80,81 @@ export {
   WorkerCrashedError,
 } from '../shared/errors.js';
 export type { SerializedError, ValidationIssue } from '../shared/errors.js';
+
+// Jobs (DESIGN §6): deterministic multi-agent jobs, and many of them across processes.
+export { ConvergeJob, JOB_TIERS } from './job.js';
+export type {
+  AgentFailure,
+  AgentRunTrace,
+  ConvergeJobOptions,
+  JobAgentDefinition,
+  JobResolverDefinition,
+  JobResult,
+  JobRunOptions,
+  JobStatus,
+  JobTier,
+  JobTrace,
+  ResolverRunTrace,
+  RoundTrace,
+  TracedError,
+  TracedJob,
+} from './job.js';
+export { applyDominance, canonicalJson, DOMINANCE_RULES } from './job-merge.js';
+export type { ConflictClaim, ConflictResolution, Dominance, DominanceRule, JobConflict, JobContext, JobEffect, RejectedEffect } from './job-merge.js';
+export { BREAKER_DEFAULTS, CircuitBreaker, TOOL_DEFAULTS } from './job-tools.js';
+export type {
+  BackoffOptions,
+  CircuitBreakerOptions,
+  CircuitState,
+  JobClock,
+  ToolAttemptTrace,
+  ToolCallContext,
+  ToolCallTrace,
+  ToolDefinition,
+  ToolHandler,
+} from './job-tools.js';
+export { JobQueue, runJobs } from './job-queue.js';
+export type { JobAgentSpec, JobQueueOptions, JobRecord, JobRunnerEvent, JobSpec, JobToolSpec, RunJobsOptions, RunJobsSummary, StoredJobResult } from './job-queue.js';
+export { jobSubscription } from './job-subscription.js';
+export type { JobSubscriptionEngine, JobSubscriptionOptions } from './job-subscription.js';
+export { jobWorkerEntry, PiscinaJobPool } from './job-pool.js';
+export type { JobAgentPool, JobPoolOptions } from './job-pool.js';
+export { AgentFailedError, JobCancelledError, JobErrorCode, ReplayDivergedError, TOOL_FAILURE_CLASSES, ToolCallError } from '../shared/job-protocol.js';
+export type { JobAgentOutcome, JobAgentTask, ToolFailureClass } from '../shared/job-protocol.js';
+
+// Colony (DESIGN §6): the pool, its event bus, and the worker contract.
+export { Colony, COLONY_DEFAULTS } from './colony.js';
+export type {
+  ColonyEvents,
+  ColonyOptions,
+  ColonyStats,
+  OverseerHandle,
+  TriggerDefinition,
+  TriggerType,
+  WorkerInfo,
+  WorkerReport,
+  WorkerStatus,
+} from './colony.js';
+export { EventBus, EVENT_BUS_DEFAULTS } from './event-bus.js';
+export type {
+  BusEvent,
+  EventBusOptions,
+  EventBusStats,
+  EventFilter,
+  EventMap,
+  EventSubscriptionInput,
+  HistoryQuery,
+  PublishInput,
+  WaitForOptions,
+} from './event-bus.js';
+export { TASK_POOL_DEFAULTS } from './task-pool.js';
+export type { PoolTaskHandle } from './task-pool.js';
+export type { ColonyWorkerContext, ColonyWorkerResult, TaskContext, TaskDispatch } from '../shared/pool-protocol.js';
+
+// Sources and watchers (DESIGN §4).
+export type { MappedSource } from './source-bridge.js';
+export { NO_WATCH_CONTEXT, WORKER_HOSTED } from '../watchers/source.js';
+export type { PageRecord, WatchContext } from '../watchers/source.js';
+export { LOCAL_FS_DEFAULTS, LocalFsWatcher } from '../watchers/local-fs-watcher.js';
+export type { LocalFsWatcherOptions } from '../watchers/local-fs-watcher.js';
+export { CheckpointError, GitFetchError, SourceError, SourceNotFoundError, WatcherBackendError, WatcherErrorCode } from '../watchers/errors.js';

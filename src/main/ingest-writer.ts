@@ -45,7 +45,7 @@ export class IngestWriter {
     const list = prepareEvents(events, sourceId);
     if (list.length === 0) return undefined;
     const frames: Uint8Array[] = [];
-    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), cause, frames);
+    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), i, cause, frames);
     return this.#producer.write(frames);
   }
 
@@ -54,7 +54,8 @@ export class IngestWriter {
     return this.#waitingProducer.write(this.#encoder.encode(frame));
   }
 
-  #encodeChunk(events: readonly PageChangeEvent[], cause: string | undefined, out: Uint8Array[]): void {
+  /** `first`: the index of `events[0]` in the caller's batch, to name an event too large on its own. */
+  #encodeChunk(events: readonly PageChangeEvent[], first: number, cause: string | undefined, out: Uint8Array[]): void {
     const seq = this.#nextFrameSeq;
     const meta: IngestMeta = cause === undefined ? { seq } : { seq, cause };
     const frame = this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events);
@@ -64,10 +65,10 @@ export class IngestWriter {
       out.push(frame);
       return;
     }
-    if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ring.maxFrameBytes);
+    if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ring.maxFrameBytes, { field: `events[${first}]` });
     const half = events.length >> 1;
-    this.#encodeChunk(events.slice(0, half), cause, out);
-    this.#encodeChunk(events.slice(half), cause, out);
+    this.#encodeChunk(events.slice(0, half), first, cause, out);
+    this.#encodeChunk(events.slice(half), first + half, cause, out);
   }
 }
 

@@ -5,42 +5,72 @@
 import { z } from 'zod';
 import { DEFAULT_RING_BYTES, MAX_RING_BYTES, MIN_RING_BYTES } from '../shared/ring-layout.js';
 import { parseInput } from '../shared/validation.js';
+import { DEFAULT_MAX_DERIVATION_DEPTH } from '../shared/protocol.js';
 
 /** Defaults of every engine option (DESIGN §3). */
 export const ENGINE_DEFAULTS = Object.freeze({
   ringBytes: DEFAULT_RING_BYTES,
   onFull: 'wait' as 'wait' | 'throw',
   episodeBudget: 1000,
+  /** Derived events more than this many hops from an external event are not dispatched. */
+  maxDerivationDepth: DEFAULT_MAX_DERIVATION_DEPTH,
   rateLimit: Object.freeze({ minIntervalMs: 1000, burst: 4, trailing: true }),
   changeFeedSize: 1024,
   settleMs: 0,
   subscriptionCapacity: 100_000,
   /** How long close() waits for the engine to settle before it stops the threads anyway. */
   closeTimeoutMs: 10_000,
+  /**
+   * Main-thread dispatches (handler or pool-task calls) unacknowledged at once. Past it the worker
+   * stops taking events, the ingest ring fills, and `dispatchChange` waits (or throws with onFull
+   * 'throw'): backpressure reaches the producer and memory stays bounded.
+   */
+  maxInFlight: 1024,
+});
+
+/** Largest value of a timer option: Node's setTimeout limit (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Upper bounds of the size and time options, checked at createEngine (ValidationError naming the
+ * option): a size the engine would try to allocate must not be able to take the process down.
+ */
+export const ENGINE_LIMITS = Object.freeze({
+  ringBytes: MAX_RING_BYTES,
+  changeFeedSize: 1_048_576,
+  subscriptionCapacity: 10_000_000,
+  maxInFlight: 1_048_576,
+  maxDerivationDepth: 65_535,
+  episodeBudget: Number.MAX_SAFE_INTEGER,
+  burst: 1_000_000,
+  poolThreads: 256,
+  timerMs: MAX_TIMER_MS,
 });
 
 const OptionsSchema = z
   .object({
-    ringBytes: z.number().int().min(MIN_RING_BYTES).max(MAX_RING_BYTES).optional(),
+    ringBytes: z.number().int().min(MIN_RING_BYTES).max(ENGINE_LIMITS.ringBytes).optional(),
     onFull: z.enum(['wait', 'throw']).optional(),
-    episodeBudget: z.number().int().positive().optional(),
+    episodeBudget: z.number().int().positive().max(ENGINE_LIMITS.episodeBudget).optional(),
     rateLimit: z
       .object({
-        minIntervalMs: z.number().finite().positive().optional(),
-        burst: z.number().int().min(1).optional(),
+        minIntervalMs: z.number().finite().positive().max(MAX_TIMER_MS).optional(),
+        burst: z.number().int().min(1).max(ENGINE_LIMITS.burst).optional(),
         trailing: z.boolean().optional(),
       })
       .strict()
       .optional(),
-    changeFeedSize: z.number().int().nonnegative().optional(),
-    settleMs: z.number().finite().nonnegative().optional(),
-    subscriptionCapacity: z.number().int().positive().optional(),
-    closeTimeoutMs: z.number().finite().nonnegative().optional(),
+    changeFeedSize: z.number().int().nonnegative().max(ENGINE_LIMITS.changeFeedSize).optional(),
+    settleMs: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
+    subscriptionCapacity: z.number().int().positive().max(ENGINE_LIMITS.subscriptionCapacity).optional(),
+    closeTimeoutMs: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
+    maxInFlight: z.number().int().positive().max(ENGINE_LIMITS.maxInFlight).optional(),
+    maxDerivationDepth: z.number().int().positive().max(ENGINE_LIMITS.maxDerivationDepth).optional(),
     pool: z
       .object({
-        minThreads: z.number().int().nonnegative().optional(),
-        maxThreads: z.number().int().positive().optional(),
-        idleTimeout: z.number().finite().nonnegative().optional(),
+        minThreads: z.number().int().nonnegative().max(ENGINE_LIMITS.poolThreads).optional(),
+        maxThreads: z.number().int().positive().max(ENGINE_LIMITS.poolThreads).optional(),
+        idleTimeout: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
       })
       .strict()
       .optional(),
@@ -56,11 +86,13 @@ export interface ResolvedEngineOptions {
   readonly ringBytes: number;
   readonly onFull: 'wait' | 'throw';
   readonly episodeBudget: number;
+  readonly maxDerivationDepth: number;
   readonly rateLimit: Readonly<{ minIntervalMs: number; burst: number; trailing: boolean }>;
   readonly changeFeedSize: number;
   readonly settleMs: number;
   readonly subscriptionCapacity: number;
   readonly closeTimeoutMs: number;
+  readonly maxInFlight: number;
   readonly pool: Readonly<{ minThreads?: number; maxThreads?: number; idleTimeout?: number }>;
   readonly store: unknown;
 }
@@ -72,11 +104,13 @@ export function resolveEngineOptions(options: unknown = {}): ResolvedEngineOptio
     ringBytes: input.ringBytes ?? ENGINE_DEFAULTS.ringBytes,
     onFull: input.onFull ?? ENGINE_DEFAULTS.onFull,
     episodeBudget: input.episodeBudget ?? ENGINE_DEFAULTS.episodeBudget,
+    maxDerivationDepth: input.maxDerivationDepth ?? ENGINE_DEFAULTS.maxDerivationDepth,
     rateLimit: Object.freeze({ ...ENGINE_DEFAULTS.rateLimit, ...stripUndefined(input.rateLimit ?? {}) }),
     changeFeedSize: input.changeFeedSize ?? ENGINE_DEFAULTS.changeFeedSize,
     settleMs: input.settleMs ?? ENGINE_DEFAULTS.settleMs,
     subscriptionCapacity: input.subscriptionCapacity ?? ENGINE_DEFAULTS.subscriptionCapacity,
     closeTimeoutMs: input.closeTimeoutMs ?? ENGINE_DEFAULTS.closeTimeoutMs,
+    maxInFlight: input.maxInFlight ?? ENGINE_DEFAULTS.maxInFlight,
     pool: Object.freeze({ ...(input.pool ?? {}) }),
     store: input.store,
   });

@@ -1,65 +1,567 @@
 /**
- * The colony pool that runs `task` subscriptions: a Piscina pool created on first use, whose threads
- * share the engine's ingest ring so that what a task emits goes straight into it.
+ * The colony pool (DESIGN §6): a Piscina pool whose threads *pull* tasks, claimed through the
+ * TaskManager.
+ *
+ * Every task is a task in a {@link TaskManager} (the engine's `store`, in memory by default): the
+ * pool submits it and claims it as its agent (`pool:<id>`) with a fencing token, renews the claim
+ * while it runs when a claim TTL is set, and reports the result or fails it there. Inside the
+ * process the pool's threads then race for it in shared memory (`src/shared/task-table.ts`): a
+ * lane claims a slot by CAS, runs it and takes the next one without any message; the main thread
+ * hears about completions in batches. A thread that dies (uncaught exception, `process.exit`, out of
+ * memory under `resourceLimits`) fails the tasks it held — or, below `maxAttempts`, runs them again.
  */
-import { Piscina } from 'piscina';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import type { PoolTaskMessage, PoolWorkerData } from '../shared/protocol.js';
+import { Piscina } from 'piscina';
+import { TaskManager } from '../coordination/task-manager.js';
+import type { TaskStore } from '../coordination/task-store.js';
+import { ConvergeError, deserializeError, ErrorCode, type SerializedError, WorkerCrashedError } from '../shared/errors.js';
+import type { LaneMessage, LaneStart, MainMessage, PoolThreadData, TaskOutcome, TaskPayload } from '../shared/pool-protocol.js';
+import { TaskKind } from '../shared/pool-protocol.js';
+import type { PoolTaskMessage } from '../shared/protocol.js';
+import { MAX_LANES, SlotFlag, SlotState, TableSlot, TaskTable } from '../shared/task-table.js';
 import { resolveWorkerEntry } from '../shared/worker-entry.js';
 
 const POOL_WORKER = new URL('../workers/pool.worker.js', import.meta.url);
 
-/** Pool sizing (`createEngine({ pool })`). Piscina's defaults apply to what is left out. */
+/** Defaults of {@link TaskPoolOptions}, in one place. */
+export const TASK_POOL_DEFAULTS = Object.freeze({
+  /** Slots in the shared table; more tasks than this wait in a FIFO on the main thread. */
+  capacity: 1024,
+  /** Bytes per slot for the msgpack payload/result; larger ones travel by message. */
+  slotBytes: 4096,
+  /** Tasks a lane (one thread) runs at once; async tasks interleave. */
+  concurrency: 1,
+  /** An idle lane frees its thread after this long without work. */
+  lingerMs: 50,
+  /** Runs of a task whose thread died before it finished; 1 = never re-run. */
+  maxAttempts: 1,
+});
+
+/** Pool sizing and claiming (`createEngine({ pool })`, `new Colony({ pool })`). */
 export interface TaskPoolOptions {
   minThreads?: number;
   maxThreads?: number;
   idleTimeout?: number;
+  /** Piscina/worker_threads resource limits of the pool threads (a thread over them dies; its task fails). */
+  resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number; codeRangeSizeMb?: number; stackSizeMb?: number };
+  /** See {@link TASK_POOL_DEFAULTS}. */
+  concurrency?: number;
+  capacity?: number;
+  slotBytes?: number;
+  lingerMs?: number;
+  maxAttempts?: number;
+  /** Claim TTL of the pool's tasks in the store; the pool renews claims at a third of it. Default: none. */
+  claimTtlMs?: number;
 }
 
 /** `engine.getStatus().pool` */
 export interface TaskPoolStats {
   threads: number;
+  /** Tasks claimed and not settled. */
   running: number;
+  /** Tasks waiting for a slot or a thread. */
   queued: number;
   completed: number;
+  failed: number;
+  /** Lanes (threads pulling from the table) right now. */
+  lanes: number;
 }
 
+/** A submitted task. */
+export interface PoolTaskHandle {
+  /** Its id in the TaskManager. */
+  readonly taskId: string;
+  /** Settles with the task's value, or rejects with its error (class and code kept). */
+  readonly result: Promise<unknown>;
+  /** Asks the task to stop: a task not yet claimed is cancelled; a running one sees `ctx.signal` abort. */
+  abort(): void;
+  /** Delivers a message to the task's `ctx.inbox` (colony workers). False once it has finished. */
+  send(message: unknown): boolean;
+}
+
+/** Per-task hooks. */
+export interface SubmitHooks {
+  onEmit?: (type: string, data: unknown) => void;
+  /** Skip the TaskManager record (internal probes such as module checks). */
+  internal?: boolean;
+}
+
+interface Entry {
+  readonly payload: TaskPayload;
+  readonly hooks: SubmitHooks | undefined;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+  taskId: string;
+  fencingToken: number | undefined;
+  slot: number;
+  attempts: number;
+  aborted: boolean;
+  settled: boolean;
+  inbox: unknown[] | undefined;
+}
+
+interface Lane {
+  readonly port: MessagePort;
+}
+
+let poolSeq = 0;
+
+/** See the file comment. */
 export class TaskPool {
   readonly #options: TaskPoolOptions;
-  readonly #ingest: SharedArrayBuffer;
+  readonly #ingest: SharedArrayBuffer | undefined;
+  readonly #manager: TaskManager;
+  readonly #agent: string;
+  readonly #table: TaskTable;
+  readonly #slots: (Entry | undefined)[];
+  readonly #freeSlots: number[] = [];
+  /** Tasks waiting for a free slot, FIFO (`#backlogHead` is the next one). */
+  #backlog: (Entry | undefined)[] = [];
+  #backlogHead = 0;
+  readonly #lanes: (Lane | undefined)[] = new Array<Lane | undefined>(MAX_LANES);
+  readonly #concurrency: number;
+  readonly #lingerMs: number;
+  readonly #maxAttempts: number;
+  readonly #claimTtlMs: number | undefined;
   #pool: Piscina | undefined;
-  #running = 0;
+  #maxLanes = 1;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #inTable = 0;
+  #admitting = 0;
+  #completed = 0;
+  #failed = 0;
+  #closed = false;
+  #draining = false;
 
-  constructor(ingest: SharedArrayBuffer, options: TaskPoolOptions) {
+  constructor(ingest: SharedArrayBuffer | undefined, options: TaskPoolOptions = {}, store?: TaskStore) {
     this.#ingest = ingest;
     this.#options = options;
+    this.#manager = new TaskManager(store === undefined ? {} : { store });
+    this.#agent = `pool:${process.pid}:${++poolSeq}`;
+    const capacity = options.capacity ?? TASK_POOL_DEFAULTS.capacity;
+    this.#table = TaskTable.create({ capacity, slotBytes: options.slotBytes ?? TASK_POOL_DEFAULTS.slotBytes });
+    Atomics.store(this.#table.i32, TableSlot.MAIN_PARKED, 1);
+    this.#slots = new Array<Entry | undefined>(capacity);
+    for (let i = capacity - 1; i >= 0; i--) this.#freeSlots.push(i);
+    this.#concurrency = options.concurrency ?? TASK_POOL_DEFAULTS.concurrency;
+    this.#lingerMs = options.lingerMs ?? TASK_POOL_DEFAULTS.lingerMs;
+    this.#maxAttempts = options.maxAttempts ?? TASK_POOL_DEFAULTS.maxAttempts;
+    this.#claimTtlMs = options.claimTtlMs;
   }
 
+  /** The TaskManager the pool's tasks are recorded and claimed in. */
+  get manager(): TaskManager {
+    return this.#manager;
+  }
+
+  /** The pool's agent id in the TaskManager. */
+  get agentId(): string {
+    return this.#agent;
+  }
+
+  /** Runs one dispatch of a `task` subscription (the dispatcher's `runTask`). */
   run(task: PoolTaskMessage): Promise<unknown> {
-    this.#pool ??= this.#create();
-    this.#running++;
-    return this.#pool.run(task).finally(() => this.#running--);
+    return this.submit([TaskKind.SUBSCRIPTION, task.module, task.name, task.event, task.dispatch]).result;
+  }
+
+  /** Calls `module[name](...args)` in a pool thread. */
+  call(module: string, name: string, args: readonly unknown[]): Promise<unknown> {
+    return this.submit([TaskKind.CALL, module, name, args]).result;
+  }
+
+  /**
+   * Loads `module` in a pool thread and checks that `name` is an exported function; rejects with a
+   * ValidationError naming `task.filename` or `task.name`. Runs no user function.
+   */
+  async check(module: string, name: string): Promise<void> {
+    await this.submit([TaskKind.CHECK, module, name], { internal: true }).result;
+  }
+
+  /** Submits a task; see {@link PoolTaskHandle}. */
+  submit(payload: TaskPayload, hooks?: SubmitHooks): PoolTaskHandle {
+    let resolve!: (value: unknown) => void;
+    let reject!: (error: unknown) => void;
+    const result = new Promise<unknown>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const entry: Entry = { payload, hooks, resolve, reject, taskId: '', fencingToken: undefined, slot: -1, attempts: 0, aborted: false, settled: false, inbox: undefined };
+    const handle: PoolTaskHandle = {
+      get taskId() {
+        return entry.taskId;
+      },
+      result,
+      abort: () => this.#abort(entry),
+      send: (message) => this.#send(entry, message),
+    };
+    if (this.#closed) {
+      entry.settled = true;
+      reject(new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
+      return handle;
+    }
+    this.#admitting++;
+    void this.#admit(entry);
+    return handle;
   }
 
   stats(): TaskPoolStats {
-    const pool = this.#pool;
-    if (pool === undefined) return { threads: 0, running: 0, queued: 0, completed: 0 };
-    return { threads: pool.threads.length, running: this.#running, queued: pool.queueSize, completed: pool.completed };
+    return {
+      threads: this.#pool?.threads.length ?? 0,
+      running: this.#inTable,
+      queued: this.#backlog.length - this.#backlogHead + this.#admitting,
+      completed: this.#completed,
+      failed: this.#failed,
+      lanes: this.#table.activeLanes(),
+    };
   }
 
+  /**
+   * Aborts every running task (`ctx.signal`), rejects every unsettled one with a ClosedError (late
+   * outcomes are ignored), then tears the threads down. Idempotent.
+   */
   async destroy(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    const closed = (): ConvergeError => new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED });
+    for (const entry of this.#slots) if (entry !== undefined) this.#abort(entry);
+    for (const entry of [...this.#backlog, ...this.#slots]) if (entry !== undefined) this.#settle(entry, false, closed());
+    this.#backlog = [];
+    this.#backlogHead = 0;
+    this.#table.close();
     const pool = this.#pool;
     this.#pool = undefined;
-    if (pool !== undefined) await pool.destroy();
+    for (const lane of this.#lanes) lane?.port.close();
+    if (pool !== undefined) await pool.destroy().catch(() => undefined);
+    await this.#manager.close().catch(() => undefined);
   }
 
-  #create(): Piscina {
+  // ── admission ─────────────────────────────────────────────────────────────
+
+  async #admit(entry: Entry): Promise<void> {
+    try {
+      if (entry.hooks?.internal !== true) {
+        const task = await this.#manager.submit({ payload: entry.payload, ...(this.#claimTtlMs === undefined ? {} : { claimTtlMs: this.#claimTtlMs }) });
+        entry.taskId = task.id;
+        const claimed = await this.#manager.claimTask(this.#agent, task.id);
+        if (claimed === null) {
+          // Another agent sharing the store took it (e.g. a `converge worker` on PostgreSQL).
+          this.#admitting--;
+          void this.#awaitElsewhere(entry);
+          return;
+        }
+        entry.fencingToken = claimed.fencingToken;
+      }
+    } catch (error) {
+      this.#admitting--;
+      this.#settle(entry, false, error);
+      return;
+    }
+    this.#admitting--;
+    if (entry.settled) return;
+    if (this.#closed) {
+      this.#settle(entry, false, new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
+      return;
+    }
+    if (entry.aborted) {
+      this.#settle(entry, false, stoppedError());
+      return;
+    }
+    this.#backlog.push(entry);
+    this.#fill();
+  }
+
+  async #awaitElsewhere(entry: Entry): Promise<void> {
+    const done = await this.#manager.waitUntilDone(entry.taskId, { timeoutMs: 2 ** 31 - 1 }).catch(() => null);
+    if (done === null) this.#settle(entry, false, new ConvergeError('task was not settled', { code: ErrorCode.UNKNOWN }));
+    else if (done.state === 'completed') this.#settle(entry, true, done.result);
+    else this.#settle(entry, false, toError(done.result));
+  }
+
+  /** Moves backlog entries into free slots and makes sure enough lanes run. */
+  #fill(): void {
+    const backlog = this.#backlog;
+    while (this.#backlogHead < backlog.length && this.#freeSlots.length > 0) {
+      const entry = backlog[this.#backlogHead]!;
+      backlog[this.#backlogHead++] = undefined;
+      if (!entry.settled) this.#publish(entry, this.#freeSlots.pop()!);
+    }
+    if (this.#backlogHead === backlog.length) {
+      this.#backlog = [];
+      this.#backlogHead = 0;
+    }
+    this.#ensureLanes();
+  }
+
+  #publish(entry: Entry, slot: number): void {
+    entry.slot = slot;
+    this.#slots[slot] = entry;
+    this.#inTable++;
+    let fits: boolean;
+    try {
+      fits = this.#table.write(slot, entry.payload);
+    } catch (error) {
+      this.#release(slot);
+      this.#settle(entry, false, error);
+      return;
+    }
+    void fits; // a payload too large for its slot is fetched by the lane (LEN = -1)
+    this.#table.publish(slot);
+    if (entry.inbox !== undefined) this.#table.setFlag(slot, SlotFlag.INBOX);
+    if (this.#claimTtlMs !== undefined && this.#heartbeat === undefined) {
+      this.#heartbeat = setInterval(() => this.#renewClaims(), Math.max(1, Math.floor(this.#claimTtlMs / 3)));
+      this.#heartbeat.unref();
+    }
+  }
+
+  #renewClaims(): void {
+    for (const entry of this.#slots) {
+      if (entry === undefined || entry.taskId === '' || entry.settled) continue;
+      this.#manager.renewClaim(this.#agent, entry.taskId, { fencingToken: entry.fencingToken! }).catch((error: unknown) => {
+        process.emitWarning(`colony pool could not renew its claim on task ${entry.taskId}: ${(error as Error).message}`, { code: 'CONVERGE_POOL_CLAIM' });
+      });
+    }
+  }
+
+  // ── lanes ─────────────────────────────────────────────────────────────────
+
+  #ensureLanes(): void {
+    if (this.#closed || this.#inTable === 0) return;
+    const pool = (this.#pool ??= this.#createPool());
+    const want = Math.min(this.#maxLanes, this.#inTable);
+    while (this.#table.activeLanes() < want) {
+      const lane = this.#lanes.findIndex((l, i) => l === undefined && i < MAX_LANES);
+      if (lane < 0) return;
+      this.#startLane(pool, lane === -1 ? this.#lanes.length : lane);
+    }
+  }
+
+  #startLane(pool: Piscina, lane: number): void {
+    const { port1, port2 } = new MessageChannel();
+    this.#lanes[lane] = { port: port1 };
+    port1.on('message', (message: LaneMessage) => this.#onLaneMessage(lane, message));
+    port1.unref();
+    this.#table.startLane(lane);
+    const start: LaneStart = { kind: 'lane', table: this.#table.buffer, lane, port: port2, concurrency: this.#concurrency, lingerMs: this.#lingerMs };
+    pool.run(start, { transferList: [port2] }).then(
+      () => this.#laneEnded(lane, undefined),
+      (error: unknown) => this.#laneEnded(lane, error),
+    );
+  }
+
+  #laneEnded(lane: number, error: unknown): void {
+    const record = this.#lanes[lane];
+    this.#lanes[lane] = undefined;
+    this.#table.dropLane(lane);
+    // Completions the lane queued before it ended.
+    this.#drain();
+    if (error !== undefined && !this.#closed) {
+      const crash = new WorkerCrashedError(`colony pool thread died: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+      for (const entry of this.#slots) {
+        if (entry === undefined || entry.settled || this.#table.state(entry.slot) !== SlotState.CLAIMED + lane) continue;
+        entry.attempts++;
+        if (entry.attempts < this.#maxAttempts && !entry.aborted) {
+          // Run it again: same claim in the store, a fresh slot state.
+          this.#table.write(entry.slot, entry.payload);
+          this.#table.publish(entry.slot);
+        } else {
+          this.#settle(entry, false, crash);
+          this.#release(entry.slot);
+        }
+      }
+    }
+    // Port messages still in flight (a spilled result) are lost with a dead lane; settled above.
+    setImmediate(() => record?.port.close());
+    this.#fill();
+  }
+
+  #onLaneMessage(lane: number, message: LaneMessage): void {
+    switch (message.t) {
+      case 'wake':
+        this.#drain();
+        break;
+      case 'emit': {
+        const entry = this.#slots[message.slot];
+        if (entry === undefined || entry.settled) break;
+        try {
+          entry.hooks?.onEmit?.(message.type, message.data);
+        } catch (error) {
+          process.emitWarning(`colony event listener threw: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_COLONY_EMIT' });
+        }
+        break;
+      }
+      case 'done':
+        this.#complete(message.slot, message.outcome);
+        break;
+      case 'fetch': {
+        const entry = this.#slots[message.slot];
+        if (entry !== undefined) this.#post(lane, { t: 'payload', slot: message.slot, payload: entry.payload });
+        break;
+      }
+      case 'inbox?': {
+        const entry = this.#slots[message.slot];
+        if (entry?.inbox !== undefined && entry.inbox.length > 0) {
+          this.#post(lane, { t: 'inbox', slot: message.slot, messages: entry.inbox });
+          entry.inbox = [];
+        }
+        break;
+      }
+      default:
+        message satisfies never;
+    }
+  }
+
+  #post(lane: number, message: MainMessage): boolean {
+    const record = this.#lanes[lane];
+    if (record === undefined) return false;
+    try {
+      record.port.postMessage(message);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Settles every slot in the done queue. Called on a lane's wake message. */
+  #drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      for (;;) {
+        let slot: number;
+        while ((slot = this.#table.popDone()) >= 0) this.#complete(slot, undefined);
+        // Parked first, then look once more: a lane pushes first and reads PARKED second, so either
+        // it sees PARKED = 1 and wakes us, or we see its slot here.
+        Atomics.store(this.#table.i32, TableSlot.MAIN_PARKED, 1);
+        if (!this.#table.hasDone()) break;
+        Atomics.store(this.#table.i32, TableSlot.MAIN_PARKED, 0);
+      }
+    } finally {
+      this.#draining = false;
+    }
+    this.#fill();
+  }
+
+  #complete(slot: number, outcome: TaskOutcome | undefined): void {
+    const entry = this.#slots[slot];
+    const state = this.#table.state(slot);
+    if (entry === undefined) return;
+    if (state === SlotState.SKIPPED) {
+      this.#release(slot);
+      return;
+    }
+    const read = outcome ?? (this.#table.read(slot)?.value as TaskOutcome | undefined);
+    this.#release(slot);
+    if (read === undefined) {
+      this.#settle(entry, false, new ConvergeError('task outcome lost', { code: ErrorCode.PROTOCOL }));
+      return;
+    }
+    if (read[0]) this.#settle(entry, true, read[1]);
+    else this.#settle(entry, false, deserializeError(read[1]));
+  }
+
+  #release(slot: number): void {
+    if (this.#slots[slot] === undefined) return;
+    this.#slots[slot] = undefined;
+    this.#table.free(slot);
+    this.#freeSlots.push(slot);
+    this.#inTable--;
+  }
+
+  #settle(entry: Entry, ok: boolean, value: unknown): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    if (ok) this.#completed++;
+    else this.#failed++;
+    if (entry.taskId !== '' && entry.fencingToken !== undefined && !this.#closed) {
+      const recorded = ok
+        ? this.#manager.report(this.#agent, entry.taskId, value ?? null, { fencingToken: entry.fencingToken })
+        : this.#manager.failTask(entry.taskId, errorRecord(value), { agentId: this.#agent, fencingToken: entry.fencingToken });
+      recorded.catch((error: unknown) => {
+        if (!this.#closed) process.emitWarning(`colony pool could not record task ${entry.taskId}: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_POOL_RECORD' });
+      });
+    }
+    if (ok) entry.resolve(value);
+    else entry.reject(value);
+  }
+
+  // ── control ───────────────────────────────────────────────────────────────
+
+  #abort(entry: Entry): void {
+    if (entry.settled || entry.aborted) return;
+    entry.aborted = true;
+    if (entry.slot < 0) {
+      // Settled in place: #fill skips it.
+      if (this.#backlog.indexOf(entry, this.#backlogHead) >= 0) this.#settle(entry, false, stoppedError());
+      return; // still being admitted: #admit sees `aborted`
+    }
+    const slot = entry.slot;
+    if (this.#table.cancel(slot)) {
+      // The queue entry stays until a lane pops it (SKIPPED), then the slot is freed.
+      this.#settle(entry, false, stoppedError());
+      return;
+    }
+    this.#table.setFlag(slot, SlotFlag.ABORT);
+    const state = this.#table.state(slot);
+    if (state >= SlotState.CLAIMED) this.#post(state - SlotState.CLAIMED, { t: 'abort', slot });
+  }
+
+  #send(entry: Entry, message: unknown): boolean {
+    if (entry.settled || entry.aborted || this.#closed) return false;
+    if (entry.slot < 0) {
+      (entry.inbox ??= []).push(message);
+      return true;
+    }
+    const slot = entry.slot;
+    if (this.#table.state(slot) === SlotState.PENDING) {
+      (entry.inbox ??= []).push(message);
+      this.#table.setFlag(slot, SlotFlag.INBOX);
+      // Claimed meanwhile, possibly before the flag: deliver what is buffered ourselves.
+      const state = this.#table.state(slot);
+      if (state < SlotState.CLAIMED) return true;
+      if (entry.inbox.length === 0) return true;
+      const messages = entry.inbox;
+      entry.inbox = [];
+      return this.#post(state - SlotState.CLAIMED, { t: 'inbox', slot, messages });
+    }
+    const state = this.#table.state(slot);
+    if (state < SlotState.CLAIMED) return false;
+    return this.#post(state - SlotState.CLAIMED, { t: 'inbox', slot, messages: [message] });
+  }
+
+  #createPool(): Piscina {
     const entry = resolveWorkerEntry(POOL_WORKER, 'pool');
-    const data: PoolWorkerData = { ingest: this.#ingest };
-    const options: ConstructorParameters<typeof Piscina>[0] = { filename: fileURLToPath(entry.filename), workerData: entry.wrap(data) };
+    const data: PoolThreadData = { ingest: this.#ingest };
+    const options: ConstructorParameters<typeof Piscina>[0] = { filename: fileURLToPath(entry.filename), workerData: entry.wrap(data), concurrentTasksPerWorker: 1 };
     if (this.#options.minThreads !== undefined) options.minThreads = this.#options.minThreads;
     if (this.#options.maxThreads !== undefined) options.maxThreads = this.#options.maxThreads;
     if (this.#options.idleTimeout !== undefined) options.idleTimeout = this.#options.idleTimeout;
-    return new Piscina(options);
+    if (this.#options.resourceLimits !== undefined) options.resourceLimits = this.#options.resourceLimits;
+    const pool = new Piscina(options);
+    // A dead thread rejects its lane's task (handled in #laneEnded); with no task in flight Piscina
+    // emits 'error' instead, which must not become an uncaught exception in the host.
+    pool.on('error', (error: unknown) => {
+      if (!this.#closed) process.emitWarning(`colony pool thread error: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_POOL_THREAD' });
+    });
+    this.#maxLanes = Math.min(MAX_LANES, pool.options.maxThreads);
+    return pool;
   }
+}
+
+function stoppedError(): ConvergeError {
+  return new ConvergeError('task stopped before it finished', { code: ErrorCode.CLOSED });
+}
+
+function toError(value: unknown): unknown {
+  if (value !== null && typeof value === 'object' && typeof (value as SerializedError).name === 'string' && typeof (value as SerializedError).message === 'string') {
+    return deserializeError(value as SerializedError);
+  }
+  return new ConvergeError(`task failed: ${JSON.stringify(value)}`);
+}
+
+/** What the store keeps as a failed task's reason: the serialised error (plain data). */
+function errorRecord(error: unknown): unknown {
+  if (error instanceof Error) return { name: error.name, code: (error as { code?: unknown }).code ?? ErrorCode.UNKNOWN, message: error.message };
+  return { name: 'Error', code: ErrorCode.UNKNOWN, message: String(error) };
 }

@@ -2,13 +2,20 @@
  * The main thread's link to the convergence worker: starts the thread, owns its MessagePort (the
  * Comlink query proxy and the worker's messages share it), matches replies to pending requests, and
  * turns a worker failure (a `fatal` message, an error, an unexpected exit) into one failure that
- * settles every pending request.
+ * settles every pending request and Comlink query.
+ *
+ * Once the engine is stopping, the worker's exit is expected, whatever its code (it exits 0 after
+ * CLOSE, or 1 when terminated after `closeTimeoutMs`): what is still pending then is settled by
+ * {@link WorkerLink.dispose} with ClosedError, not with a crash.
+ *
+ * The worker and the port hold the process open only while {@link WorkerLink.setRef} says so (the
+ * engine decides: work in flight), so an idle engine never keeps a script from exiting.
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { type Remote, wrap } from 'comlink';
-import { ConvergeError, deserializeError, WorkerCrashedError } from '../shared/errors.js';
+import { ClosedError, ConvergeError, deserializeError, WorkerCrashedError } from '../shared/errors.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
-import type { ConvergenceControl, ConvergenceWorkerData, QuiescenceReport, WorkerMessage } from '../shared/protocol.js';
+import type { BudgetExhaustedInfo, ConvergenceControl, ConvergenceWorkerData, QuiescenceReport, WorkerMessage } from '../shared/protocol.js';
 import { startWorker } from '../shared/worker-entry.js';
 
 const CONVERGENCE_WORKER = new URL('../workers/convergence.worker.js', import.meta.url);
@@ -18,6 +25,10 @@ export interface WorkerLinkListener {
   /** The worker wrote dispatches while the main thread was parked. */
   onWake(): void;
   onQuiescence(report: QuiescenceReport): void;
+  /** A request's reply or a query's answer arrived (the engine re-evaluates whether it is idle). */
+  onSettled(): void;
+  /** An episode's budget or derivation-depth limit refused a derived dispatch (once per reason and episode). */
+  onBudgetExhausted?(info: BudgetExhaustedInfo): void;
   /** Called once, when the link fails; pending requests are already rejected with `error`. */
   onFailure(error: ConvergeError): void;
 }
@@ -36,12 +47,19 @@ export class WorkerLink {
   readonly #listener: WorkerLinkListener;
   readonly #requests = new Map<number, PendingRequest>();
   #nextRequest = 1;
+  #queries = 0;
   #state: LinkState = 'running';
   #failure: ConvergeError | undefined;
+  /** Rejects (with the failure, or ClosedError on dispose) when the link ends: Comlink calls race it. */
+  readonly #ended: Promise<never>;
+  #end!: (error: unknown) => void;
+  #refd = true;
 
   /** `nudge` wakes a worker parked on the ingest ring so that it reads a query now. */
   constructor(data: ConvergenceWorkerData, nudge: () => void, listener: WorkerLinkListener) {
     this.#listener = listener;
+    this.#ended = new Promise<never>((_, reject) => (this.#end = reject));
+    this.#ended.catch(() => undefined);
     const channel = new MessageChannel();
     this.#port = channel.port1;
     const workerData: ConvergenceWorkerData & { port: MessagePort } = { ...data, port: channel.port2 };
@@ -50,8 +68,26 @@ export class WorkerLink {
     this.#port.on('message', (message: WorkerMessage) => this.#onMessage(message));
     this.#worker.on('error', (error) => this.fail(error));
     this.#worker.on('exit', (code) => {
-      if (this.#state === 'running' || this.#state === 'stopping') this.fail(new WorkerCrashedError(`convergence worker exited with code ${code}`));
+      if (this.#state === 'running') this.fail(new WorkerCrashedError(`convergence worker exited with code ${code}`));
     });
+  }
+
+  /** Requests and queries waiting for the worker. */
+  get pending(): number {
+    return this.#requests.size + this.#queries;
+  }
+
+  /** Whether the worker thread and the port keep the process alive. */
+  setRef(on: boolean): void {
+    if (on === this.#refd) return;
+    this.#refd = on;
+    if (on) {
+      this.#worker.ref();
+      this.#port.ref();
+    } else {
+      this.#worker.unref();
+      this.#port.unref();
+    }
   }
 
   /** The failure, once the link failed. */
@@ -63,21 +99,35 @@ export class WorkerLink {
   request(): { id: number; reply: Promise<unknown> } {
     const id = this.#nextRequest++;
     const reply = new Promise((resolve, reject) => this.#requests.set(id, { resolve, reject }));
+    // A caller that stops listening (a write that failed first) must not leave an unhandled rejection.
+    reply.catch(() => undefined);
+    this.setRef(true);
     return { id, reply };
   }
 
   /** Stops waiting for a request's reply (its promise stays pending). */
   forget(id: number): void {
-    this.#requests.delete(id);
+    if (this.#requests.delete(id)) this.#listener.onSettled();
   }
 
-  /** Runs a Comlink query; a failure of the link surfaces as the link's failure. */
+  /**
+   * Runs a Comlink query. It settles whatever happens to the worker: a failure of the link rejects it
+   * with the link's failure, the end of the link with ClosedError.
+   */
   async query<T>(call: (control: Remote<ConvergenceControl>) => Promise<T>): Promise<T> {
+    if (this.#state === 'failed') throw this.#failure!;
+    if (this.#state === 'stopped') throw new ClosedError();
+    this.#queries++;
+    this.setRef(true);
     try {
-      return await call(this.#control);
+      return await Promise.race([call(this.#control), this.#ended]);
     } catch (error) {
-      if (this.#state === 'failed' && this.#failure !== undefined) throw this.#failure;
+      // The state may have changed while the query was pending.
+      if ((this.#state as LinkState) === 'failed' && this.#failure !== undefined) throw this.#failure;
       throw error;
+    } finally {
+      this.#queries--;
+      this.#listener.onSettled();
     }
   }
 
@@ -88,6 +138,7 @@ export class WorkerLink {
     const failure = error instanceof ConvergeError ? error : new WorkerCrashedError('convergence worker failed', { cause: error });
     this.#failure = failure;
     this.#rejectRequests(failure);
+    this.#end(failure);
     this.#listener.onFailure(failure);
     void this.#worker.terminate();
   }
@@ -113,6 +164,7 @@ export class WorkerLink {
     if (this.#state !== 'failed') this.#state = 'stopped';
     this.#port.close();
     this.#rejectRequests(error);
+    this.#end(error);
   }
 
   #onMessage(message: WorkerMessage): void {
@@ -126,11 +178,17 @@ export class WorkerLink {
         this.#requests.delete(message.requestId);
         if (message.error !== undefined) request.reject(deserializeError(message.error));
         else request.resolve(message.value);
+        this.#listener.onSettled();
         return;
       }
       case 'quiescence':
         this.#listener.onQuiescence(message.report);
         return;
+      case 'budget-exhausted': {
+        const { type: _type, ...info } = message;
+        this.#listener.onBudgetExhausted?.(info);
+        return;
+      }
       case 'fatal':
         this.fail(deserializeError(message.error));
         return;

@@ -37,57 +37,121 @@ export function predicatesMayOverlap(a: PagePredicate, b: PagePredicate): boolea
   return true;
 }
 
+/** Default most cycles {@link findCycles} reports. */
+export const DEFAULT_MAX_CYCLES = 1000;
+
+/** Options of {@link findCycles}. */
+export interface FindCyclesOptions {
+  /**
+   * Most cycles to report (default {@link DEFAULT_MAX_CYCLES}). A dense graph has exponentially many
+   * elementary cycles; past the cap the search stops, so the answer is a prefix of the full one.
+   */
+  maxCycles?: number;
+}
+
 /**
- * Elementary cycles of a directed graph, one per strongly connected component that has a cycle,
- * each rotated to start at its smallest id; sorted, so the answer is deterministic. A self-loop is a
- * cycle of one.
+ * Every elementary cycle of a directed graph (Johnson's algorithm), up to `maxCycles`. Each cycle
+ * starts at its smallest id and lists each member once; a self-loop is a cycle of one. The answer is
+ * sorted (element-wise, then shorter first), so it is deterministic.
+ *
+ * Work: Tarjan once over the whole graph, then per non-trivial strongly connected component
+ * Johnson's search from its smallest vertex, after which that vertex is removed and the rest of the
+ * component split again; O((n + e)(c + 1)) for c cycles.
  */
-export function findCycles(edges: ReadonlyMap<string, ReadonlySet<string>>): string[][] {
+export function findCycles(edges: ReadonlyMap<string, ReadonlySet<string>>, options: FindCyclesOptions = {}): string[][] {
+  const maxCycles = options.maxCycles ?? DEFAULT_MAX_CYCLES;
+  if (!Number.isInteger(maxCycles) || maxCycles < 0) throw new RangeError(`findCycles: maxCycles must be an integer >= 0, got ${String(maxCycles)}`);
   const nodes = new Set<string>();
   for (const [from, tos] of edges) {
     nodes.add(from);
     for (const to of tos) nodes.add(to);
   }
-  const sorted = [...nodes].sort();
   const out: string[][] = [];
-  for (const component of stronglyConnected(sorted, edges)) {
+  const work = stronglyConnected([...nodes].sort(), edges).filter((c) => isCyclic(c, edges));
+  while (work.length > 0 && out.length < maxCycles) {
+    const component = work.pop()!;
     const members = new Set(component);
-    const start = [...component].sort()[0]!;
-    if (component.length === 1 && !(edges.get(start)?.has(start) ?? false)) continue;
-    const path = shortestCycle(start, members, edges);
-    if (path !== undefined) out.push(path);
+    const start = component.reduce((a, b) => (b < a ? b : a));
+    circuits(start, members, edges, out, maxCycles);
+    members.delete(start);
+    const rest = [...members].sort();
+    for (const next of stronglyConnected(rest, edges, members)) if (isCyclic(next, edges)) work.push(next);
   }
-  return out.sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : 0));
+  return out.sort(compareCycles);
 }
 
-function neighbours(edges: ReadonlyMap<string, ReadonlySet<string>>, node: string): string[] {
-  return [...(edges.get(node) ?? [])].sort();
+function compareCycles(a: readonly string[], b: readonly string[]): number {
+  for (let i = 0; i < a.length && i < b.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  return a.length - b.length;
 }
 
-function shortestCycle(start: string, members: ReadonlySet<string>, edges: ReadonlyMap<string, ReadonlySet<string>>): string[] | undefined {
-  const parent = new Map<string, string>();
-  const queue = [start];
-  for (let i = 0; i < queue.length; i++) {
-    const node = queue[i]!;
-    for (const next of neighbours(edges, node)) {
-      if (!members.has(next)) continue;
-      if (next === start) {
-        const path = [node];
-        let cur = node;
-        while (cur !== start) path.push((cur = parent.get(cur)!));
-        return path.reverse();
+function isCyclic(component: readonly string[], edges: ReadonlyMap<string, ReadonlySet<string>>): boolean {
+  return component.length > 1 || (edges.get(component[0]!)?.has(component[0]!) ?? false);
+}
+
+/** Johnson's CIRCUIT from `start` within `members`, iterative (cycles can be long). */
+function circuits(
+  start: string,
+  members: ReadonlySet<string>,
+  edges: ReadonlyMap<string, ReadonlySet<string>>,
+  out: string[][],
+  maxCycles: number,
+): void {
+  const blocked = new Set<string>([start]);
+  const blockedBy = new Map<string, Set<string>>();
+  const path = [start];
+  const stack: { node: string; next: string[]; at: number; found: boolean }[] = [{ node: start, next: neighbours(edges, start, members), at: 0, found: false }];
+  // UNBLOCK(u): unblock u, then every node waiting on it that is still blocked, transitively.
+  const unblock = (node: string): void => {
+    const pending = [node];
+    while (pending.length > 0) {
+      const u = pending.pop()!;
+      blocked.delete(u);
+      const waiting = blockedBy.get(u);
+      if (waiting === undefined) continue;
+      blockedBy.delete(u);
+      for (const w of waiting) if (blocked.has(w)) pending.push(w);
+    }
+  };
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]!;
+    if (frame.at < frame.next.length) {
+      const to = frame.next[frame.at++]!;
+      if (to === start) {
+        out.push([...path]);
+        frame.found = true;
+        if (out.length >= maxCycles) return;
+      } else if (!blocked.has(to)) {
+        path.push(to);
+        blocked.add(to);
+        stack.push({ node: to, next: neighbours(edges, to, members), at: 0, found: false });
       }
-      if (!parent.has(next)) {
-        parent.set(next, node);
-        queue.push(next);
+      continue;
+    }
+    stack.pop();
+    path.pop();
+    if (frame.found) {
+      unblock(frame.node);
+      const parent = stack[stack.length - 1];
+      if (parent !== undefined) parent.found = true;
+    } else {
+      for (const to of frame.next) {
+        let waiting = blockedBy.get(to);
+        if (waiting === undefined) blockedBy.set(to, (waiting = new Set()));
+        waiting.add(frame.node);
       }
     }
   }
-  return undefined;
 }
 
-/** Tarjan's algorithm, iterative (subscription graphs can be deep). */
-function stronglyConnected(nodes: readonly string[], edges: ReadonlyMap<string, ReadonlySet<string>>): string[][] {
+function neighbours(edges: ReadonlyMap<string, ReadonlySet<string>>, node: string, within?: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (const to of edges.get(node) ?? []) if (within === undefined || within.has(to)) out.push(to);
+  return out.sort();
+}
+
+/** Tarjan's algorithm, iterative (subscription graphs can be deep); only `within` when given. */
+function stronglyConnected(nodes: readonly string[], edges: ReadonlyMap<string, ReadonlySet<string>>, within?: ReadonlySet<string>): string[][] {
   const index = new Map<string, number>();
   const low = new Map<string, number>();
   const onStack = new Set<string>();
@@ -96,7 +160,7 @@ function stronglyConnected(nodes: readonly string[], edges: ReadonlyMap<string, 
   let counter = 0;
   for (const root of nodes) {
     if (index.has(root)) continue;
-    const work: [string, string[], number][] = [[root, neighbours(edges, root), 0]];
+    const work: [string, string[], number][] = [[root, neighbours(edges, root, within), 0]];
     index.set(root, counter);
     low.set(root, counter++);
     stack.push(root);
@@ -111,7 +175,7 @@ function stronglyConnected(nodes: readonly string[], edges: ReadonlyMap<string, 
           low.set(to, counter++);
           stack.push(to);
           onStack.add(to);
-          work.push([to, neighbours(edges, to), 0]);
+          work.push([to, neighbours(edges, to, within), 0]);
         } else if (onStack.has(to)) {
           low.set(node, Math.min(low.get(node)!, index.get(to)!));
         }

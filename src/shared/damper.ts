@@ -28,11 +28,13 @@ type Reference = number | Float64Array;
  *   compares against what was really dispatched.
  *
  * Memory: one reference per (subscription, page) that received a numeric value. It is freed by
- * {@link reset}, by {@link forgetSubscription} (call it when a subscription is removed) and by a
- * non-numeric value for that pair.
+ * {@link reset}, by {@link forgetSubscription} (call it when a subscription is removed), by
+ * {@link forgetPage} (call it when a page is invalidated) and by a non-numeric value for that pair.
  */
 export class ConvergenceDamper {
   readonly #refs = new Map<string, Map<string, Reference>>();
+  /** Reverse index: page → subscriptions holding a reference for it, so a gone page is freed in O(its refs). */
+  readonly #byPage = new Map<string, Set<string>>();
   #size = 0;
 
   /** Number of (subscription, page) references held. */
@@ -50,10 +52,7 @@ export class ConvergenceDamper {
     const next = toReference(value);
     let pages = this.#refs.get(subId);
     if (next === undefined) {
-      if (pages !== undefined && pages.delete(pageId)) {
-        this.#size--;
-        if (pages.size === 0) this.#refs.delete(subId);
-      }
+      if (pages !== undefined && pages.has(pageId)) this.#drop(subId, pages, pageId);
       return false;
     }
     const ref = pages?.get(pageId);
@@ -62,7 +61,12 @@ export class ConvergenceDamper {
       pages = new Map();
       this.#refs.set(subId, pages);
     }
-    if (ref === undefined) this.#size++;
+    if (ref === undefined) {
+      this.#size++;
+      let subs = this.#byPage.get(pageId);
+      if (subs === undefined) this.#byPage.set(pageId, (subs = new Set()));
+      subs.add(subId);
+    }
     pages.set(pageId, next);
     return false;
   }
@@ -75,32 +79,42 @@ export class ConvergenceDamper {
   reset(subId?: string, pageId?: string): void {
     if (subId === undefined && pageId === undefined) {
       this.#refs.clear();
+      this.#byPage.clear();
       this.#size = 0;
       return;
     }
     if (subId === undefined) {
-      for (const [sub, pages] of this.#refs) {
-        if (pages.delete(pageId!)) {
-          this.#size--;
-          if (pages.size === 0) this.#refs.delete(sub);
-        }
-      }
+      this.forgetPage(pageId!);
       return;
     }
     const pages = this.#refs.get(subId);
     if (pages === undefined) return;
     if (pageId === undefined) {
-      this.#size -= pages.size;
-      this.#refs.delete(subId);
-    } else if (pages.delete(pageId)) {
-      this.#size--;
-      if (pages.size === 0) this.#refs.delete(subId);
+      for (const page of [...pages.keys()]) this.#drop(subId, pages, page);
+    } else if (pages.has(pageId)) {
+      this.#drop(subId, pages, pageId);
     }
   }
 
   /** Drops every reference of a subscription; call it when the subscription is removed. */
   forgetSubscription(subId: string): void {
     this.reset(subId);
+  }
+
+  /** Drops every subscription's reference for a page; call it when the page is invalidated (gone). */
+  forgetPage(pageId: string): void {
+    const subs = this.#byPage.get(pageId);
+    if (subs === undefined) return;
+    for (const subId of [...subs]) this.#drop(subId, this.#refs.get(subId)!, pageId);
+  }
+
+  #drop(subId: string, pages: Map<string, Reference>, pageId: string): void {
+    pages.delete(pageId);
+    this.#size--;
+    if (pages.size === 0) this.#refs.delete(subId);
+    const subs = this.#byPage.get(pageId)!;
+    subs.delete(subId);
+    if (subs.size === 0) this.#byPage.delete(pageId);
   }
 }
 

@@ -31,8 +31,44 @@ export const IngestTag = {
   AWAIT_QUIESCENCE: 5,
   /** `[CLOSE]` stop after this frame. */
   CLOSE: 6,
+  /**
+   * `[QUERY, requestId, what: QueryKind, arg?]` a read-only query answered in ring order with a
+   * `reply` message, so it observes every frame the same producer wrote before it (read your
+   * writes). `arg`: the feed's `limit` for `'feed'`; unused otherwise. The value is a
+   * {@link WorkerStatus}, `ChangeFeedEntry[]` or `string[][]` respectively.
+   */
+  QUERY: 7,
+  /**
+   * `[CANCEL_WAIT, requestId]` forget an {@link IngestTag.AWAIT_QUIESCENCE} waiter whose caller gave
+   * up (timeout): nothing is replied for it afterwards and its memory is freed.
+   */
+  CANCEL_WAIT: 8,
 } as const;
 export type IngestTag = (typeof IngestTag)[keyof typeof IngestTag];
+
+/**
+ * Every ingest frame as the convergence worker decodes it: one tuple per {@link IngestTag}. An EVENTS
+ * frame's events are still in their wire form (read them with `readEvents`).
+ */
+export type IngestFrame =
+  | [tag: typeof IngestTag.EVENTS, meta: IngestMeta | null | undefined, events: unknown]
+  | [tag: typeof IngestTag.ACKS, settled: number, errors?: AckError[]]
+  | [tag: typeof IngestTag.SUBSCRIBE, requestId: number, spec: SubscriptionSpec]
+  | [tag: typeof IngestTag.UNSUBSCRIBE, requestId: number, ids: string[]]
+  | [tag: typeof IngestTag.AWAIT_QUIESCENCE, requestId: number]
+  | [tag: typeof IngestTag.CLOSE]
+  | [tag: typeof IngestTag.QUERY, requestId: number, what: QueryKind, arg?: unknown]
+  | [tag: typeof IngestTag.CANCEL_WAIT, requestId: number];
+
+const INGEST_TAGS: ReadonlySet<unknown> = new Set(Object.values(IngestTag));
+
+/**
+ * A decoded ingest frame checked as far as its tag, or undefined when it is not one (a writer's bug:
+ * the caller reports it). The fields are trusted: only this package writes the ring.
+ */
+export function asIngestFrame(value: unknown): IngestFrame | undefined {
+  return Array.isArray(value) && INGEST_TAGS.has(value[0]) ? (value as IngestFrame) : undefined;
+}
 
 /** Tags of frames in the dispatch ring. */
 export const DispatchTag = {
@@ -47,16 +83,38 @@ export const DispatchTag = {
 } as const;
 export type DispatchTag = (typeof DispatchTag)[keyof typeof DispatchTag];
 
+/** One event and the main-thread subscription handles it goes to (see {@link DispatchTag.DISPATCH}). */
+export type DispatchGroup = [event: unknown[] | number, handles: number[]];
+
+/** Every dispatch-ring frame: one tuple per {@link DispatchTag}. */
+export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: DispatchGroup[]];
+
+/** What an {@link IngestTag.QUERY} frame asks for. */
+export type QueryKind = 'status' | 'feed' | 'cycles';
+
 /** Who wrote an event batch. */
 export interface IngestMeta {
-  /** Subscription whose handler emitted these events (for observed causality), if any. */
+  /**
+   * Subscription whose handler emitted these events (for observed causality), if any. Events with a
+   * cause but no {@link parent} are still *derived*: they count against the budget, with depth 1
+   * (unknown without a parent; the budget still bounds a loop).
+   */
   cause?: string;
+  /**
+   * The dispatch id whose handler or pool task emitted these events. Events with a parent (or a
+   * cause) are *derived*: they count against `episodeBudget` and their depth is the parent's
+   * event's depth + 1. Events with neither are *external* (depth 0) and always dispatched.
+   */
+  parent?: number;
   /**
    * Set by the main thread on its own frames: a per-engine frame number. The main thread keeps the
    * frame's event objects until the worker publishes {@link MainSlot.RELEASED} at or past it.
    */
   seq?: number;
 }
+
+/** Default of the engine's `maxDerivationDepth` option. */
+export const DEFAULT_MAX_DERIVATION_DEPTH = 32;
 
 /** Most events one ingest frame may carry (so that an {@link eventRef} is unambiguous). */
 export const MAX_EVENTS_PER_FRAME = 1024;
@@ -72,7 +130,14 @@ export function parseEventRef(ref: number): [number, number] {
   return [Math.floor(n / MAX_EVENTS_PER_FRAME), n % MAX_EVENTS_PER_FRAME];
 }
 
-/** A failed dispatch reported in an ACKS frame: `[dispatchId, subscriptionId, error]`. */
+/**
+ * A failed dispatch reported in an ACKS frame: `[dispatchId, subscriptionId, error]`.
+ *
+ * ACKS frames travel in the ingest ring, or — when {@link ConvergenceWorkerData.acks} is given — in
+ * that dedicated ring, which the worker drains before every ingest drain, so acknowledgements never
+ * queue behind events. A writer of the ack ring nudges the ingest ring (`Ring#nudge`) after
+ * each write: the worker parks on the ingest ring's signal only.
+ */
 export type AckError = [number, string, SerializedError];
 
 /** Where a subscription's matches go. */
@@ -92,16 +157,29 @@ export interface SubscriptionSpec {
   ownerId?: string;
 }
 
-/** The counters of DESIGN §3, cumulative in status and per episode in a report. */
+/**
+ * The counters of DESIGN §3, cumulative in status and per episode in a report. What increments
+ * each one is documented in the README ("Counters").
+ */
 export interface EngineCounters {
+  /** Events taken from the ingest ring (every kind, matched or not). */
   eventsReceived: number;
+  /** (event, subscription) matches considered for dispatch, whatever the outcome. */
   dispatchesAttempted: number;
+  /** Dispatches sent to a handler, a pool task, or (handler-less subscription) only recorded. */
   dispatchesEmitted: number;
+  /** Matches skipped by the damper (value within the subscription's tolerance). */
   dispatchesDamped: number;
+  /** Matched events never delivered because of the rate limiter (superseded or, without trailing, dropped). */
   dispatchesRateLimited: number;
+  /** Matched events held back by the rate limiter for a trailing delivery. */
   dispatchesDeferred: number;
+  /** Dispatches whose handler or task threw or rejected. */
   dispatchesFailed: number;
-  budgetExhausted: number;
+  /** Matches of derived events not dispatched because the episode budget was spent. */
+  dispatchesBudgetExhausted: number;
+  /** Matches of derived events not dispatched because they were deeper than `maxDerivationDepth`. */
+  dispatchesDepthExceeded: number;
 }
 
 /** A fresh set of zeroed counters. */
@@ -114,7 +192,8 @@ export function zeroCounters(): EngineCounters {
     dispatchesRateLimited: 0,
     dispatchesDeferred: 0,
     dispatchesFailed: 0,
-    budgetExhausted: 0,
+    dispatchesBudgetExhausted: 0,
+    dispatchesDepthExceeded: 0,
   };
 }
 
@@ -126,11 +205,20 @@ export interface QuiescenceReport {
   /** This episode's counters. */
   counters: EngineCounters;
   durationMs: number;
+  /** True when the episode's budget or derivation-depth limit refused a derived dispatch. */
   budgetExhausted: boolean;
 }
 
 /** Why a matched (or received) change was not dispatched. */
-export type SkippedReason = 'rate_limited' | 'damped' | 'budget_exhausted';
+export type SkippedReason = 'rate_limited' | 'damped' | 'budget_exhausted' | 'depth_exceeded';
+
+/** Announced when an episode's budget or depth limit first refuses a derived dispatch. */
+export interface BudgetExhaustedInfo {
+  episodeId: string;
+  reason: 'budget' | 'depth';
+  /** The subscriptions whose dispatches were refused and those whose handlers emitted the events, sorted. */
+  subscriptions: string[];
+}
 
 /** One entry of the change feed. `subscriptionId` is null for entries about the event itself. */
 export interface ChangeFeedEntry {
@@ -170,6 +258,7 @@ export type WorkerMessage =
   | { type: 'wake' }
   | { type: 'reply'; requestId: number; error?: SerializedError; value?: unknown }
   | { type: 'quiescence'; report: QuiescenceReport }
+  | ({ type: 'budget-exhausted' } & BudgetExhaustedInfo)
   | { type: 'fatal'; error: SerializedError };
 
 /** workerData of the convergence worker. */
@@ -178,7 +267,21 @@ export interface ConvergenceWorkerData {
   dispatch: SharedArrayBuffer;
   /** Int32 flags shared with the main thread: see {@link MainSlot}. */
   main: SharedArrayBuffer;
+  /**
+   * Optional dedicated ring for ACKS frames (see {@link AckError}). Without it acknowledgements
+   * travel in the ingest ring and {@link maxInFlight} cannot be enforced (blocking the ingest ring
+   * would also block the acks that unblock it).
+   */
+  acks?: SharedArrayBuffer;
+  /**
+   * With {@link acks}: the worker stops taking ingest frames while this many of its dispatches are
+   * unacknowledged (it overshoots by at most one frame's dispatches), so the ingest ring fills and
+   * producers wait.
+   */
+  maxInFlight?: number;
   episodeBudget: number;
+  /** Derived events more than this many hops from an external event are not dispatched (default {@link DEFAULT_MAX_DERIVATION_DEPTH}). */
+  maxDerivationDepth?: number;
   rateLimit: { minIntervalMs: number; burst: number; trailing: boolean };
   changeFeedSize: number;
   settleMs: number;

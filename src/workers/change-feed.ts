@@ -6,8 +6,8 @@
 import type { PageChangeEvent } from '../shared/events.js';
 import type { ChangeFeedEntry, SkippedReason } from '../shared/protocol.js';
 
-const REASONS: readonly (SkippedReason | undefined)[] = [undefined, 'rate_limited', 'damped', 'budget_exhausted'];
-const REASON_CODE = { rate_limited: 1, damped: 2, budget_exhausted: 3 } as const;
+const REASONS: readonly (SkippedReason | undefined)[] = [undefined, 'rate_limited', 'damped', 'budget_exhausted', 'depth_exceeded'];
+const REASON_CODE = { rate_limited: 1, damped: 2, budget_exhausted: 3, depth_exceeded: 4 } as const;
 
 export class ChangeFeed {
   readonly #size: number;

@@ -2,6 +2,11 @@
  * The convergence worker's loop: drain the ingest ring in batches, hand frames to the runtime,
  * write dispatch batches to the main thread, park when idle.
  *
+ * Backpressure: with a dedicated ack ring (`data.acks`) and `data.maxInFlight`, acknowledgements
+ * are drained before every ingest drain, and ingest frames are taken one at a time while fewer than
+ * `maxInFlight` dispatches are unacknowledged. Past the bound the worker reads acks only: the ingest
+ * ring fills and its producers wait, while the acks that lift the bound still get through.
+ *
  * The thread must also serve Comlink queries, which arrive as MessagePort messages and so need the
  * event loop. It therefore parks in Atomics.wait (cheap, precise wake by producers) and, after
  * every wake, yields one macrotask so queued port messages run; the main thread nudges the ring's
@@ -11,7 +16,7 @@ import { expose } from 'comlink';
 import { type MessagePort } from 'node:worker_threads';
 import { serializeError } from '../shared/errors.js';
 import { type EventTuple, FrameDecoder, FrameEncoder } from '../shared/framing.js';
-import { type ConvergenceControl, type ConvergenceWorkerData, DispatchTag, MainSlot, type WorkerMessage } from '../shared/protocol.js';
+import { type ConvergenceControl, type ConvergenceWorkerData, type DispatchFrame, DispatchTag, MainSlot, type WorkerMessage } from '../shared/protocol.js';
 import { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
 import { ConvergenceRuntime } from './convergence-runtime.js';
@@ -30,6 +35,11 @@ const IDLE_PARK_MS = 1_000;
 const CONSUMER_SPIN_ITERATIONS = 20_000;
 /** Dispatch groups per dispatch frame, so one frame stays far below the ring's frame limit. */
 const GROUPS_PER_FRAME = 512;
+/**
+ * Longest park while blocked by `maxInFlight`. The worker then parks on the ack ring (acks wake it);
+ * a Comlink query nudges the ingest ring instead, so this bounds how long such a query waits.
+ */
+const BLOCKED_PARK_MS = 20;
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -51,7 +61,8 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
 
   /** Writes groups as one frame, halving the batch while the frame is over the ring's limit. */
   const writeDispatches = (episodeId: string, firstId: number, groups: [EventTuple | number, number[]][]): number => {
-    const frame = encoder.encode([DispatchTag.DISPATCH, episodeId, firstId, groups]);
+    const dispatchFrame: DispatchFrame = [DispatchTag.DISPATCH, episodeId, firstId, groups];
+    const frame = encoder.encode(dispatchFrame);
     if (frame.length > dispatchRing.maxFrameBytes) {
       if (groups.length > 1) {
         const half = groups.length >> 1;
@@ -98,10 +109,25 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   expose(control, nodeEndpoint(port));
 
   const visit = (view: Uint8Array): void => runtime.handleFrame(decoder.decode(view), performance.timeOrigin + performance.now());
+  // Acks get a path of their own only when the main thread provides one; only then can the worker
+  // stop reading events without also stopping the acks that would let it resume.
+  const acks = data.acks === undefined ? undefined : new RingConsumer(new Ring(data.acks), { spinIterations: 0 });
+  const maxInFlight = acks === undefined ? Infinity : (data.maxInFlight ?? Infinity);
+  const drainIngest = (): number => {
+    if (maxInFlight === Infinity) return consumer.drain(visit, FRAMES_PER_DRAIN);
+    let frames = 0;
+    // One frame at a time, so the bound is overshot by at most one frame's dispatches.
+    while (frames < FRAMES_PER_DRAIN && runtime.inFlight < maxInFlight) {
+      if (consumer.drain(visit, 1) === 0) break;
+      frames++;
+    }
+    return frames;
+  };
   let lastYield = performance.now();
   try {
     while (!runtime.closed) {
-      const drained = consumer.drain(visit, FRAMES_PER_DRAIN);
+      let drained = acks === undefined ? 0 : acks.drain(visit);
+      drained += drainIngest();
       const now = performance.timeOrigin + performance.now();
       runtime.tick(now);
       if (runtime.closed) break;
@@ -117,9 +143,17 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
       const signal = consumer.signal();
       await yieldToEventLoop();
       lastYield = performance.now();
-      if (consumer.hasData() || runtime.closed) continue;
+      if (runtime.closed || acks?.hasData() === true) continue;
+      const blocked = runtime.inFlight >= maxInFlight;
+      if (blocked) {
+        // Events wait in the ring; only an acknowledgement (or a query) can move us.
+        acks!.waitForData(BLOCKED_PARK_MS);
+        continue;
+      }
+      if (consumer.hasData()) continue;
       const deadline = runtime.nextDeadline();
       const wait = deadline === undefined ? IDLE_PARK_MS : Math.max(0, deadline - (performance.timeOrigin + performance.now()));
+      // Ack writers nudge the ingest ring too, so this park also ends when an ack arrives.
       if (wait > 0) consumer.waitForData(wait, signal);
     }
   } catch (error) {

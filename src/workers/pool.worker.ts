@@ -1,6 +1,13 @@
-/** Piscina entry of the colony pool threads. Loaded by path; the logic lives in pool-task.ts. */
-import type { PoolWorkerData } from '../shared/protocol.js';
+/**
+ * Piscina entry of the colony pool threads. Loaded by path; the logic lives in pool-lane.ts. Each
+ * Piscina task is a lane: it claims and runs tasks from the shared table until it is idle.
+ */
+import type { LaneStart, PoolThreadData } from '../shared/pool-protocol.js';
 import { getWorkerData } from '../shared/worker-entry.js';
-import { createPoolTaskRunner } from './pool-task.js';
+import { type LaneEnv, runLane } from './pool-lane.js';
 
-export default createPoolTaskRunner(getWorkerData<PoolWorkerData>());
+const env: LaneEnv = { ingest: getWorkerData<PoolThreadData | undefined>()?.ingest };
+
+export default function poolTask(start: LaneStart): Promise<void> {
+  return runLane(start, env);
+}

@@ -1,0 +1,146 @@
+/**
+ * The colony pool: tasks claimed through the TaskManager, pulled by pool threads from the shared
+ * task table. Real threads throughout; no sleeps.
+ */
+import { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryStore, SqliteStore } from '../../src/coordination/index.js';
+import { TaskPool } from '../../src/main/task-pool.js';
+import { ValidationError, WorkerCrashedError } from '../../src/main/index.js';
+import { TaskKind } from '../../src/shared/pool-protocol.js';
+import { TaskTable } from '../../src/shared/task-table.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const math = new URL('../fixtures/colony/math.mjs', import.meta.url).href;
+const pools: TaskPool[] = [];
+function pool(...args: ConstructorParameters<typeof TaskPool>): TaskPool {
+  const p = new TaskPool(...args);
+  pools.push(p);
+  return p;
+}
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.destroy()));
+});
+
+describe('TaskTable claims', () => {
+  it('two threads racing for one task: exactly one wins, every round', async () => {
+    const rounds = 300;
+    const table = TaskTable.create({ capacity: 4, slotBytes: 64 });
+    const control = new SharedArrayBuffer(8);
+    const c = new Int32Array(control);
+    const racer = new URL('../fixtures/colony/racer.mjs', import.meta.url);
+    const threads = [0, 1].map((lane) => new Worker(racer, { workerData: { table: table.buffer, control, lane, rounds } }));
+    const results = threads.map((t) => new Promise<number[]>((resolve, reject) => (t.once('message', resolve), t.once('error', reject))));
+    for (let round = 1; round <= rounds; round++) {
+      table.write(0, round);
+      table.publish(0);
+      Atomics.store(c, 0, round);
+      Atomics.notify(c, 0);
+      // Both threads have tried before the next round.
+      while (Atomics.load(c, 1) < round * 2) {
+        const seen = Atomics.load(c, 1);
+        if (seen < round * 2) await Atomics.waitAsync(c, 1, seen, 1000).value;
+      }
+      table.free(0);
+    }
+    const [a, b] = await Promise.all(results);
+    expect(a!.length + b!.length).toBe(rounds);
+    expect(new Set([...a!, ...b!]).size).toBe(rounds);
+    await Promise.all(threads.map((t) => t.terminate()));
+  });
+
+  it('a cancelled task is skipped, never claimed', () => {
+    const table = TaskTable.create({ capacity: 2, slotBytes: 64 });
+    table.write(0, 'a');
+    table.publish(0);
+    table.write(1, 'b');
+    table.publish(1);
+    expect(table.cancel(0)).toBe(true);
+    expect(table.claim(3)).toBe(1);
+    expect(table.cancel(1)).toBe(false);
+    expect(table.claim(3)).toBe(-1);
+    expect(table.popDone()).toBe(0); // the skipped slot comes back to the main thread
+  });
+});
+
+describe('TaskPool', () => {
+  it('runs every task exactly once across threads and records each in the TaskManager', async () => {
+    const store = new MemoryStore();
+    const p = pool(undefined, { maxThreads: 2 }, store);
+    const n = 2000;
+    const results = await Promise.all(Array.from({ length: n }, (_, i) => p.call(math, 'add', [i, 1])));
+    expect(results).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    expect(p.stats()).toMatchObject({ completed: n, failed: 0, running: 0, queued: 0 });
+    // The store holds every task as completed by the pool's agent, none pending.
+    expect(await p.manager.listPendingTasks()).toHaveLength(0);
+    const handle = p.submit([TaskKind.CALL, math, 'add', [2, 3]]);
+    expect(await handle.result).toBe(5);
+    const task = await p.manager.getTask(handle.taskId);
+    expect(task).toMatchObject({ state: 'completed', result: 5, assignedTo: p.agentId, attempts: 1 });
+  });
+
+  it('more tasks than slots wait FIFO; payloads and results larger than a slot travel by message', async () => {
+    const p = pool(undefined, { maxThreads: 2, capacity: 4, slotBytes: 64 });
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => p.call(math, 'big', [i * 10])));
+    expect(results.map((r) => (r as string).length)).toEqual(Array.from({ length: 50 }, (_, i) => i * 10));
+    expect(await p.call(math, 'add', ['y'.repeat(500), 'z'])).toBe(`${'y'.repeat(500)}z`);
+  });
+
+  it('task errors keep their class, code and fields; failures are recorded in the store', async () => {
+    const p = pool(undefined, { maxThreads: 1 });
+    const handle = p.submit([TaskKind.CALL, math, 'invalid', ['task.input.x']]);
+    const error = await handle.result.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(error).toMatchObject({ code: 'CONVERGE_VALIDATION', field: 'task.input.x' });
+    expect(await p.manager.getTask(handle.taskId)).toMatchObject({ state: 'failed', result: { name: 'ValidationError', code: 'CONVERGE_VALIDATION' } });
+  });
+
+  it('check() names task.filename / task.name without running the function', async () => {
+    const p = pool(undefined, { maxThreads: 1 });
+    await expect(p.check(math, 'add')).resolves.toBeUndefined();
+    await expect(p.check(math, 'nope')).rejects.toMatchObject({ field: 'task.name' });
+    await expect(p.check(new URL('../fixtures/colony/missing.mjs', import.meta.url).href, 'default')).rejects.toMatchObject({ field: 'task.filename' });
+  });
+
+  it('a thread that exits mid-task fails the task (maxAttempts 1) or runs it again (maxAttempts 2)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'colony-exit-'));
+    try {
+      const once = pool(undefined, { maxThreads: 1 });
+      const handle = once.submit([TaskKind.CALL, math, 'exitOnce', [join(dir, 'a')]]);
+      const error = await handle.result.catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkerCrashedError);
+      expect(await once.manager.getTask(handle.taskId)).toMatchObject({ state: 'failed', result: { code: 'CONVERGE_WORKER_CRASHED' } });
+      expect(await once.call(math, 'add', [1, 1])).toBe(2);
+      const twice = pool(undefined, { maxThreads: 1, maxAttempts: 2 });
+      expect(await twice.call(math, 'exitOnce', [join(dir, 'b')])).toBe('second run');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('claims through a SQLite store; the claim carries the TTL of the pool', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'colony-pool-'));
+    const store = new SqliteStore(join(dir, 'tasks.db'));
+    try {
+      const p = pool(undefined, { maxThreads: 1, claimTtlMs: 60_000 }, store);
+      const handle = p.submit([TaskKind.CALL, math, 'add', [40, 2]]);
+      expect(await handle.result).toBe(42);
+      expect(await store.getTask(handle.taskId)).toMatchObject({ state: 'completed', result: 42, claimTtlMs: 60_000 });
+      await p.destroy();
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('destroy() rejects unsettled tasks with ClosedError and aborts running ones; nothing throws afterwards', async () => {
+    const p = pool(undefined, { maxThreads: 1 });
+    const pending = p.call(math, 'add', [1, 2]);
+    await p.destroy();
+    await p.destroy();
+    await expect(pending).rejects.toMatchObject({ code: 'CONVERGE_CLOSED' });
+    await expect(p.call(math, 'add', [1, 2])).rejects.toMatchObject({ code: 'CONVERGE_CLOSED' });
+  });
+});
