@@ -40,7 +40,7 @@ import { PageGraph, appliesBeforeMatch } from '../shared/page-graph.js';
 
 import { findCycles, predicatesMayOverlap } from '../shared/cycles.js';
 import {
-  type AckError,
+  asIngestFrame,
   type BudgetExhaustedInfo,
   type ChangeFeedEntry,
   type ConvergenceWorkerData,
@@ -176,13 +176,14 @@ export class ConvergenceRuntime {
   }
 
   /** Handles one decoded ingest frame. `now` is the worker's clock (settleMs and durations only). */
-  handleFrame(frame: unknown[], now: number): void {
-    const tag = frame[0] as IngestTag;
-    switch (tag) {
+  handleFrame(decoded: unknown, now: number): void {
+    const frame = asIngestFrame(decoded);
+    if (frame === undefined) throw new ProtocolError(`not an ingest frame (tag ${String(Array.isArray(decoded) ? decoded[0] : decoded)})`);
+    switch (frame[0]) {
       case IngestTag.EVENTS: {
-        const meta = (frame[1] ?? {}) as IngestMeta;
+        const meta = frame[1] ?? {};
         const events = readEvents(frame[2]);
-        this.#startEpisode(now);
+        if (events.length > 0) this.#startEpisode(now);
         const origin = this.#originOf(meta);
         this.#frameSeq = meta.seq;
         try {
@@ -200,18 +201,17 @@ export class ConvergenceRuntime {
         break;
       }
       case IngestTag.ACKS: {
-        const settled = frame[1] as number;
-        const errors = (frame[2] ?? []) as AckError[];
-        this.#inFlight -= settled;
+        const errors = frame[2] ?? [];
+        this.#inFlight -= frame[1];
         if (this.#inFlight < 0) throw new ProtocolError(`acknowledged more dispatches than were in flight (${this.#inFlight})`);
         this.#totals.dispatchesFailed += errors.length;
         this.#episode.dispatchesFailed += errors.length;
         break;
       }
       case IngestTag.SUBSCRIBE: {
-        const requestId = frame[1] as number;
+        const requestId = frame[1];
         try {
-          this.#index.add(frame[2] as Subscription);
+          this.#index.add(frame[2]);
           this.#io.post({ type: 'reply', requestId, value: true });
         } catch (error) {
           this.#io.post({ type: 'reply', requestId, error: serializeError(error) });
@@ -219,24 +219,22 @@ export class ConvergenceRuntime {
         return; // not activity: a subscription alone does not start or extend an episode
       }
       case IngestTag.UNSUBSCRIBE: {
-        const requestId = frame[1] as number;
-        const ids = frame[2] as string[];
-        const removed = ids.map((id) => this.#unsubscribe(id));
-        this.#io.post({ type: 'reply', requestId, value: removed });
+        const removed = frame[2].map((id) => this.#unsubscribe(id));
+        this.#io.post({ type: 'reply', requestId: frame[1], value: removed });
         return;
       }
       case IngestTag.AWAIT_QUIESCENCE:
         // Answered by #checkQuiescence: at once if idle and nothing else is in the ring, otherwise
         // when the episode in progress (or the one the pending frames will start) settles.
-        this.#quiescenceWaiters.add(frame[1] as number);
+        this.#quiescenceWaiters.add(frame[1]);
         return;
       case IngestTag.CANCEL_WAIT:
-        this.#quiescenceWaiters.delete(frame[1] as number);
+        this.#quiescenceWaiters.delete(frame[1]);
         return;
       case IngestTag.QUERY: {
-        const requestId = frame[1] as number;
+        const requestId = frame[1];
         try {
-          this.#io.post({ type: 'reply', requestId, value: this.query(frame[2] as QueryKind, frame[3]) });
+          this.#io.post({ type: 'reply', requestId, value: this.query(frame[2], frame[3]) });
         } catch (error) {
           this.#io.post({ type: 'reply', requestId, error: serializeError(error) });
         }
@@ -246,7 +244,7 @@ export class ConvergenceRuntime {
         this.#closed = true;
         return;
       default:
-        throw new ProtocolError(`unknown ingest frame tag ${String(tag)}`);
+        return assertNever(frame);
     }
     this.#quietSince = null;
   }
@@ -633,6 +631,10 @@ export class ConvergenceRuntime {
   #record(subscriptionId: string | null, event: PageChangeEvent, skippedReason: SkippedReason | undefined): void {
     this.#feed.record(this.#episodeId, subscriptionId, event, skippedReason);
   }
+}
+
+function assertNever(frame: never): never {
+  throw new ProtocolError(`unhandled ingest frame ${String((frame as unknown[])[0])}`);
 }
 
 function isRateLimitedKind(kind: PageChangeEvent['kind']): boolean {
