@@ -1,13 +1,13 @@
 /**
  * msgpack framing of the messages that travel through the rings.
  *
- * A frame is one msgpack array `[tag, ...fields]`: a tagged union per ring ({@link IngestFrame},
- * {@link DispatchFrame} in `protocol.ts`), written by {@link FrameEncoder.encodeIngest} /
+ * A frame is one msgpack array `[tag, ...fields]`: a tagged union per ring (`IngestFrame`,
+ * `DispatchFrame` in `protocol.ts`), written by {@link FrameEncoder.encodeIngest} /
  * {@link FrameEncoder.encodeDispatch} and read back, checked per tag, by
  * {@link FrameDecoder.decodeIngest} / {@link FrameDecoder.decodeDispatch}. Plain data is written
  * losslessly by hand (msgpack-writer.ts). An EVENTS frame's events are a columnar batch written by
- * the event codec (event-codec.ts); an EVENTS frame decodes with its events still packed, and
- * {@link readEvents} unpacks them where they are needed.
+ * the event codec (event-codec.ts), whose columns `EventColumn` (protocol.ts) names; an EVENTS frame
+ * decodes with its events still packed, and {@link readEvents} unpacks them where they are needed.
  *
  * Decoding copies the frame out of the SharedArrayBuffer into a private scratch buffer first:
  * msgpackr's native string decoder reading straight from a SAB view costs ~10 µs per event instead of
@@ -103,7 +103,7 @@ const isObject = (v: unknown): v is object => typeof v === 'object' && v !== nul
  * Checks a decoded ingest frame's shape for its tag (cheap checks: types of the fixed fields; an
  * EVENTS batch is checked when `readEvents` unpacks it). Throws ProtocolError otherwise.
  */
-export function asIngestFrame(frame: unknown[]): IngestFrame {
+export function checkIngestFrame(frame: unknown[]): IngestFrame {
   const tag = frame[0] as IngestTag;
   switch (tag) {
     case IngestTag.EVENTS:
@@ -140,7 +140,7 @@ export function asIngestFrame(frame: unknown[]): IngestFrame {
 }
 
 /** Checks a decoded dispatch frame's shape. Throws ProtocolError otherwise. */
-export function asDispatchFrame(frame: unknown[]): DispatchFrame {
+export function checkDispatchFrame(frame: unknown[]): DispatchFrame {
   const tag = frame[0] as DispatchTag;
   switch (tag) {
     case DispatchTag.DISPATCH:
@@ -189,11 +189,11 @@ export class FrameDecoder {
 
   /** Decodes an ingest-ring frame, checked per tag (ProtocolError if malformed). */
   decodeIngest(view: Uint8Array): IngestFrame {
-    return asIngestFrame(this.decode(view));
+    return checkIngestFrame(this.decode(view));
   }
 
   /** Decodes a dispatch-ring frame, checked per tag (ProtocolError if malformed). */
   decodeDispatch(view: Uint8Array): DispatchFrame {
-    return asDispatchFrame(this.decode(view));
+    return checkDispatchFrame(this.decode(view));
   }
 }

@@ -13,7 +13,6 @@
  * announcements from the worker as {@link WorkerMessage}s on the same MessagePort.
  */
 import type { SerializedError } from './errors.js';
-import type { EventTuple } from './event-codec.js';
 import type { PageChangeKind } from './events.js';
 import type { NumericTolerance, PagePredicate } from './predicates.js';
 import type { RingStats } from './ring.js';
@@ -47,6 +46,30 @@ export const IngestTag = {
 } as const;
 export type IngestTag = (typeof IngestTag)[keyof typeof IngestTag];
 
+/**
+ * Every ingest frame as the convergence worker decodes it: one tuple per {@link IngestTag}. An EVENTS
+ * frame's events are still in their wire form (read them with `readEvents`).
+ */
+export type IngestFrame =
+  | [tag: typeof IngestTag.EVENTS, meta: IngestMeta | null | undefined, events: unknown]
+  | [tag: typeof IngestTag.ACKS, settled: number, errors?: AckError[]]
+  | [tag: typeof IngestTag.SUBSCRIBE, requestId: number, spec: SubscriptionSpec]
+  | [tag: typeof IngestTag.UNSUBSCRIBE, requestId: number, ids: string[]]
+  | [tag: typeof IngestTag.AWAIT_QUIESCENCE, requestId: number]
+  | [tag: typeof IngestTag.CLOSE]
+  | [tag: typeof IngestTag.QUERY, requestId: number, what: QueryKind, arg?: unknown]
+  | [tag: typeof IngestTag.CANCEL_WAIT, requestId: number];
+
+const INGEST_TAGS: ReadonlySet<unknown> = new Set(Object.values(IngestTag));
+
+/**
+ * A decoded ingest frame checked as far as its tag, or undefined when it is not one (a writer's bug:
+ * the caller reports it). The fields are trusted: only this package writes the ring.
+ */
+export function asIngestFrame(value: unknown): IngestFrame | undefined {
+  return Array.isArray(value) && INGEST_TAGS.has(value[0]) ? (value as IngestFrame) : undefined;
+}
+
 /** Tags of frames in the dispatch ring. */
 export const DispatchTag = {
   /**
@@ -60,35 +83,17 @@ export const DispatchTag = {
 } as const;
 export type DispatchTag = (typeof DispatchTag)[keyof typeof DispatchTag];
 
+/** One event and the main-thread subscription handles it goes to (see {@link DispatchTag.DISPATCH}). */
+export type DispatchGroup = [event: unknown[] | number, handles: number[]];
+
+/** Every dispatch-ring frame: one tuple per {@link DispatchTag}. */
+export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: DispatchGroup[]];
+
 /** What an {@link IngestTag.QUERY} frame asks for. */
 export type QueryKind = 'status' | 'feed' | 'cycles';
 
-/**
- * A frame of the ingest ring, as decoded by `FrameDecoder.decodeIngest` (checked per tag). An EVENTS
- * frame's events are still packed ({@link PackedEvents}): `readEvents` unpacks them. Switch on
- * `frame[0]`: TypeScript narrows the rest.
- */
-export type IngestFrame =
-  | [tag: typeof IngestTag.EVENTS, meta: IngestMeta, events: PackedEvents]
-  | [tag: typeof IngestTag.ACKS, settled: number, errors: AckError[]]
-  | [tag: typeof IngestTag.SUBSCRIBE, requestId: number, spec: SubscriptionSpec]
-  | [tag: typeof IngestTag.UNSUBSCRIBE, requestId: number, ids: string[]]
-  | [tag: typeof IngestTag.AWAIT_QUIESCENCE, requestId: number]
-  | [tag: typeof IngestTag.CLOSE]
-  | [tag: typeof IngestTag.QUERY, requestId: number, what: QueryKind, arg?: unknown]
-  | [tag: typeof IngestTag.CANCEL_WAIT, requestId: number];
-
 /** The ingest frames written by `FrameEncoder.encodeIngest` (EVENTS frames go through `encodeEvents`). */
 export type ControlFrame = Exclude<IngestFrame, [typeof IngestTag.EVENTS, ...unknown[]]>;
-
-/** An EVENTS frame's event batch as it travels (see event-codec.ts); unpack it with `readEvents`. */
-export type PackedEvents = readonly unknown[];
-
-/** One group of a DISPATCH frame: an event (a tuple, or a negative {@link eventRef}) and its handles. */
-export type DispatchGroup = [event: EventTuple | number, handles: number[]];
-
-/** A frame of the dispatch ring. */
-export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: DispatchGroup[]];
 
 /**
  * Positions of the columns in an EVENTS frame's packed events: written in this order by the event

@@ -35,17 +35,17 @@ import { randomBytes } from 'node:crypto';
 import { ProtocolError, serializeError } from '../shared/errors.js';
 import { ConvergenceDamper } from '../shared/damper.js';
 import { ConvergenceQuiescenceProtocol, type PageChangeEvent } from '../shared/events.js';
-import { asIngestFrame, eventToTuple, readEvents, type EventTuple } from '../shared/framing.js';
+import { eventToTuple, readEvents, type EventTuple } from '../shared/framing.js';
 import { PageGraph, appliesBeforeMatch } from '../shared/page-graph.js';
 
 import { findCycles, predicatesMayOverlap } from '../shared/cycles.js';
 import {
+  asIngestFrame,
   type BudgetExhaustedInfo,
   type ChangeFeedEntry,
   type ConvergenceWorkerData,
   DEFAULT_MAX_DERIVATION_DEPTH,
   type EngineCounters,
-  type IngestFrame,
   type IngestMeta,
   IngestTag,
   eventRef,
@@ -176,13 +176,14 @@ export class ConvergenceRuntime {
   }
 
   /** Handles one decoded ingest frame. `now` is the worker's clock (settleMs and durations only). */
-  handleFrame(decoded: unknown[] | IngestFrame, now: number): void {
+  handleFrame(decoded: unknown, now: number): void {
     const frame = asIngestFrame(decoded);
+    if (frame === undefined) throw new ProtocolError(`not an ingest frame (tag ${String(Array.isArray(decoded) ? decoded[0] : decoded)})`);
     switch (frame[0]) {
       case IngestTag.EVENTS: {
-        const meta = frame[1];
+        const meta = frame[1] ?? {};
         const events = readEvents(frame[2]);
-        this.#startEpisode(now);
+        if (events.length > 0) this.#startEpisode(now);
         const origin = this.#originOf(meta);
         this.#frameSeq = meta.seq;
         try {
@@ -200,9 +201,8 @@ export class ConvergenceRuntime {
         break;
       }
       case IngestTag.ACKS: {
-        const settled = frame[1];
-        const errors = frame[2];
-        this.#inFlight -= settled;
+        const errors = frame[2] ?? [];
+        this.#inFlight -= frame[1];
         if (this.#inFlight < 0) throw new ProtocolError(`acknowledged more dispatches than were in flight (${this.#inFlight})`);
         this.#totals.dispatchesFailed += errors.length;
         this.#episode.dispatchesFailed += errors.length;
@@ -211,7 +211,7 @@ export class ConvergenceRuntime {
       case IngestTag.SUBSCRIBE: {
         const requestId = frame[1];
         try {
-          this.#index.add(frame[2] as Subscription);
+          this.#index.add(frame[2]);
           this.#io.post({ type: 'reply', requestId, value: true });
         } catch (error) {
           this.#io.post({ type: 'reply', requestId, error: serializeError(error) });
@@ -219,10 +219,8 @@ export class ConvergenceRuntime {
         return; // not activity: a subscription alone does not start or extend an episode
       }
       case IngestTag.UNSUBSCRIBE: {
-        const requestId = frame[1];
-        const ids = frame[2];
-        const removed = ids.map((id) => this.#unsubscribe(id));
-        this.#io.post({ type: 'reply', requestId, value: removed });
+        const removed = frame[2].map((id) => this.#unsubscribe(id));
+        this.#io.post({ type: 'reply', requestId: frame[1], value: removed });
         return;
       }
       case IngestTag.AWAIT_QUIESCENCE:
@@ -246,7 +244,7 @@ export class ConvergenceRuntime {
         this.#closed = true;
         return;
       default:
-        throw new ProtocolError(`unknown ingest frame tag ${String((frame satisfies never) as unknown)}`);
+        return assertNever(frame);
     }
     this.#quietSince = null;
   }
@@ -633,6 +631,10 @@ export class ConvergenceRuntime {
   #record(subscriptionId: string | null, event: PageChangeEvent, skippedReason: SkippedReason | undefined): void {
     this.#feed.record(this.#episodeId, subscriptionId, event, skippedReason);
   }
+}
+
+function assertNever(frame: never): never {
+  throw new ProtocolError(`unhandled ingest frame ${String((frame as unknown[])[0])}`);
 }
 
 function isRateLimitedKind(kind: PageChangeEvent['kind']): boolean {
