@@ -14,6 +14,7 @@ import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/eve
 import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
 import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
+import { seqCompare } from '../shared/ring-layout.js';
 
 /** What a handler receives besides the event. */
 export interface Dispatch {
@@ -120,11 +121,6 @@ function ackError(error: unknown): SerializedError {
   return { name: full.name, code: full.code, message: full.message.length > ACK_MESSAGE_CHARS ? `${full.message.slice(0, ACK_MESSAGE_CHARS)}…` : full.message };
 }
 
-/** Wrap-safe `a > b` for a frame seq `a` (any size) against an Int32 slot value `b`. */
-function after(a: number, b: number): boolean {
-  return ((a - b) | 0) > 0;
-}
-
 export class MainDispatcher {
   readonly #consumer: RingConsumer;
   readonly #producer: RingProducer;
@@ -176,11 +172,6 @@ export class MainDispatcher {
     Atomics.store(this.#flags, MainSlot.PARKED, 1);
   }
 
-  /** Frames whose events this thread still holds for the worker's dispatches (diagnostics). */
-  get heldFrames(): number {
-    return this.#sent.size;
-  }
-
   /** Handlers currently running (asynchronous ones not yet settled). */
   get running(): number {
     return this.#running;
@@ -211,6 +202,11 @@ export class MainDispatcher {
     this.#handlers.delete(handle);
   }
 
+  /** Frames whose events are still kept for dispatch references (diagnostics, tests). */
+  get rememberedFrames(): number {
+    return this.#sent.size;
+  }
+
   /** Keeps a frame's events so that dispatches can refer to them instead of carrying copies. */
   remember(seq: number, events: readonly PageChangeEvent[]): void {
     this.#sent.set(seq, events);
@@ -224,13 +220,12 @@ export class MainDispatcher {
    */
   trim(): void {
     if (this.#sent.size === 0) return;
-    // RELEASED is an Int32 slot: after 2^31 frames it wraps. Compare wrap-safely (the frames held
-    // are always within 2^31 of it), never with `>` on the raw values.
+    // RELEASED is an Int32 slot: past 2^31 frames it wraps, so compare modulo 2^32.
     const released = Atomics.load(this.#flags, MainSlot.RELEASED);
     const oldest = this.#sent.keys().next().value as number;
-    if (after(oldest, released) || this.#consumer.ring.usedBytes() !== 0) return;
+    if (seqCompare(oldest, released) > 0 || this.#consumer.ring.usedBytes() !== 0) return;
     for (const seq of this.#sent.keys()) {
-      if (after(seq, released)) break;
+      if (seqCompare(seq, released) > 0) break;
       this.#sent.delete(seq);
     }
   }

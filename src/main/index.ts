@@ -115,6 +115,8 @@ export type {
 } from './job-tools.js';
 export { JobQueue, runJobs } from './job-queue.js';
 export type { JobAgentSpec, JobQueueOptions, JobRecord, JobRunnerEvent, JobSpec, JobToolSpec, RunJobsOptions, RunJobsSummary, StoredJobResult } from './job-queue.js';
+export { jobSubscription } from './job-subscription.js';
+export type { JobSubscriptionEngine, JobSubscriptionOptions } from './job-subscription.js';
 export { jobWorkerEntry, PiscinaJobPool } from './job-pool.js';
 export type { JobAgentPool, JobPoolOptions } from './job-pool.js';
 export { AgentFailedError, JobCancelledError, JobErrorCode, ReplayDivergedError, TOOL_FAILURE_CLASSES, ToolCallError } from '../shared/job-protocol.js';
@@ -148,3 +150,11 @@ export type {
 export { TASK_POOL_DEFAULTS } from './task-pool.js';
 export type { PoolTaskHandle } from './task-pool.js';
 export type { ColonyWorkerContext, ColonyWorkerResult, TaskContext, TaskDispatch } from '../shared/pool-protocol.js';
+
+// Sources and watchers (DESIGN §4).
+export type { MappedSource } from './source-bridge.js';
+export { NO_WATCH_CONTEXT, WORKER_HOSTED } from '../watchers/source.js';
+export type { PageRecord, WatchContext } from '../watchers/source.js';
+export { LOCAL_FS_DEFAULTS, LocalFsWatcher } from '../watchers/local-fs-watcher.js';
+export type { LocalFsWatcherOptions } from '../watchers/local-fs-watcher.js';
+export { CheckpointError, GitFetchError, SourceError, SourceNotFoundError, WatcherBackendError, WatcherErrorCode } from '../watchers/errors.js';

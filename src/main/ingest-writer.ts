@@ -55,7 +55,7 @@ export class IngestWriter {
     const list = prepareEvents(events, sourceId);
     if (list.length === 0) return undefined;
     const frames: Uint8Array[] = [];
-    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), cause, parent, frames);
+    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), i, cause, parent, frames);
     const pending = this.#producer.write(frames);
     this.#writes++;
     return pending;
@@ -68,7 +68,8 @@ export class IngestWriter {
     return pending;
   }
 
-  #encodeChunk(events: readonly PageChangeEvent[], cause: string | undefined, parent: number | undefined, out: Uint8Array[]): void {
+  /** `first`: the index of `events[0]` in the caller's batch, to name an event too large on its own. */
+  #encodeChunk(events: readonly PageChangeEvent[], first: number, cause: string | undefined, parent: number | undefined, out: Uint8Array[]): void {
     const seq = this.#nextFrameSeq;
     const meta: IngestMeta = { seq };
     if (cause !== undefined) meta.cause = cause;
@@ -80,10 +81,10 @@ export class IngestWriter {
       out.push(frame);
       return;
     }
-    if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ring.maxFrameBytes);
+    if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ring.maxFrameBytes, { field: `events[${first}]` });
     const half = events.length >> 1;
-    this.#encodeChunk(events.slice(0, half), cause, parent, out);
-    this.#encodeChunk(events.slice(half), cause, parent, out);
+    this.#encodeChunk(events.slice(0, half), first, cause, parent, out);
+    this.#encodeChunk(events.slice(half), first + half, cause, parent, out);
   }
 }
 

@@ -285,7 +285,6 @@ class JobRunner {
           }, Math.max(5, Math.floor(ttl / 3)));
     try {
       this.#emit({ type: 'started', jobId: task.id, attempt: task.attempts });
-      await this.#tm.startTask(this.#runtimeId, task.id, holder);
       let result: StoredJobResult;
       try {
         const payload = task.payload as JobPayload;
@@ -304,8 +303,9 @@ class JobRunner {
         result = stored;
       } catch (error) {
         if (lost) throw error;
-        const serialized = serializeError(error);
-        delete (serialized as { stack?: string }).stack;
+        // Stored as JSON (no stack; fields that are not plain data, like a loader's Error, flattened).
+        const { stack: _stack, ...rest } = serializeError(error);
+        const serialized = JSON.parse(JSON.stringify(rest)) as SerializedError;
         await this.#tm.failTask(task.id, { error: serialized }, { agentId: this.#runtimeId, fencingToken: task.fencingToken });
         this.#summary.failed++;
         this.#emit({ type: 'failed', jobId: task.id, error: serialized });
@@ -347,7 +347,7 @@ class JobRunner {
 }
 
 async function loadHandler(spec: JobToolSpec, field: string): Promise<ToolHandler> {
-  const url = spec.module.startsWith('file:') ? spec.module : pathToFileURL(spec.module).href;
+  const url = spec.module.startsWith('file:') || spec.module.startsWith('data:') ? spec.module : pathToFileURL(spec.module).href;
   const loaded = (await import(url)) as Record<string, unknown>;
   const handler = loaded[spec.export ?? 'default'];
   if (typeof handler !== 'function') throw new ValidationError(`${field}.export`, `${spec.module} has no exported function ${JSON.stringify(spec.export ?? 'default')}`);
@@ -360,8 +360,8 @@ function jobPayload(spec: JobSpec, field: string): JobPayload {
   const copy = jsonCopy(spec, field);
   if (copy.context === null || typeof copy.context !== 'object' || Array.isArray(copy.context)) throw new ValidationError(`${field}.context`, 'must be a JSON object');
   for (const [name, tool] of Object.entries(copy.tools ?? {})) {
-    if (tool === null || typeof tool !== 'object' || typeof tool.module !== 'string' || !(tool.module.startsWith('/') || tool.module.startsWith('file:'))) {
-      throw new ValidationError(`${field}.tools.${name}.module`, 'must be an absolute path or a file URL');
+    if (tool === null || typeof tool !== 'object' || typeof tool.module !== 'string' || !(tool.module.startsWith('/') || tool.module.startsWith('file:') || tool.module.startsWith('data:'))) {
+      throw new ValidationError(`${field}.tools.${name}.module`, 'must be an absolute path, a file URL or a data: URL');
     }
   }
   // The constructor checks agents, resolvers, rounds and dominance; tool policies with a stand-in handler.

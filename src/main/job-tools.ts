@@ -10,6 +10,7 @@
  */
 import { ToolCallError, type ToolFailureClass } from '../shared/job-protocol.js';
 import { ValidationError } from '../shared/errors.js';
+import { jsonCopy } from './job-merge.js';
 
 /** A source of epoch milliseconds. */
 export interface JobClock {
@@ -235,7 +236,8 @@ async function attemptOnce(def: ResolvedTool, tool: string, args: unknown, attem
   const ran = (async (): Promise<AttemptOutcome> => {
     try {
       const value = await def.handler(args, { tool, attempt, signal: controller.signal });
-      return { ok: true, value: value === undefined ? null : value };
+      // Answers go into the trace (replayed, stored, compared byte for byte): JSON only.
+      return { ok: true, value: value === undefined ? null : jsonCopy(value, 'value') };
     } catch (error) {
       return { ok: false, failureClass: classify(error), message: error instanceof ToolCallError ? error.message.replace(/^tool "[^"]*" \w+: /, '') : errorMessage(error) };
     }
@@ -250,6 +252,8 @@ async function attemptOnce(def: ResolvedTool, tool: string, args: unknown, attem
 
 function classify(error: unknown): ToolFailureClass {
   if (error instanceof ToolCallError) return error.failureClass;
+  // Bad input to the tool, or an answer that is not JSON: retrying cannot help.
+  if (error instanceof ValidationError) return 'rejected';
   if (error !== null && typeof error === 'object' && (error as { retryable?: unknown }).retryable === false) return 'rejected';
   return 'unavailable';
 }

@@ -48,7 +48,7 @@ import { ToolBox, type CircuitState, type JobClock, type ToolCallTrace, type Too
 export interface JobAgentDefinition {
   /** Unique; also the merge order. */
   readonly name: string;
-  /** Path or file URL of an ES module exporting `(context, ctx) => effects` (and optionally `eligible(context)`). */
+  /** Absolute path, file URL or `data:` URL of an ES module exporting `(context, ctx) => effects` (and optionally `eligible(context)`). */
   readonly module: string | URL;
   /** The export to call. Default `default`. */
   readonly export?: string;
@@ -755,7 +755,8 @@ function moduleHref(module: unknown, field: string): string {
     return module.href;
   }
   if (typeof module !== 'string' || module === '') throw new ValidationError(field, 'must be a file URL or an absolute path');
-  if (module.startsWith('file:')) return module;
+  // data: URLs hold the module itself (self-contained specs and examples).
+  if (module.startsWith('file:') || module.startsWith('data:')) return module;
   if (!module.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(module)) throw new ValidationError(field, `must be absolute (any process may load it), got ${JSON.stringify(module)}`);
   return pathToFileURL(module).href;
 }

@@ -60,12 +60,18 @@ export class RingFullError extends ConvergeError {
   }
 }
 
-/** A frame can never fit: it is larger than the ring's whole data area. */
+/**
+ * A frame can never fit: it is larger than the ring's largest frame. `field` names the input that
+ * made it (`events[3]` for an event too large on its own), when known.
+ */
 export class FrameTooLargeError extends ConvergeError {
-  constructor(readonly frameBytes: number, readonly maxFrameBytes: number) {
-    super(`frame of ${frameBytes} bytes exceeds the ring's largest frame of ${maxFrameBytes} bytes; raise ringBytes or split the batch`, {
+  readonly field: string | undefined;
+  constructor(readonly frameBytes: number, readonly maxFrameBytes: number, options: { field?: string } = {}) {
+    const what = options.field === undefined ? 'frame' : `${options.field}: encoded as a frame`;
+    super(`${what} of ${frameBytes} bytes exceeds the ring's largest frame of ${maxFrameBytes} bytes; raise ringBytes or split the batch`, {
       code: ErrorCode.FRAME_TOO_LARGE,
     });
+    this.field = options.field;
   }
 }
 

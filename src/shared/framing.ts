@@ -36,14 +36,15 @@
  * sliced in JS — instead of one per field; `extra` objects are rebuilt by a per-shape literal
  * constructor (fast-mode objects, no per-key dictionary inserts). Encode ≈ 0.2, decode ≈ 0.2.
  *
- * Decoding copies the frame out of the SharedArrayBuffer into a private scratch Buffer first:
+ * Decoding copies the frame out of the SharedArrayBuffer into a private scratch buffer first:
  * msgpackr's native string decoder reading straight from a SAB view costs ~10 µs per event instead of
  * ~0.4 µs on this platform.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Unpackr } from 'msgpackr';
 import { ProtocolError, ValidationError } from './errors.js';
-import { FALSE, MsgpackWriter, NIL, TRUE } from './msgpack-writer.js';
+import { FALSE, MsgpackWriter, NIL, NotPlainDataError, TRUE } from './msgpack-writer.js';
 import { PAGE_CHANGE_KINDS, type PageChangeEvent, type PageChangeKind } from './events.js';
+import { formatPath, plainObjectProblem } from './validation.js';
 
 /** Positions of an event's fields in its tuple. `kind` travels as its index in PAGE_CHANGE_KINDS. */
 export const EVENT_FIELDS = [
@@ -146,6 +147,18 @@ class Columns {
   readonly ts: (number | undefined)[] = [];
   /** Bit per optional column: at least one event has the field. */
   present = 0;
+
+  /** Drops the references to the last batch's strings and objects (a 100 MB string must not stay pinned). */
+  clear(): void {
+    const n = this.n;
+    this.pageId.fill('', 0, n);
+    this.sourceId.fill('', 0, n);
+    if (this.present !== 0) {
+      for (const column of [this.dataType, this.scopeId, this.related, this.edgeType, this.reason, this.editDiff, this.extra]) column.fill(undefined, 0, n);
+    }
+    this.n = 0;
+    this.present = 0;
+  }
 }
 
 const HAS = {
@@ -213,6 +226,8 @@ function gather(c: Columns, events: readonly PageChangeEvent[]): void {
     c.editDiff[i] = editDiff ?? undefined;
     if (extra != null) {
       if (typeof extra !== 'object' || Array.isArray(extra)) throw invalid(i, 'extra', 'must be an object');
+      const proto: unknown = Object.getPrototypeOf(extra);
+      if (proto !== Object.prototype && proto !== null) throw invalid(i, 'extra', 'must be a plain object');
       present |= HAS.extra;
     }
     c.extra[i] = extra ?? undefined;
@@ -227,7 +242,6 @@ function gather(c: Columns, events: readonly PageChangeEvent[]): void {
 
 /** Packs frames. One per thread (it reuses buffers between calls). */
 export class FrameEncoder {
-  readonly #packr = new Packr({ useRecords: false, structuredClone: false, variableMapSize: true });
   readonly #w = new MsgpackWriter();
   readonly #columns = new Columns();
   /** This frame's dictionary: string → index, and the strings in index order. */
@@ -240,9 +254,20 @@ export class FrameEncoder {
   #shapeCount = 0;
   readonly #shapes: ShapeNode[] = [];
 
-  /** Packs a frame `[tag, ...fields]` into bytes ready for a ring. */
+  /**
+   * Packs a frame `[tag, ...fields]` into bytes ready for a ring. Plain data is written losslessly
+   * (see msgpack-writer.ts), so an event re-encoded into a dispatch frame arrives as it was sent.
+   */
   encode(frame: readonly unknown[]): Uint8Array {
-    return this.#packr.pack(frame);
+    const w = this.#w;
+    w.begin();
+    try {
+      w.value(frame);
+      return w.finish();
+    } catch (error) {
+      w.abort();
+      throw error;
+    }
   }
 
   /**
@@ -252,10 +277,11 @@ export class FrameEncoder {
    */
   encodeEvents(tag: number, meta: unknown, events: readonly PageChangeEvent[]): Uint8Array {
     const c = this.#columns;
-    gather(c, events);
     const w = this.#w;
     w.begin();
+    w.strict = true;
     try {
+      gather(c, events);
       this.#dict.clear();
       this.#dictList.length = 0;
       this.#pool = '';
@@ -291,12 +317,28 @@ export class FrameEncoder {
       w.arrayHeader(dict.length);
       for (let i = 0; i < dict.length; i++) w.string(dict[i]!);
       w.bigString(this.#pool);
-      this.#pool = '';
       return w.finish();
     } catch (error) {
       w.abort();
+      if (error instanceof NotPlainDataError) throw this.#notPlain();
       throw error;
+    } finally {
+      w.strict = false;
+      this.#pool = '';
+      this.#dict.clear();
+      this.#dictList.length = 0;
+      c.clear();
     }
+  }
+
+  /** The ValidationError for an `extra` the writer refused, naming the nested field. */
+  #notPlain(): ValidationError {
+    const { n, extra } = this.#columns;
+    for (let i = 0; i < n; i++) {
+      const problem = extra[i] === undefined ? undefined : plainObjectProblem(extra[i]);
+      if (problem !== undefined) return new ValidationError(formatPath(`events[${i}].extra`, problem.path), problem.message);
+    }
+    return new ValidationError('events', 'extra must be plain data');
   }
 
   #ref(s: string): number {
@@ -489,24 +531,6 @@ export class FrameEncoder {
 // ------------------------------------------------------------------------------------------------
 // Decoding
 
-/**
- * Dictionary strings become property keys (`extra`) and are shared by many events: map each to one
- * canonical, internalised instance per thread. A fresh string used as a key costs a string-table
- * lookup on every store; an internalised one does not.
- */
-const canonical = new Map<string, string>();
-const MAX_CANONICAL = 10_000;
-
-function canonicalString(s: string): string {
-  let c = canonical.get(s);
-  if (c === undefined) {
-    if (canonical.size >= MAX_CANONICAL) canonical.clear();
-    c = Object.keys({ [s]: 0 })[0]!;
-    canonical.set(c, c);
-  }
-  return c;
-}
-
 /** Read position in a frame's pool. */
 interface PoolCursor {
   readonly pool: string;
@@ -598,7 +622,6 @@ export function readEvents(payload: unknown): PageChangeEvent[] {
   if (related !== null && (!Array.isArray(related) || related.length !== 2 || !Array.isArray(related[1]))) throw corrupt('bad related column');
   if (!Array.isArray(shapes) || !Array.isArray(dict) || typeof pool !== 'string') throw corrupt('bad string tables');
 
-  for (let i = 0; i < dict.length; i++) dict[i] = canonicalString(dict[i]!);
   const builds = new Array<ExtraBuilder>(shapes.length);
   for (let i = 0; i < shapes.length; i++) {
     const spec = shapes[i]!;
@@ -700,25 +723,31 @@ function setRefs(out: PageChangeEvent[], column: RefColumn, dict: readonly strin
 }
 
 const INITIAL_SCRATCH_BYTES = 64 * 1024;
+/** A scratch buffer grown past this for a huge frame is dropped after it, not kept for good. */
+const MAX_KEPT_SCRATCH_BYTES = 4 * 1024 * 1024;
 
 /** Unpacks frames read from a ring. One per consuming thread. */
 export class FrameDecoder {
   // copyBuffers: binary values must not alias the scratch buffer, which the next decode overwrites.
   readonly #unpackr = new Unpackr({ useRecords: false, structuredClone: false, copyBuffers: true });
-  #scratch = Buffer.allocUnsafe(INITIAL_SCRATCH_BYTES);
+  // A plain Uint8Array, not a Buffer: msgpackr slices binary values out of its source, and a
+  // Buffer source would turn a sender's Uint8Array into a Buffer on the way.
+  #scratch = new Uint8Array(INITIAL_SCRATCH_BYTES);
 
   /**
    * Decodes a frame from a (shared) view: copies it into a private buffer, then unpacks. The view
    * may be reused by the ring as soon as this returns.
    */
   decode(view: Uint8Array): unknown[] {
-    if (view.length > this.#scratch.length) this.#scratch = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(view.length)));
+    if (view.length > this.#scratch.length) this.#scratch = new Uint8Array(2 ** Math.ceil(Math.log2(view.length)));
     this.#scratch.set(view);
     let frame: unknown;
     try {
       frame = this.#unpackr.unpack(this.#scratch.subarray(0, view.length));
     } catch (cause) {
       throw new ProtocolError('corrupt frame: msgpack decode failed', { cause });
+    } finally {
+      if (this.#scratch.length > MAX_KEPT_SCRATCH_BYTES) this.#scratch = new Uint8Array(INITIAL_SCRATCH_BYTES);
     }
     if (!Array.isArray(frame) || typeof frame[0] !== 'number') throw new ProtocolError('corrupt frame: not a tagged array');
     return frame;

@@ -46,6 +46,30 @@ export const IngestTag = {
 } as const;
 export type IngestTag = (typeof IngestTag)[keyof typeof IngestTag];
 
+/**
+ * Every ingest frame as the convergence worker decodes it: one tuple per {@link IngestTag}. An EVENTS
+ * frame's events are still in their wire form (read them with `readEvents`).
+ */
+export type IngestFrame =
+  | [tag: typeof IngestTag.EVENTS, meta: IngestMeta | null | undefined, events: unknown]
+  | [tag: typeof IngestTag.ACKS, settled: number, errors?: AckError[]]
+  | [tag: typeof IngestTag.SUBSCRIBE, requestId: number, spec: SubscriptionSpec]
+  | [tag: typeof IngestTag.UNSUBSCRIBE, requestId: number, ids: string[]]
+  | [tag: typeof IngestTag.AWAIT_QUIESCENCE, requestId: number]
+  | [tag: typeof IngestTag.CLOSE]
+  | [tag: typeof IngestTag.QUERY, requestId: number, what: QueryKind, arg?: unknown]
+  | [tag: typeof IngestTag.CANCEL_WAIT, requestId: number];
+
+const INGEST_TAGS: ReadonlySet<unknown> = new Set(Object.values(IngestTag));
+
+/**
+ * A decoded ingest frame checked as far as its tag, or undefined when it is not one (a writer's bug:
+ * the caller reports it). The fields are trusted: only this package writes the ring.
+ */
+export function asIngestFrame(value: unknown): IngestFrame | undefined {
+  return Array.isArray(value) && INGEST_TAGS.has(value[0]) ? (value as IngestFrame) : undefined;
+}
+
 /** Tags of frames in the dispatch ring. */
 export const DispatchTag = {
   /**
@@ -58,6 +82,12 @@ export const DispatchTag = {
   DISPATCH: 10,
 } as const;
 export type DispatchTag = (typeof DispatchTag)[keyof typeof DispatchTag];
+
+/** One event and the main-thread subscription handles it goes to (see {@link DispatchTag.DISPATCH}). */
+export type DispatchGroup = [event: unknown[] | number, handles: number[]];
+
+/** Every dispatch-ring frame: one tuple per {@link DispatchTag}. */
+export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: DispatchGroup[]];
 
 /** What an {@link IngestTag.QUERY} frame asks for. */
 export type QueryKind = 'status' | 'feed' | 'cycles';

@@ -6,13 +6,15 @@
  *  SharedArrayBuffer
  *  ┌──────────────────────── control block: CONTROL_BYTES (Int32 slots) ───────────────────────┐
  *  │ [0] HEAD ........ consumer's read position        (own 64-byte line: only the consumer     │
- *  │ [2..5] framesRead, bytesRead counters             writes it, so its counters live here)    │
+ *  │ [2..9] framesRead, bytesRead, stalledReservations, stalledBytes counters  (consumer-only)   │
  *  │ [16] TAIL ....... producers' reserve position     (own line: producers CAS it)             │
  *  │ [32] DATA_SIGNAL  futex word the consumer parks on; bumped by a producer to wake it        │
  *  │ [33] PARKED ..... 1 while the consumer is (about to be) parked in Atomics.wait             │
  *  │ [34] SPACE_SIGNAL futex word full-ring producers park on; bumped by the consumer           │
  *  │ [35] SPACE_WAITERS number of producers waiting for space (the consumer notifies if > 0)    │
  *  │ [36] PENDING .... producers that accepted a frame but have not reserved it yet             │
+ *  │ [38] STALLED .... position of an unpublished reservation the consumer has waited on past   │
+ *  │                   the stall timeout and skipped most recently (diagnostics)                │
  *  │ [37] CLOSED ..... 1 once the ring is closed: waiters wake and give up                      │
  *  │ [48..59] producers' 64-bit counters as (lo, hi) Int32 pairs, see COUNTER                   │
  *  ├──────────────────────── data area: capacity bytes (a power of two) ───────────────────────┤
@@ -44,7 +46,26 @@ export const Slot = {
   SPACE_WAITERS: 35,
   PENDING: 36,
   CLOSED: 37,
+  STALLED: 38,
 } as const;
+
+/** Header flag of an unpublished reservation (see the file comment); committed lengths stay below 2^29. */
+export const RESERVED = 0x4000_0000;
+/** The reservation size, in 4-byte words, held by a {@link RESERVED} header. */
+export const RESERVED_WORDS_MASK = 0x0fff_ffff;
+
+/** Default time a consumer waits on an unpublished reservation before it declares its producer dead. */
+export const DEFAULT_STALL_TIMEOUT_MS = 5_000;
+
+/**
+ * Compares two values of a free-running Int32 counter (a ring position, a frame sequence number
+ * stored in an Int32 slot) modulo 2^32: negative if `a` is before `b`, 0 if equal, positive if after.
+ * Correct while the two are less than 2^31 apart, whatever the wrap; never compare such values with
+ * `<` (after 2^31 increments the stored value turns negative).
+ */
+export function seqCompare(a: number, b: number): number {
+  return (a - b) | 0;
+}
 
 /**
  * First Int32 slot of each 64-bit counter (lo word; hi word at +1). The consumer's counters share
@@ -54,6 +75,8 @@ export const Slot = {
 export const COUNTER = {
   framesRead: 2,
   bytesRead: 4,
+  stalledReservations: 6,
+  stalledBytes: 8,
   framesWritten: 48,
   bytesWritten: 50,
   fullWaits: 52,

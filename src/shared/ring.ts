@@ -3,29 +3,38 @@
  * SharedArrayBuffer. Layout and sentinels: see `ring-layout.ts`.
  *
  * Protocol (all Atomics operations are sequentially consistent):
- *  1. A producer reserves `align4(4 + len)` bytes by CAS on TAIL (plus padding to the end of the
- *     data area when the record would straddle it). A reservation is visible to everyone at once:
- *     `HEAD !== TAIL` means "not empty", which is what quiescence relies on.
- *  2. It copies the payload, then publishes the record by storing its length in the header.
- *  3. The consumer reads headers from HEAD; a 0 header means the next record is reserved but not yet
- *     published, so it stops there (records are consumed strictly in reservation order). It zeroes
- *     what it consumed, then stores the new HEAD, then wakes producers waiting for space.
+ *  1. A producer reserves room for all the frames of one write by one CAS on TAIL: `align4(4 + len)`
+ *     per frame, plus padding to the end of the data area where a record would straddle it. A
+ *     reservation is visible to everyone at once: `HEAD !== TAIL` means "not empty", which is what
+ *     quiescence relies on. It marks the reservation's first word with its size (RESERVED), and
+ *     only then stops counting the write as PENDING — before publishing, so a consumer that sees the
+ *     frame also sees that nothing of it is pending any more.
+ *  2. It copies the payloads, then publishes the records by storing their lengths in the headers,
+ *     the reservation's first header last.
+ *  3. The consumer reads headers from HEAD; an unpublished header (0 or RESERVED) means the next
+ *     record is not published yet, so it stops there (records are consumed strictly in reservation
+ *     order). It zeroes what it consumed, then stores the new HEAD, then wakes producers waiting for
+ *     space. A reservation left unpublished past `stallTimeoutMs` (its producer died) is skipped,
+ *     counted (`stalledReservations`) and reported (`onStall`), so the ring never wedges.
  *
  * Parking: the consumer sets PARKED, re-checks for data, and only then sleeps on DATA_SIGNAL; a
  * producer publishes first and reads PARKED second. Because both sides write-then-read with
  * sequentially consistent atomics, at least one of them sees the other, so a wake is never lost,
  * and a producer wakes the consumer once per batch only when it is actually parked.
  */
-import { ClosedError, FrameTooLargeError, RingFullError, ValidationError } from './errors.js';
+import { ClosedError, FrameTooLargeError, RingFullError, TimeoutError, ValidationError } from './errors.js';
 import {
   COUNTER,
   CONTROL_BYTES,
   DEFAULT_RING_BYTES,
+  DEFAULT_STALL_TIMEOUT_MS,
   DEFAULT_SPIN_ITERATIONS,
   MAIN_THREAD_WAIT_FALLBACK_MS,
   MAX_RING_BYTES,
   MIN_RING_BYTES,
   RECORD_HEADER_BYTES,
+  RESERVED,
+  RESERVED_WORDS_MASK,
   type RingCounterName,
   Slot,
   align,
@@ -46,6 +55,10 @@ export interface RingStats {
   fullRejects: number;
   wakes: number;
   pendingWriters: number;
+  /** Reservations whose producer never published them (it died), skipped after the stall timeout. */
+  stalledReservations: number;
+  /** Bytes of ring space those reservations held. */
+  stalledBytes: number;
   closed: boolean;
 }
 
@@ -159,6 +172,8 @@ export class Ring {
       fullRejects: this.counter('fullRejects'),
       wakes: this.counter('wakes'),
       pendingWriters: Atomics.load(this.ctl, Slot.PENDING),
+      stalledReservations: this.counter('stalledReservations'),
+      stalledBytes: this.counter('stalledBytes'),
       closed: this.isClosed(),
     };
   }
@@ -203,21 +218,26 @@ export class RingProducer {
   /**
    * Writes frames as one contiguous reservation (one CAS, one wake). Returns `undefined` when they
    * were written at once; otherwise a promise that resolves once they are in the ring (onFull
-   * 'wait'), without ever blocking this thread. With onFull 'throw' a full ring throws RingFullError.
-   * The frames are counted as pending for quiescence from this call on.
+   * 'wait'), without ever blocking this thread. With onFull 'throw' the write is all or nothing: the
+   * frames go in as one reservation, or none of them does and RingFullError is thrown (a batch larger
+   * than the whole ring can never go in). The frames are counted as pending for quiescence from this
+   * call on.
    */
   write(frames: Uint8Array | readonly Uint8Array[]): Promise<void> | undefined {
     const list = frames instanceof Uint8Array ? [frames] : frames;
     if (list.length === 0) return undefined;
     checkSizes(this.#ring, list);
     if (this.#ring.isClosed()) throw new ClosedError('ring');
+    if (this.#onFull === 'throw') {
+      if (this.#queue.length === 0 && tryWriteFrames(this.#ring, list, false)) return undefined;
+      throw fullError(this.#ring, list);
+    }
     const chunks = chunkFrames(this.#ring, list);
     let written = 0;
     if (this.#queue.length === 0) {
-      while (written < chunks.length && tryWriteFrames(this.#ring, chunks[written]!)) written++;
+      while (written < chunks.length && tryWriteFrames(this.#ring, chunks[written]!, false)) written++;
       if (written === chunks.length) return undefined;
     }
-    if (this.#onFull === 'throw') throw fullError(this.#ring, chunks[written]!);
     let last: Promise<void> | undefined;
     for (let i = written; i < chunks.length; i++) {
       // Only the last chunk's promise reaches the caller; an earlier one rejects exactly when the
@@ -237,30 +257,35 @@ export class RingProducer {
     if (list.length === 0) return true;
     checkSizes(this.#ring, list);
     const ring = this.#ring;
+    if (this.#onFull === 'throw') {
+      if (tryWriteFrames(ring, list, false)) return true;
+      throw fullError(ring, list);
+    }
     const chunks = chunkFrames(ring, list);
     if (chunks.length > 1) {
       // Written in order; a timeout part-way leaves the earlier chunks written (reported as false).
       for (const chunk of chunks) if (!this.writeSync(chunk, timeoutMs)) return false;
       return true;
     }
-    if (tryWriteFrames(ring, list)) return true;
-    if (this.#onFull === 'throw') throw fullError(ring, list);
+    if (tryWriteFrames(ring, list, false)) return true;
     const deadline = performance.now() + timeoutMs;
     Atomics.add(ring.ctl, Slot.PENDING, 1);
     Atomics.add(ring.ctl, Slot.SPACE_WAITERS, 1);
     ring.bump('fullWaits', 1);
+    let written = false;
     try {
       for (;;) {
         if (ring.isClosed()) throw new ClosedError('ring');
         const signal = Atomics.load(ring.ctl, Slot.SPACE_SIGNAL);
-        if (tryWriteFrames(ring, list)) return true;
+        // On success the write leaves PENDING itself, before it publishes (see the file comment).
+        if (tryWriteFrames(ring, list, true)) return (written = true);
         const left = deadline - performance.now();
         if (left <= 0) return false;
         Atomics.wait(ring.ctl, Slot.SPACE_SIGNAL, signal, Math.min(left, 1_000));
       }
     } finally {
       Atomics.sub(ring.ctl, Slot.SPACE_WAITERS, 1);
-      Atomics.sub(ring.ctl, Slot.PENDING, 1);
+      if (!written) Atomics.sub(ring.ctl, Slot.PENDING, 1);
     }
   }
 
@@ -286,9 +311,18 @@ export class RingProducer {
           return;
         }
         const signal = Atomics.load(ring.ctl, Slot.SPACE_SIGNAL);
-        if (tryWriteFrames(ring, next.frames)) {
+        // On success the write leaves PENDING itself, before it publishes (see the file comment).
+        let written: boolean;
+        try {
+          written = tryWriteFrames(ring, next.frames, true);
+        } catch (error) {
+          // Reserved (no longer pending) but skipped as stalled before it could publish.
           this.#queue.shift();
-          Atomics.sub(ring.ctl, Slot.PENDING, 1);
+          next.reject(error);
+          continue;
+        }
+        if (written) {
+          this.#queue.shift();
           next.resolve();
           continue;
         }
@@ -311,19 +345,49 @@ export class RingProducer {
 /** Called for each frame; the view is valid only during the call (the bytes are zeroed after). */
 export type FrameVisitor = (payload: Uint8Array) => void;
 
+/** A reservation the consumer skipped because its producer never published it. */
+export interface StalledReservation {
+  /** Ring position (free-running byte counter) where it started. */
+  position: number;
+  /** Ring bytes it held (its frames are lost). */
+  bytes: number;
+  /** How long the consumer waited on it, in ms. */
+  waitedMs: number;
+}
+
 /** Options of a {@link RingConsumer}. */
 export interface RingConsumerOptions {
   spinIterations?: number;
+  /**
+   * How long a reservation may stay unpublished before its producer is taken for dead and the
+   * reservation is skipped (default 5 s). A producer that is merely paused that long and then
+   * publishes gets a TimeoutError instead of writing into space that is no longer its own.
+   */
+  stallTimeoutMs?: number;
+  /** Called (on the consumer's thread, after the drain) for each reservation skipped as stalled. */
+  onStall?: (stall: StalledReservation) => void;
+  /** Milliseconds clock for the stall timeout (default `performance.now`); inject one in tests. */
+  clock?: () => number;
 }
 
 /** The ring's single consumer. Create exactly one per ring, on the thread that drains it. */
 export class RingConsumer {
   readonly #ring: Ring;
   readonly #spin: number;
+  readonly #stallTimeoutMs: number;
+  readonly #onStall: ((stall: StalledReservation) => void) | undefined;
+  readonly #clock: () => number;
+  /** The HEAD at which the consumer last found an unpublished reservation, since when, and TAIL then. */
+  #waitingAt = 0;
+  #waitingSince = -1;
+  #tailThen = 0;
 
   constructor(ring: Ring, options: RingConsumerOptions = {}) {
     this.#ring = ring;
     this.#spin = options.spinIterations ?? DEFAULT_SPIN_ITERATIONS;
+    this.#stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    this.#onStall = options.onStall;
+    this.#clock = options.clock ?? (() => performance.now());
   }
 
   get ring(): Ring {
@@ -335,11 +399,12 @@ export class RingConsumer {
     return Atomics.load(this.#ring.ctl, Slot.DATA_SIGNAL);
   }
 
-  /** True if a published frame is waiting at HEAD. */
+  /** True if a published frame (or padding) is waiting at HEAD. */
   hasData(): boolean {
     const ring = this.#ring;
     const head = Atomics.load(ring.ctl, Slot.HEAD);
-    return Atomics.load(ring.words, (head & ring.mask) >> 2) !== 0;
+    const header = Atomics.load(ring.words, (head & ring.mask) >> 2);
+    return header !== 0 && header < RESERVED;
   }
 
   /**
@@ -354,13 +419,21 @@ export class RingConsumer {
     let head = start;
     let frames = 0;
     let payloadBytes = 0;
+    let stalls: StalledReservation[] | undefined;
     try {
       // Never read more than one lap: the bytes consumed in this drain are zeroed only on release,
       // so after a completely full ring the next header position still holds the first record.
       while (frames < maxFrames && ((head - start) | 0) < capacity) {
         const index = head & mask;
         const header = Atomics.load(words, index >> 2);
-        if (header === 0) break;
+        if (header === 0 || header >= RESERVED) {
+          const skip = this.#stalled(head, header);
+          if (skip === 0) break;
+          (stalls ??= []).push({ position: head, bytes: skip, waitedMs: this.#clock() - this.#waitingSince });
+          this.#waitingSince = -1;
+          head = (head + skip) | 0;
+          continue;
+        }
         if (header < 0) {
           head = (head - header) | 0;
           continue;
@@ -373,8 +446,56 @@ export class RingConsumer {
       }
     } finally {
       if (head !== start) this.#release(start, head, frames, payloadBytes);
+      if (head !== this.#waitingAt) this.#waitingSince = -1;
+      if (stalls !== undefined) this.#report(stalls);
     }
     return frames;
+  }
+
+  /**
+   * At an unpublished header: 0 while the reservation is young (or the ring is empty), else the
+   * bytes to skip. A RESERVED header holds its reservation's size. A 0 header past the timeout is a
+   * producer that died between its CAS and its mark: its reservation is all zeros up to the next
+   * reservation's first word, which is non-zero by now — every reservation made before the stall
+   * was first seen is as old as the timeout — or up to TAIL as it was then.
+   */
+  #stalled(head: number, header: number): number {
+    const ring = this.#ring;
+    const tail = Atomics.load(ring.ctl, Slot.TAIL);
+    // An empty ring (a RESERVED word here would be the stale mark of a producer skipped as dead).
+    if (tail === head) return 0;
+    const now = this.#clock();
+    if (this.#waitingSince < 0 || this.#waitingAt !== head) {
+      this.#waitingAt = head;
+      this.#waitingSince = now;
+      this.#tailThen = Atomics.load(ring.ctl, Slot.TAIL);
+      return 0;
+    }
+    if (now - this.#waitingSince < this.#stallTimeoutMs) return 0;
+    if (header !== 0) return Math.min((header & RESERVED_WORDS_MASK) << 2, (tail - head) | 0);
+    const limit = (this.#tailThen - head) | 0;
+    let skip = RECORD_HEADER_BYTES;
+    while (skip < limit && Atomics.load(ring.words, ((head + skip) & ring.mask) >> 2) === 0) skip += RECORD_HEADER_BYTES;
+    return skip;
+  }
+
+  #report(stalls: readonly StalledReservation[]): void {
+    const ring = this.#ring;
+    for (const stall of stalls) {
+      ring.bump('stalledReservations', 1);
+      ring.bump('stalledBytes', stall.bytes);
+      Atomics.store(ring.ctl, Slot.STALLED, stall.position);
+    }
+    if (this.#onStall !== undefined) for (const stall of stalls) this.#onStall(stall);
+  }
+
+  /** Milliseconds until the unpublished reservation at HEAD (if any) counts as stalled; Infinity if none. */
+  #untilStall(): number {
+    const ring = this.#ring;
+    if (ring.usedBytes() === 0 || this.hasData()) return Infinity;
+    const head = Atomics.load(ring.ctl, Slot.HEAD);
+    if (this.#waitingSince < 0 || this.#waitingAt !== head) return this.#stallTimeoutMs;
+    return Math.max(0, this.#waitingSince + this.#stallTimeoutMs - this.#clock());
   }
 
   #release(start: number, head: number, frames: number, payloadBytes: number): void {
@@ -419,7 +540,9 @@ export class RingConsumer {
       Atomics.store(ring.ctl, Slot.PARKED, 0);
       return this.hasData();
     }
-    Atomics.wait(ring.ctl, Slot.DATA_SIGNAL, signal, timeoutMs === Infinity ? undefined : timeoutMs);
+    // Parked behind an unpublished reservation: wake in time to skip it if its producer died.
+    const wait = Math.min(timeoutMs, this.#untilStall());
+    Atomics.wait(ring.ctl, Slot.DATA_SIGNAL, signal, wait === Infinity ? undefined : wait);
     Atomics.store(ring.ctl, Slot.PARKED, 0);
     return this.hasData();
   }
@@ -436,7 +559,7 @@ export class RingConsumer {
       const signal = Atomics.load(ring.ctl, Slot.DATA_SIGNAL);
       Atomics.store(ring.ctl, Slot.PARKED, 1);
       if (this.hasData() || ring.isClosed()) break;
-      const left = deadline - performance.now();
+      const left = Math.min(deadline - performance.now(), this.#untilStall());
       if (left <= 0) break;
       await waitOnMainThread(ring.ctl, Slot.DATA_SIGNAL, signal, left);
       if (this.hasData() || ring.isClosed()) break;
@@ -446,31 +569,83 @@ export class RingConsumer {
   }
 }
 
-/** Reserves and publishes `frames` contiguously if there is room now. Never waits. */
-function tryWriteFrames(ring: Ring, frames: readonly Uint8Array[]): boolean {
-  const { ctl, mask, capacity } = ring;
+/** Total record bytes of `frames`, without padding. */
+function recordBytes(frames: readonly Uint8Array[]): number {
   let size = 0;
-  for (const frame of frames) size += align(RECORD_HEADER_BYTES + frame.length);
+  for (let i = 0; i < frames.length; i++) size += align(RECORD_HEADER_BYTES + frames[i]!.length);
+  return size;
+}
+
+/** Bytes a reservation of `frames` takes from data-area index `index`, padding where a record would straddle the end. */
+function reservationBytes(frames: readonly Uint8Array[], index: number, capacity: number, size: number): number {
+  if (size <= capacity - index) return size;
+  let at = index;
+  let needed = 0;
+  for (let i = 0; i < frames.length; i++) {
+    const record = align(RECORD_HEADER_BYTES + frames[i]!.length);
+    if (at + record > capacity) {
+      needed += capacity - at;
+      at = 0;
+    }
+    needed += record;
+    at = (at + record) & (capacity - 1);
+  }
+  return needed;
+}
+
+/**
+ * Reserves and publishes `frames` as one reservation if there is room now. Never waits. `pending`:
+ * the write is counted in PENDING, and leaves it right after reserving, before publishing.
+ */
+function tryWriteFrames(ring: Ring, frames: readonly Uint8Array[], pending: boolean): boolean {
+  const { ctl, mask, capacity } = ring;
+  const size = recordBytes(frames);
   for (;;) {
     const tail = Atomics.load(ctl, Slot.TAIL);
     const head = Atomics.load(ctl, Slot.HEAD);
     const index = tail & mask;
-    const toEnd = capacity - index;
-    // A reservation never straddles the end of the data area: if it would, pad to the end first.
-    const needed = size <= toEnd ? size : toEnd + size;
+    const needed = reservationBytes(frames, index, capacity, size);
     if (((tail - head) | 0) + needed > capacity) return false;
     if (Atomics.compareExchange(ctl, Slot.TAIL, tail, (tail + needed) | 0) !== tail) continue;
-    let at = index;
-    if (size > toEnd) {
-      Atomics.store(ring.words, index >> 2, -toEnd);
-      at = 0;
-    }
-    publish(ring, frames, at);
+    // Mark it with its size first, so a consumer can skip it should this thread die now.
+    Atomics.store(ring.words, index >> 2, RESERVED | (needed >>> 2));
+    if (pending) Atomics.sub(ctl, Slot.PENDING, 1);
+    publish(ring, frames, index, tail);
     ring.bump('framesWritten', frames.length);
     ring.bump('bytesWritten', payloadSize(frames));
     wakeConsumer(ring);
     return true;
   }
+}
+
+/** Header positions and values of one reservation, reused (publish is synchronous). */
+const headerAt: number[] = [];
+const headerValue: number[] = [];
+
+/**
+ * Copies the payloads, then stores the headers last to first: the reservation's first word (its
+ * RESERVED mark until now) last, so the consumer sees the whole reservation at once.
+ */
+function publish(ring: Ring, frames: readonly Uint8Array[], index: number, tail: number): void {
+  const { bytes, words, capacity } = ring;
+  checkNotSkipped(ring, tail);
+  let at = index;
+  let n = 0;
+  for (let i = 0; i < frames.length; i++) {
+    const frame = frames[i]!;
+    const record = align(RECORD_HEADER_BYTES + frame.length);
+    if (at + record > capacity) {
+      headerAt[n] = at;
+      headerValue[n++] = -(capacity - at);
+      at = 0;
+    }
+    bytes.set(frame, at + RECORD_HEADER_BYTES);
+    headerAt[n] = at;
+    headerValue[n++] = frame.length;
+    at = (at + record) & (capacity - 1);
+  }
+  checkNotSkipped(ring, tail);
+  for (let i = n - 1; i >= 0; i--) Atomics.store(words, headerAt[i]! >> 2, headerValue[i]!);
 }
 
 /**
@@ -500,18 +675,14 @@ function chunkFrames(ring: Ring, frames: readonly Uint8Array[]): (readonly Uint8
   return chunks;
 }
 
-function publish(ring: Ring, frames: readonly Uint8Array[], at: number): void {
-  const { bytes, words } = ring;
-  // Copy all payloads first, then publish headers in order; the first header is published last so
-  // the consumer never sees the batch half-written (it stops at the first 0 header anyway).
-  let offset = at;
-  const headers: number[] = [];
-  for (const frame of frames) {
-    bytes.set(frame, offset + RECORD_HEADER_BYTES);
-    headers.push(offset);
-    offset += align(RECORD_HEADER_BYTES + frame.length);
+/**
+ * A consumer that took this producer for dead has skipped (and zeroed) its reservation: copying or
+ * publishing now would write into space that may be someone else's.
+ */
+function checkNotSkipped(ring: Ring, tail: number): void {
+  if (((Atomics.load(ring.ctl, Slot.HEAD) - tail) | 0) > 0) {
+    throw new TimeoutError('ring reservation expired: the consumer skipped it as stalled before it was published (stallTimeoutMs)');
   }
-  for (let i = frames.length - 1; i >= 0; i--) Atomics.store(words, headers[i]! >> 2, frames[i]!.length);
 }
 
 function wakeConsumer(ring: Ring): void {

@@ -20,7 +20,10 @@
  * either when event time passes that instant (an event with a later `ts` arrives: the due deliveries
  * go first, in ring order) or when the engine is otherwise idle (ring drained, nothing in flight) —
  * whichever comes first. The idle release never waits on the wall clock, so quiescence is neither
- * early (the delivery is in flight until released) nor held for a second by a timer. The worker's
+ * early (the delivery is in flight until released) nor held for a second by a timer. One exception
+ * keeps a slow handler from holding other pages' trailing deliveries: with the ring drained but
+ * handlers still running, a delivery deferred for a whole rate-limit interval of the worker's clock
+ * is released too (what a running handler emits is timing-dependent anyway). Otherwise the worker's
  * clock (`now`) serves only `settleMs` and a report's `durationMs`.
  *
  * Page graph in ring order: every event is applied to the page graph when it is received, whether its
@@ -37,7 +40,7 @@ import { PageGraph, appliesBeforeMatch } from '../shared/page-graph.js';
 
 import { findCycles, predicatesMayOverlap } from '../shared/cycles.js';
 import {
-  type AckError,
+  asIngestFrame,
   type BudgetExhaustedInfo,
   type ChangeFeedEntry,
   type ConvergenceWorkerData,
@@ -87,6 +90,11 @@ interface Deferred {
   readonly event: PageChangeEvent;
   /** Event time at which the page's bucket has a token again. */
   readonly dueAt: number;
+  /**
+   * Worker-clock time after which the delivery no longer waits for in-flight handlers to finish
+   * (one rate-limit interval after it was first deferred), so a slow handler cannot hold it.
+   */
+  readonly heldUntil: number;
   readonly origin: Origin;
   /** What the event matched when it was received (in ring order). */
   readonly matches: readonly Subscription[];
@@ -124,6 +132,8 @@ export class ConvergenceRuntime {
   #eventClock = -Infinity;
   /** Earliest `dueAt` among deferred deliveries (a lower bound; Infinity when none). */
   #earliestDue = Infinity;
+  /** Earliest `heldUntil` among deferred deliveries (a lower bound; Infinity when none). */
+  #earliestHeld = Infinity;
   /** Derived dispatches of this episode (what `episodeBudget` bounds). */
   #derivedDispatched = 0;
   /**
@@ -166,13 +176,14 @@ export class ConvergenceRuntime {
   }
 
   /** Handles one decoded ingest frame. `now` is the worker's clock (settleMs and durations only). */
-  handleFrame(frame: unknown[], now: number): void {
-    const tag = frame[0] as IngestTag;
-    switch (tag) {
+  handleFrame(decoded: unknown, now: number): void {
+    const frame = asIngestFrame(decoded);
+    if (frame === undefined) throw new ProtocolError(`not an ingest frame (tag ${String(Array.isArray(decoded) ? decoded[0] : decoded)})`);
+    switch (frame[0]) {
       case IngestTag.EVENTS: {
-        const meta = (frame[1] ?? {}) as IngestMeta;
+        const meta = frame[1] ?? {};
         const events = readEvents(frame[2]);
-        this.#startEpisode(now);
+        if (events.length > 0) this.#startEpisode(now);
         const origin = this.#originOf(meta);
         this.#frameSeq = meta.seq;
         try {
@@ -190,18 +201,17 @@ export class ConvergenceRuntime {
         break;
       }
       case IngestTag.ACKS: {
-        const settled = frame[1] as number;
-        const errors = (frame[2] ?? []) as AckError[];
-        this.#inFlight -= settled;
+        const errors = frame[2] ?? [];
+        this.#inFlight -= frame[1];
         if (this.#inFlight < 0) throw new ProtocolError(`acknowledged more dispatches than were in flight (${this.#inFlight})`);
         this.#totals.dispatchesFailed += errors.length;
         this.#episode.dispatchesFailed += errors.length;
         break;
       }
       case IngestTag.SUBSCRIBE: {
-        const requestId = frame[1] as number;
+        const requestId = frame[1];
         try {
-          this.#index.add(frame[2] as Subscription);
+          this.#index.add(frame[2]);
           this.#io.post({ type: 'reply', requestId, value: true });
         } catch (error) {
           this.#io.post({ type: 'reply', requestId, error: serializeError(error) });
@@ -209,24 +219,22 @@ export class ConvergenceRuntime {
         return; // not activity: a subscription alone does not start or extend an episode
       }
       case IngestTag.UNSUBSCRIBE: {
-        const requestId = frame[1] as number;
-        const ids = frame[2] as string[];
-        const removed = ids.map((id) => this.#unsubscribe(id));
-        this.#io.post({ type: 'reply', requestId, value: removed });
+        const removed = frame[2].map((id) => this.#unsubscribe(id));
+        this.#io.post({ type: 'reply', requestId: frame[1], value: removed });
         return;
       }
       case IngestTag.AWAIT_QUIESCENCE:
         // Answered by #checkQuiescence: at once if idle and nothing else is in the ring, otherwise
         // when the episode in progress (or the one the pending frames will start) settles.
-        this.#quiescenceWaiters.add(frame[1] as number);
+        this.#quiescenceWaiters.add(frame[1]);
         return;
       case IngestTag.CANCEL_WAIT:
-        this.#quiescenceWaiters.delete(frame[1] as number);
+        this.#quiescenceWaiters.delete(frame[1]);
         return;
       case IngestTag.QUERY: {
-        const requestId = frame[1] as number;
+        const requestId = frame[1];
         try {
-          this.#io.post({ type: 'reply', requestId, value: this.query(frame[2] as QueryKind, frame[3]) });
+          this.#io.post({ type: 'reply', requestId, value: this.query(frame[2], frame[3]) });
         } catch (error) {
           this.#io.post({ type: 'reply', requestId, error: serializeError(error) });
         }
@@ -236,7 +244,7 @@ export class ConvergenceRuntime {
         this.#closed = true;
         return;
       default:
-        throw new ProtocolError(`unknown ingest frame tag ${String(tag)}`);
+        return assertNever(frame);
     }
     this.#quietSince = null;
   }
@@ -260,10 +268,12 @@ export class ConvergenceRuntime {
    * and declares quiescence when it holds. Call after each drain.
    */
   tick(now: number): void {
-    if (this.#deferred.size > 0 && this.#inFlight === 0 && this.#pendingCount === 0 && this.#io.ingestDrained()) {
-      // Nothing else can arrive that event time would order before these: release them all, in
-      // due order, as of their due times.
-      this.#deliverDue(Infinity);
+    if (this.#deferred.size > 0 && this.#pendingCount === 0 && (this.#inFlight === 0 || now >= this.#earliestHeld) && this.#io.ingestDrained()) {
+      // Idle: nothing else can arrive that event time would order before these, so release them
+      // all, in due order, as of their due times. With handlers still running (whose emitted
+      // events could still come first), only those held for a whole interval of the worker's clock.
+      if (this.#inFlight === 0) this.#deliverDue(Infinity);
+      else this.#deliverDue(Infinity, now);
     }
     this.flush();
     this.#announceTrips();
@@ -272,8 +282,12 @@ export class ConvergenceRuntime {
 
   /** The earliest time (worker clock) `tick` has something to do, or undefined. */
   nextDeadline(): number | undefined {
-    if (this.#quietSince !== null && this.#episodeId !== null) return this.#quietSince + this.#options.settleMs;
-    return undefined;
+    let next = this.#deferred.size > 0 && this.#inFlight > 0 ? this.#earliestHeld : undefined;
+    if (this.#quietSince !== null && this.#episodeId !== null) {
+      const settleAt = this.#quietSince + this.#options.settleMs;
+      if (next === undefined || settleAt < next) next = settleAt;
+    }
+    return next;
   }
 
   /** Writes the dispatches decided so far as one batch, then releases the main frames they refer to. */
@@ -413,7 +427,7 @@ export class ConvergenceRuntime {
         this.#record(null, event, undefined);
         return;
       }
-      this.#deferred.set(pageId, { event, dueAt: pending.dueAt, origin, matches });
+      this.#deferred.set(pageId, { event, dueAt: pending.dueAt, heldUntil: pending.heldUntil, origin, matches });
       this.#countDeferred();
       return;
     }
@@ -425,8 +439,10 @@ export class ConvergenceRuntime {
     }
     if (this.#options.rateLimit.trailing) {
       const dueAt = this.#limiter.nextAllowedAt(pageId, ts);
-      this.#deferred.set(pageId, { event, dueAt, origin, matches });
+      const heldUntil = now + this.#options.rateLimit.minIntervalMs;
+      this.#deferred.set(pageId, { event, dueAt, heldUntil, origin, matches });
       if (dueAt < this.#earliestDue) this.#earliestDue = dueAt;
+      if (heldUntil < this.#earliestHeld) this.#earliestHeld = heldUntil;
       this.#countDeferred();
     } else {
       this.#suppress(event);
@@ -449,10 +465,13 @@ export class ConvergenceRuntime {
     this.#episode.dispatchesDeferred++;
   }
 
-  /** Delivers deferred events due at or before event time `upTo`, in (due time, page id) order. */
-  #deliverDue(upTo: number): void {
+  /**
+   * Delivers deferred events due at or before event time `upTo` (and, with `heldBy`, only those
+   * held until that worker-clock time or earlier), in (due time, page id) order.
+   */
+  #deliverDue(upTo: number, heldBy = Infinity): void {
     const due: [string, Deferred][] = [];
-    for (const entry of this.#deferred) if (entry[1].dueAt <= upTo) due.push(entry);
+    for (const entry of this.#deferred) if (entry[1].dueAt <= upTo && entry[1].heldUntil <= heldBy) due.push(entry);
     due.sort((a, b) => a[1].dueAt - b[1].dueAt || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     for (const [pageId, deferred] of due) {
       this.#deferred.delete(pageId);
@@ -465,8 +484,13 @@ export class ConvergenceRuntime {
       this.#decide(deferred.event, matches, deferred.origin, false);
     }
     let earliest = Infinity;
-    for (const deferred of this.#deferred.values()) if (deferred.dueAt < earliest) earliest = deferred.dueAt;
+    let held = Infinity;
+    for (const deferred of this.#deferred.values()) {
+      if (deferred.dueAt < earliest) earliest = deferred.dueAt;
+      if (deferred.heldUntil < held) held = deferred.heldUntil;
+    }
     this.#earliestDue = earliest;
+    this.#earliestHeld = held;
   }
 
   #suppress(event: PageChangeEvent): void {
@@ -607,6 +631,10 @@ export class ConvergenceRuntime {
   #record(subscriptionId: string | null, event: PageChangeEvent, skippedReason: SkippedReason | undefined): void {
     this.#feed.record(this.#episodeId, subscriptionId, event, skippedReason);
   }
+}
+
+function assertNever(frame: never): never {
+  throw new ProtocolError(`unhandled ingest frame ${String((frame as unknown[])[0])}`);
 }
 
 function isRateLimitedKind(kind: PageChangeEvent['kind']): boolean {

@@ -28,7 +28,7 @@ const modules = new Map<string, Promise<AgentModule>>();
 function load(module: string): Promise<AgentModule> {
   let loaded = modules.get(module);
   if (loaded === undefined) {
-    const url = module.startsWith('file:') ? module : pathToFileURL(module).href;
+    const url = module.startsWith('file:') || module.startsWith('data:') ? module : pathToFileURL(module).href;
     loaded = import(url) as Promise<AgentModule>;
     // A module that failed to load may be fixed on disk before the next job: do not cache failures.
     loaded.catch(() => modules.delete(module));

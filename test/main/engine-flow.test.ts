@@ -1,6 +1,6 @@
 /**
  * Derivation marking, backpressure and read-your-writes on the main thread (issue 7 §2, §4, §5),
- * with real threads. And the dispatcher's wrap-safe release of remembered frames.
+ * with real threads.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -8,16 +8,9 @@ import {
   createEngine,
   type Engine,
   type EngineOptions,
-  FrameDecoder,
-  FrameEncoder,
   PageChange,
   type PageChangeEvent,
-  Ring,
-  RingConsumer,
-  RingProducer,
 } from '../../src/main/index.js';
-import { MainDispatcher } from '../../src/main/dispatcher.js';
-import { MainSlot } from '../../src/shared/protocol.js';
 
 const engines: Engine[] = [];
 async function engine(options: EngineOptions = {}): Promise<Engine> {
@@ -140,39 +133,5 @@ describe('read your writes', () => {
     await e.dispatchChange(PageChange.added('2', { dataType: 'a', sourceId: 's' }), { causedBy: b.id });
     const cycles = await e.detectCycle();
     expect(cycles.map((c) => [...c].sort())).toEqual([[a.id, b.id].sort()]);
-  });
-});
-
-describe('MainDispatcher frame release', () => {
-  it('releases remembered frames across the Int32 wrap of the RELEASED slot', () => {
-    const dispatchRing = new Ring(Ring.allocate(4096));
-    const flags = new Int32Array(new SharedArrayBuffer(MainSlot.SIZE * 4));
-    const dispatcher = new MainDispatcher({
-      consumer: new RingConsumer(dispatchRing),
-      producer: new RingProducer(new Ring(Ring.allocate(4096))),
-      decoder: new FrameDecoder(),
-      encoder: new FrameEncoder(),
-      flags,
-      onError: () => undefined,
-      onFatal: (error) => {
-        throw error;
-      },
-      runTask: () => Promise.resolve(),
-      writeDerived: () => Promise.resolve(),
-    });
-    const start = 2 ** 31 - 3;
-    for (let seq = start; seq < start + 4; seq++) dispatcher.remember(seq, [loop(`s${seq}`)]);
-    // The worker stores the seq into an Int32 slot: 2^31 and later arrive negative.
-    Atomics.store(flags, MainSlot.RELEASED, start + 1);
-    dispatcher.trim();
-    expect(dispatcher.heldFrames).toBe(2);
-    Atomics.store(flags, MainSlot.RELEASED, start + 3); // 2^31: stored as -2^31
-    expect(Atomics.load(flags, MainSlot.RELEASED)).toBeLessThan(0);
-    dispatcher.trim();
-    expect(dispatcher.heldFrames).toBe(0);
-    for (let seq = start + 4; seq < start + 8; seq++) dispatcher.remember(seq, [loop(`s${seq}`)]);
-    Atomics.store(flags, MainSlot.RELEASED, start + 5);
-    dispatcher.trim();
-    expect(dispatcher.heldFrames).toBe(2);
   });
 });

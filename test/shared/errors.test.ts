@@ -111,3 +111,13 @@ describe('error serialisation across a real worker thread', () => {
     expect(home).toMatchObject({ field: 'events[3].kind', code: 'CONVERGE_VALIDATION' });
   });
 });
+
+describe('FrameTooLargeError names the input', () => {
+  it('carries the field of the event that made the frame, also across a thread boundary', () => {
+    const error = new FrameTooLargeError(100_000_000, 4_194_300, { field: 'events[7]' });
+    expect(error).toMatchObject({ field: 'events[7]', frameBytes: 100_000_000, code: 'CONVERGE_FRAME_TOO_LARGE' });
+    expect(error.message).toMatch(/^events\[7\]: /);
+    expect(deserializeError(serializeError(error))).toMatchObject({ field: 'events[7]', code: 'CONVERGE_FRAME_TOO_LARGE' });
+    expect(new FrameTooLargeError(10, 5).field).toBeUndefined();
+  });
+});

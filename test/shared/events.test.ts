@@ -43,6 +43,14 @@ describe('PageChange factories', () => {
     }
   });
 
+  it('refuse an init key they do not take, name it, and drop undefined init fields', () => {
+    expect(validationError(() => PageChange.added('a', { sourceID: 'typo' } as never)).message).toContain('sourceID');
+    expect(validationError(() => PageChange.added('a', null as never)).field).toBe('init');
+    expect(PageChange.added('a', { dataType: undefined, sourceId: 's' })).toStrictEqual({ kind: 'page_added', pageId: 'a', sourceId: 's' });
+    expect(PageChange.invalidated('a', 'arg', { reason: 'init' }).reason).toBe('arg');
+    expect(PageChange.edgeAdded('a', 'b', undefined, { edgeType: 'init' }).edgeType).toBe('init');
+  });
+
   it('validate their input and name the offending field', () => {
     expect(validationError(() => PageChange.added('')).field).toBe('event.pageId');
     expect(validationError(() => PageChange.replaced('', 'new')).field).toBe('event.related[0]');

@@ -22,8 +22,8 @@ function roundTrip(events: readonly PageChangeEvent[], encoder = new FrameEncode
   return readEvents(frame[2]);
 }
 
-// -0 travels as 0 in msgpack (msgpackr does the same); generate numbers that survive as themselves.
-const number = fc.oneof(fc.integer(), fc.double(), fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }), fc.constantFrom(2 ** 32, -(2 ** 31) - 1, 255, 256, 65_535, 65_536)).map((n) => (Object.is(n, -0) ? 0 : n));
+// Every number travels as itself, -0 and NaN included.
+const number = fc.oneof(fc.integer(), fc.double(), fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }), fc.constantFrom(2 ** 32, -(2 ** 31) - 1, 255, 256, 65_535, 65_536, -0, NaN, Infinity));
 const text = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.string({ unit: 'grapheme-ascii', maxLength: 300 }), fc.constantFrom('', 'file:/work/monorepo', 'é', '日本語', '😀'));
 const repeated = fc.oneof(fc.constantFrom('file:/repo', 'git:https://example.com/r.git@abc', 'design_monorepo_file', 'imports'), text);
 // '__proto__' and 'constructor' keys have their own test: msgpackr renames a nested '__proto__',
@@ -36,6 +36,9 @@ const nested: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
     number,
     fc.boolean(),
     fc.constant(null),
+    fc.constant(undefined),
+    fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }),
+    fc.uint8Array({ maxLength: 300 }),
     fc.array(tie('value'), { maxLength: 3 }),
     fc.dictionary(key, tie('value'), { maxKeys: 3, noNullPrototype: true }),
   ),
@@ -84,31 +87,53 @@ describe('FrameEncoder.encodeEvents / readEvents', () => {
     for (const batch of batches) expect(roundTrip(batch)).toStrictEqual(batch);
   });
 
-  it('keeps extra values msgpack carries: nested data, dates, bytes, undefined, own __proto__ keys, many keys', () => {
+  it('carries plain data losslessly: -0, NaN, BigInt, undefined, bytes as Uint8Array, null-prototype objects, many keys', () => {
     const bytes = new Uint8Array([1, 2, 3]);
-    const when = new Date('2026-11-22T01:02:03.000Z');
     const manyKeys = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`key${i}`, i % 2 === 0 ? i : `v${i}`]));
+    const bare = Object.assign(Object.create(null) as Record<string, unknown>, { x: -0 });
     const proto = JSON.parse('{"__proto__": {"polluted": true}, "plain": 1, "constructor": "c", "hasOwnProperty": 2}') as Record<string, unknown>;
     const events: PageChangeEvent[] = [
-      { kind: 'page_added', pageId: 'a', sourceId: 's', extra: { nested: { deep: [1, { x: 'y' }] }, when, bytes, missing: undefined } },
+      { kind: 'page_added', pageId: 'a', sourceId: 's', extra: { nested: { deep: [1, { x: 'y' }] }, bytes, missing: undefined, z: -0, nan: NaN, big: 2n ** 64n - 1n, neg: -5n, bare } },
       { kind: 'page_added', pageId: 'b', sourceId: 's', extra: manyKeys },
       { kind: 'page_added', pageId: 'c', sourceId: 's', extra: proto },
       { kind: 'page_added', pageId: 'd', sourceId: 's', extra: {} },
     ];
     const decoder = new FrameDecoder();
     const back = roundTrip(events, new FrameEncoder(), decoder);
-    // Binary comes back as a Buffer (a Uint8Array), as msgpackr decodes it.
-    expect(back[0]!.extra).toStrictEqual({ nested: { deep: [1, { x: 'y' }] }, when, bytes: Buffer.from(bytes), missing: undefined });
+    const extra = back[0]!.extra!;
+    // Null-prototype objects arrive as plain objects (a prototype is not data); everything else as sent.
+    expect(extra).toStrictEqual({ ...events[0]!.extra, bare: { x: -0 } });
+    expect(Object.getPrototypeOf(extra['bytes'])).toBe(Uint8Array.prototype);
+    expect(Object.is(extra['z'], -0)).toBe(true);
     expect(back[1]!.extra).toStrictEqual(manyKeys);
-    expect(Object.keys(back[2]!.extra!)).toEqual(['__proto__', 'plain', 'constructor', 'hasOwnProperty']);
+    // A hostile own __proto__ key (validation refuses it; the decoder must still be safe) stays an own key.
     expect(Object.entries(back[2]!.extra!)).toEqual([['__proto__', { polluted: true }], ['plain', 1], ['constructor', 'c'], ['hasOwnProperty', 2]]);
     expect(Object.getPrototypeOf(back[2]!.extra)).toBe(Object.prototype);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(back[3]!.extra).toStrictEqual({});
     // Decoded bytes are the decoder's own, not a view of its scratch buffer that the next frame reuses.
-    const kept = back[0]!.extra!.bytes as Uint8Array;
+    const kept = extra['bytes'] as Uint8Array;
     roundTrip([{ kind: 'page_added', pageId: 'z', sourceId: 's', extra: { bytes: new Uint8Array([9, 9, 9]) } }], new FrameEncoder(), decoder);
     expect([...kept]).toEqual([1, 2, 3]);
+  });
+
+  it.each([
+    ['a Date', { when: new Date(0) }, 'events[1].extra.when'],
+    ['a Set', { s: new Set([1]) }, 'events[1].extra.s'],
+    ['a nested function', { a: [{ f: () => 1 }] }, 'events[1].extra.a[0].f'],
+    ['a class instance as extra', new (class Thing {})(), 'events[1].extra'],
+  ])('refuses extra holding %s (ValidationError naming it) instead of changing it in transit', (_what, extra, field) => {
+    const encoder = new FrameEncoder();
+    const ok: PageChangeEvent = { kind: 'page_added', pageId: 'a', sourceId: 's', extra: { v: 1 } };
+    let error: unknown;
+    try {
+      encoder.encodeEvents(1, null, [ok, { ...ok, extra: extra as Record<string, unknown> }]);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).field).toBe(field);
+    expect(roundTrip([ok], encoder)).toStrictEqual([ok]);
   });
 
   it('handles large batches and strings: 70,000 events, a 3 MB editDiff, frames larger than the encoder slab', () => {
@@ -223,6 +248,23 @@ describe('tuples and generic frames', () => {
     expect(readEvents([])).toEqual([]);
     expect(() => tupleToEvent([9, 'a', 's'])).toThrow(ProtocolError);
     expect(() => tupleToEvent(['a'])).toThrow(ProtocolError);
+  });
+
+  it('a re-encoded event (a dispatch frame) arrives exactly as sent: -0, BigInt, bytes, undefined, nesting', () => {
+    const event: PageChangeEvent = {
+      kind: 'page_added',
+      pageId: 'p',
+      sourceId: 's',
+      ts: 0,
+      extra: { z: -0, big: -(2n ** 63n), bytes: new Uint8Array([7]), u: undefined, nested: [{ a: [NaN, -0] }], s: '😀' },
+    };
+    const encoder = new FrameEncoder();
+    const frame = new FrameDecoder().decode(shared(encoder.encode([10, 'ep', 1, [[eventToTuple(event), [3]]]])));
+    const [tuple, handles] = (frame[3] as [unknown, number[]][])[0]!;
+    expect(handles).toEqual([3]);
+    const back = tupleToEvent(tuple);
+    expect(back).toStrictEqual(event);
+    expect(Object.getPrototypeOf(back.extra!['bytes'])).toBe(Uint8Array.prototype);
   });
 
   it('encode/decode carries any tagged frame', () => {

@@ -237,6 +237,25 @@ describe('determinism: decisions on event time', () => {
     expect(h.quiescence()[0]!.counters.dispatchesDeferred).toBe(1);
   });
 
+  it('a slow handler holds a trailing delivery for at most one interval of the worker clock', () => {
+    const h = new Harness({ rateLimit: { minIntervalMs: 500, burst: 1, trailing: true } });
+    h.subscribe({ pageIdIn: ['slow'] });
+    h.subscribe({ pageIdIn: ['p'] });
+    h.events([at(0, PageChange.added('slow'))]); // its handler keeps running: never acknowledged here
+    h.events([at(0, PageChange.replaced('p', 'p', { extra: { n: 1 } })), at(0, PageChange.replaced('p', 'p', { extra: { n: 2 } }))]);
+    h.tick();
+    expect(h.dispatched.map((d) => d.event.extra?.['n'] ?? d.event.pageId)).toEqual(['slow', 1]);
+    h.frame([IngestTag.ACKS, 1, []]); // p's first dispatch settles; 'slow' is still running
+    h.now += 499;
+    h.tick();
+    expect(h.runtime.status().deferred).toBe(1);
+    expect(h.runtime.nextDeadline()).toBe(h.now + 1);
+    h.now += 1;
+    h.tick();
+    expect(h.dispatched.map((d) => d.event.extra?.['n'] ?? d.event.pageId)).toEqual(['slow', 1, 2]);
+    expect(h.quiescence()).toHaveLength(0);
+  });
+
   it('the rate limiter counts only events that match a subscription', () => {
     const h = new Harness({ rateLimit: { minIntervalMs: 60_000, burst: 1, trailing: false } });
     h.subscribe({ dataType: 'doc' });

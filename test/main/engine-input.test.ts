@@ -1,0 +1,71 @@
+/**
+ * Bad input through the engine: refused whole with an error naming the field, nothing written,
+ * nothing changed in transit (issue 7 §3).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createEngine, type Engine, type EngineOptions, FrameTooLargeError, PageChange, type PageChangeEvent, RingFullError, ValidationError } from '../../src/main/index.js';
+
+const engines: Engine[] = [];
+async function engine(options: EngineOptions = {}): Promise<Engine> {
+  const e = await createEngine(options);
+  engines.push(e);
+  return e;
+}
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((e) => e.close()));
+});
+
+async function refusal(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a refusal');
+}
+
+const event = (i: number, extra?: Record<string, unknown>): PageChangeEvent => PageChange.added(`p${i}`, { sourceId: 'test', dataType: 'doc', ts: 1, ...(extra === undefined ? {} : { extra }) });
+
+describe('engine input', () => {
+  it("onFull 'throw': a batch larger than the ring goes in whole or not at all (a retry duplicates nothing)", async () => {
+    const e = await engine({ ringBytes: 64 * 1024, onFull: 'throw' });
+    const received: string[] = [];
+    await e.subscribe({ predicate: { dataType: 'doc' }, handler: (ev) => void received.push(ev.pageId) });
+    const batch = Array.from({ length: 20_000 }, (_, i) => event(i));
+    expect(await refusal(e.dispatchChange(batch))).toBeInstanceOf(RingFullError);
+    const report = await e.waitForQuiescence({ timeoutMs: 20_000 });
+    expect(report?.counters.eventsReceived ?? 0).toBe(0);
+    expect((await e.getStatus()).counters.eventsReceived).toBe(0);
+    expect(received).toEqual([]);
+    // A batch that fits still goes in whole.
+    await e.dispatchChange(batch.slice(0, 500));
+    await e.waitForQuiescence({ timeoutMs: 20_000 });
+    expect(received).toHaveLength(500);
+  });
+
+  it('an event too large for the ring is refused naming its index, nothing of the batch written', async () => {
+    const e = await engine({ ringBytes: 64 * 1024 });
+    const batch = [event(0), event(1), event(2, { blob: 'x'.repeat(100_000) }), event(3)];
+    const error = await refusal(e.dispatchChange(batch));
+    expect(error).toBeInstanceOf(FrameTooLargeError);
+    expect(error).toMatchObject({ code: 'CONVERGE_FRAME_TOO_LARGE', field: 'events[2]' });
+    await e.waitForQuiescence({ timeoutMs: 20_000 });
+    expect((await e.getStatus()).counters.eventsReceived).toBe(0);
+  });
+
+  it('non-plain extra and lone surrogates are refused naming the field, nothing written', async () => {
+    const e = await engine();
+    const cases: [PageChangeEvent[], string][] = [
+      [[event(0), { ...event(1), extra: { tags: new Set(['a']) } }], 'events[1].extra.tags'],
+      [[event(0), { ...event(1), extra: { nested: { f: () => 1 } } }], 'events[1].extra.nested.f'],
+      [[{ ...event(0), pageId: 'a\ud800' }], 'events[0].pageId'],
+    ];
+    for (const [batch, field] of cases) {
+      const error = await refusal(e.dispatchChange(batch));
+      expect(error).toBeInstanceOf(ValidationError);
+      expect((error as ValidationError).field).toBe(field);
+    }
+    await e.waitForQuiescence({ timeoutMs: 20_000 });
+    expect((await e.getStatus()).counters.eventsReceived).toBe(0);
+  });
+});
