@@ -34,6 +34,7 @@ import { EngineScope, type ScopeHost, type SerializedScope, SerializedScopeSchem
 import { type ContextPageSource, type MappedSource, SourceBridges, warnSourceError } from './source-bridge.js';
 import { parseSubscribeOptions, type SubscribeOptions, type Subscription } from './subscription.js';
 import { TaskPool, type TaskPoolStats } from './task-pool.js';
+import type { TaskStore } from '../coordination/task-store.js';
 import { WorkerLink } from './worker-link.js';
 
 export type { ContextPageSource, MappedSource } from './source-bridge.js';
@@ -142,7 +143,7 @@ export class Engine {
     this.#ingest = new Ring(ingest);
     this.#dispatchRing = new Ring(dispatch);
     this.#acks = new Ring(acks);
-    this.#pool = new TaskPool(ingest, options.pool);
+    this.#pool = new TaskPool(ingest, options.pool, options.store as TaskStore | undefined);
     this.#link = new WorkerLink(
       {
         ingest,
@@ -225,7 +226,12 @@ export class Engine {
     if (input.tolerance !== undefined) spec.tolerance = input.tolerance;
     if (input.outputs !== undefined) spec.outputs = input.outputs;
     if (ownerId !== undefined) spec.ownerId = ownerId;
-    if (input.task !== undefined) spec.task = { module: input.task.module, name: input.task.name };
+    if (input.task !== undefined) {
+      spec.task = { module: input.task.module, name: input.task.name };
+      // Load the module in a pool thread now: a typo fails here, naming the field, not per dispatch.
+      await this.#pool.check(input.task.module, input.task.name, 'subscription.');
+      this.#assertRunning();
+    }
     // Register the handler before the worker can dispatch to it.
     this.#dispatcher.register(spec.handle, subscriptionId, input.handler, input.task);
     try {
@@ -452,6 +458,8 @@ export class Engine {
     this.#refreshRef();
     // Bridges stop first (and write what they hold), so that the settle below includes their events.
     const bridgesStopped = this.#sources.close().catch(() => undefined);
+    // Pool tasks see ctx.signal abort; close still waits for them to settle (up to closeTimeoutMs).
+    this.#pool.abortAll();
     if (this.#state === 'running') {
       this.#state = 'closing';
       this.#link.stopping();

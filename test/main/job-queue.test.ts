@@ -48,6 +48,11 @@ describe('JobQueue in one process', () => {
       ['completed', 1, 'converged', { n: 3, a: 3, b: 4, c: 8 }],
     ]);
     expect(jobs[0]!.result!.rounds).toBe(4);
+    // A cancelled job is never run.
+    const cancelled = await queue.submitJob(chainSpec(9));
+    expect(await queue.cancelJob(cancelled)).toBe(true);
+    expect(await queue.runJobs({ untilIdle: true, pool })).toEqual({ completed: 0, failed: 0, lost: 0 });
+    expect((await queue.getJob(cancelled))!.state).toBe('cancelled');
     await queue.close();
   });
 
