@@ -12,7 +12,7 @@
 import { ProtocolError, type SerializedError, serializeError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
 import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
-import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
+import { type AckError, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
 import { seqCompare } from '../shared/ring-layout.js';
 
@@ -266,11 +266,8 @@ export class MainDispatcher {
   }
 
   readonly #visit = (view: Uint8Array): void => {
-    const frame = this.#decoder.decode(view);
-    if (frame[0] !== DispatchTag.DISPATCH) throw new Error(`unexpected dispatch frame tag ${String(frame[0])}`);
-    const episodeId = frame[1] as string;
-    let dispatchId = frame[2] as number;
-    const groups = frame[3] as [unknown, number[]][];
+    const [, episodeId, firstDispatchId, groups] = this.#decoder.decodeDispatch(view);
+    let dispatchId = firstDispatchId;
     for (const [ref, handles] of groups) {
       const event = typeof ref === 'number' ? this.#lookup(ref) : tupleToEvent(ref);
       for (const handle of handles) this.#run(handle, event, dispatchId++, episodeId);
@@ -358,7 +355,7 @@ export class MainDispatcher {
     const errors = this.#errors;
     // Errors in frames of ERRORS_PER_ACK_FRAME; the settled count goes with the first.
     for (let i = 0; i === 0 || i < errors.length; i += ERRORS_PER_ACK_FRAME) {
-      frames.push(this.#encoder.encode([IngestTag.ACKS, i === 0 ? this.#settled : 0, errors.slice(i, i + ERRORS_PER_ACK_FRAME)]));
+      frames.push(this.#encoder.encodeIngest([IngestTag.ACKS, i === 0 ? this.#settled : 0, errors.slice(i, i + ERRORS_PER_ACK_FRAME)]));
     }
     this.#settled = 0;
     this.#errors = [];

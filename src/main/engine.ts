@@ -16,6 +16,7 @@ import type { NumericTolerance, PagePredicate } from '../shared/predicates.js';
 import {
   type BudgetExhaustedInfo,
   type ChangeFeedEntry,
+  type ControlFrame,
   type EngineCounters,
   type EngineState,
   IngestTag,
@@ -542,7 +543,7 @@ export class Engine {
     if (this.#state !== 'running') throw new ClosedError();
   }
 
-  #write(frame: unknown[]): void {
+  #write(frame: ControlFrame): void {
     const pending = this.#writer.writeControl(frame);
     if (pending !== undefined) pending.catch((error: unknown) => this.#link.fail(error));
   }
@@ -551,7 +552,7 @@ export class Engine {
     const { id: requestId, reply } = this.#link.request();
     try {
       // Control frames must not be refused by onFull 'throw': they wait for space.
-      const pending = this.#writer.writeControl([tag, requestId, ...payload]);
+      const pending = this.#writer.writeControl([tag, requestId, ...payload] as ControlFrame);
       if (pending !== undefined) await pending;
     } catch (error) {
       this.#link.forget(requestId);

@@ -6,7 +6,7 @@
 import { FrameTooLargeError } from '../shared/errors.js';
 import { type PageChangeEvent, validateEvents } from '../shared/events.js';
 import { FrameEncoder } from '../shared/framing.js';
-import { type IngestMeta, IngestTag } from '../shared/protocol.js';
+import { type ControlFrame, type IngestMeta, IngestTag } from '../shared/protocol.js';
 import { type Ring, RingProducer } from '../shared/ring.js';
 
 /** Events per ingest frame; larger batches are split so that a frame stays well under the ring's limit. */
@@ -62,8 +62,8 @@ export class IngestWriter {
   }
 
   /** Writes a control frame `[tag, ...]`; waits for space whatever onFull says. */
-  writeControl(frame: unknown[]): Promise<void> | undefined {
-    const pending = this.#waitingProducer.write(this.#encoder.encode(frame));
+  writeControl(frame: ControlFrame): Promise<void> | undefined {
+    const pending = this.#waitingProducer.write(this.#encoder.encodeIngest(frame));
     this.#writes++;
     return pending;
   }
