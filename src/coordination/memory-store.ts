@@ -27,6 +27,7 @@ import { ClosedError, DuplicateIdError, NotFoundError } from '../shared/errors.j
 import { parseInput } from '../shared/validation.js';
 import { BinaryHeap } from './binary-heap.js';
 import { DoneWaiters } from './done-waiters.js';
+import { PendingWakers, type PendingWake } from './pending-wake.js';
 import {
   claimHolderError,
   claimHolderErrorOf,
@@ -35,7 +36,10 @@ import {
   isClaimExpired,
   isTerminalState,
   isVisible,
+  settleDecision,
   type ClaimHolder,
+  type SettleOutcome,
+  type Settlement,
   type NewTask,
   type Task,
   type TaskFilter,
@@ -173,6 +177,7 @@ export class MemoryStore implements TaskStore {
   readonly #spare: TaskRecord[] = [];
   readonly #maxFinished: number;
   readonly #waiters = new DoneWaiters();
+  readonly #wakers = new PendingWakers();
   readonly #pools = new Map<string, MemoryPool>();
   #closed = false;
 
@@ -241,13 +246,55 @@ export class MemoryStore implements TaskStore {
 
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Task | null {
     this.#assertOpen();
+    const record = this.#claimNextRecord(agentId, filter, nowMs);
+    return record === undefined ? null : snapshot(record);
+  }
+
+  /** Up to `max` claimNext in one synchronous step. */
+  claimNextBatch(agentId: string, filter: TaskFilter, nowMs: number, max: number): Task[] {
+    this.#assertOpen();
+    const out: Task[] = [];
+    for (let i = 0; i < max; i++) {
+      const record = this.#claimNextRecord(agentId, filter, nowMs);
+      if (record === undefined) break;
+      out.push(snapshot(record));
+    }
+    return out;
+  }
+
+  settleTasks(agentId: string, items: readonly Settlement[]): SettleOutcome[] {
+    this.#assertOpen();
+    const outcomes: SettleOutcome[] = [];
+    for (const item of items) {
+      const record = this.#lookup(item.id);
+      if (record === undefined) {
+        outcomes.push(false);
+        continue;
+      }
+      const decision = settleDecision(record, agentId, item);
+      if (decision !== 'apply') {
+        outcomes.push(decision);
+        continue;
+      }
+      if (item.state === 'pending') this.#release(record);
+      else this.#finish(record, item.state, item.result);
+      outcomes.push(true);
+    }
+    return outcomes;
+  }
+
+  pendingWake(timeoutMs: number): PendingWake {
+    return this.#wakers.arm(timeoutMs, this.#closed ? Promise.reject(new ClosedError('MemoryStore')) : undefined);
+  }
+
+  #claimNextRecord(agentId: string, filter: TaskFilter, nowMs: number): TaskRecord | undefined {
     if (this.#partitions.size === 1) {
       // Only the open partition exists: no filter can hide it, no comparison across heaps.
       const top = this.#liveTop(this.#open);
-      if (top === undefined) return null;
+      if (top === undefined) return undefined;
       this.#open.heap.pop();
       top.inHeap = false;
-      return snapshot(this.#claim(top, agentId, nowMs));
+      return this.#claim(top, agentId, nowMs);
     }
     let best: TaskRecord | undefined;
     let bestPartition: Partition | undefined;
@@ -263,10 +310,10 @@ export class MemoryStore implements TaskStore {
         bestPartition = partition;
       }
     }
-    if (best === undefined || bestPartition === undefined) return null;
+    if (best === undefined || bestPartition === undefined) return undefined;
     bestPartition.heap.pop();
     best.inHeap = false;
-    return snapshot(this.#claim(best, agentId, nowMs));
+    return this.#claim(best, agentId, nowMs);
   }
 
   startTask(id: string, holder: ClaimHolder): Task | null {
@@ -332,11 +379,7 @@ export class MemoryStore implements TaskStore {
     const released: string[] = [];
     for (const record of this.#claimed) {
       if (!isClaimExpired(record, nowMs)) continue;
-      this.#claimed.delete(record);
-      record.state = 'pending';
-      record.assignedTo = null;
-      record.claimedAt = null;
-      if (!record.inHeap) this.#enqueue(record);
+      this.#release(record);
       released.push(record.id);
     }
     return released;
@@ -371,6 +414,7 @@ export class MemoryStore implements TaskStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#waiters.closeAll('MemoryStore');
+    this.#wakers.notify();
   }
 
   insertPool(pool: Omit<PoolRecord, 'members'>): PoolRecord {
@@ -553,7 +597,18 @@ export class MemoryStore implements TaskStore {
     record.order = this.#insertions++;
     this.#index(record, key);
     this.#enqueue(record);
+    if (this.#wakers.size > 0) this.#wakers.notify();
     return record;
+  }
+
+  /** A claimed record back to pending, unassigned (its fencing token stays: the next claim issues a new one). */
+  #release(record: TaskRecord): void {
+    this.#claimed.delete(record);
+    record.state = 'pending';
+    record.assignedTo = null;
+    record.claimedAt = null;
+    if (!record.inHeap) this.#enqueue(record);
+    if (this.#wakers.size > 0) this.#wakers.notify();
   }
 
   #claim(record: TaskRecord, agentId: string, nowMs: number): TaskRecord {

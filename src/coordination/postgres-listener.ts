@@ -1,6 +1,5 @@
 /**
- * One dedicated connection that LISTENs on a channel and hands each notification's payload to a
- * callback. It connects on first use; when the connection drops it reports the error and reconnects
+ * One dedicated connection that LISTENs on some channels and hands each notification to a callback. It connects on first use; when the connection drops it reports the error and reconnects
  * on the next `ready()`, calling `onReconnect` so that the owner can catch up on what it missed (the
  * store re-polls its waiters). Pooled connections cannot LISTEN: a pool hands a client to another
  * caller, who would then receive, or lose, the notifications.
@@ -14,7 +13,7 @@ export const LISTENER_APPLICATION_NAME = 'converge-listener';
 
 /** Callbacks of {@link PgListener}. */
 export interface PgListenerHandlers {
-  readonly onNotify: (payload: string) => void;
+  readonly onNotify: (channel: string, payload: string) => void;
   readonly onError: (error: unknown) => void;
   readonly onReconnect: () => void;
 }
@@ -22,16 +21,16 @@ export interface PgListenerHandlers {
 /** A LISTEN connection with lazy (re)connection. */
 export class PgListener {
   readonly #newClient: (extra: PgConfig) => Promise<PgClient>;
-  readonly #channel: string;
+  readonly #channels: readonly string[];
   readonly #handlers: PgListenerHandlers;
   #client: PgClient | undefined;
   #connecting: Promise<void> | undefined;
   #everConnected = false;
   #closed = false;
 
-  constructor(newClient: (extra: PgConfig) => Promise<PgClient>, channel: string, handlers: PgListenerHandlers) {
+  constructor(newClient: (extra: PgConfig) => Promise<PgClient>, channels: readonly string[], handlers: PgListenerHandlers) {
     this.#newClient = newClient;
-    this.#channel = channel;
+    this.#channels = channels;
     this.#handlers = handlers;
   }
 
@@ -57,18 +56,18 @@ export class PgListener {
     // A LISTEN connection idles by design: no statement timeout on it.
     const client = await this.#newClient({ application_name: LISTENER_APPLICATION_NAME, keepAlive: true, statement_timeout: 0 });
     client.on('notification', (message) => {
-      if (message.channel === this.#channel && message.payload !== undefined) this.#handlers.onNotify(message.payload);
+      if (this.#channels.includes(message.channel)) this.#handlers.onNotify(message.channel, message.payload ?? '');
     });
     const lost = (error?: unknown): void => {
       if (this.#client !== client) return;
       this.#client = undefined;
-      if (!this.#closed) this.#handlers.onError(new StoreError(`LISTEN connection on ${this.#channel} lost; reconnecting on the next poll`, { cause: error }));
+      if (!this.#closed) this.#handlers.onError(new StoreError(`LISTEN connection on ${this.#channels.join(', ')} lost; reconnecting on the next poll`, { cause: error }));
     };
     client.on('error', lost);
     client.on('end', () => lost());
     try {
       await client.connect();
-      await client.query(`LISTEN ${quoteIdent(this.#channel)}`);
+      for (const channel of this.#channels) await client.query(`LISTEN ${quoteIdent(channel)}`);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;

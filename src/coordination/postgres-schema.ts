@@ -33,6 +33,11 @@ export function doneChannel(schema: string): string {
   return `converge_done_${schema}`;
 }
 
+/** The channel that wakes idle claimers when tasks may have become pending in `schema`. */
+export function pendingChannel(schema: string): string {
+  return `converge_new_${schema}`;
+}
+
 /** The DDL of `schema`: idempotent (IF NOT EXISTS), run under the DDL advisory lock. */
 export function schemaDdl(schema: string): string {
   const s = quoteIdent(schema);
@@ -79,6 +84,10 @@ CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.waiters (
   waiter_id text NOT NULL,
   expires_at bigint NOT NULL,
   PRIMARY KEY (task_id, waiter_id)
+);
+CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.idle_claimers (
+  claimer_id text PRIMARY KEY,
+  expires_at bigint NOT NULL
 );
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${PG_SCHEMA_VERSION}') ON CONFLICT (key) DO NOTHING;
 `;
@@ -153,6 +162,8 @@ function member(s: string, a: string, nullSeesAll: boolean): string {
 }
 
 const CLAIMED = "state IN ('assigned', 'running')";
+/** The database's clock in epoch ms (idle registrations use it, so hosts' clocks need not agree). */
+const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 const LIVE = "state IN ('pending', 'assigned', 'running')";
 const TERMINAL = "state IN ('completed', 'failed', 'cancelled')";
 // A holder's conditional update: $1 id, $2 agent, $3 fencing token or null.
@@ -172,6 +183,9 @@ export function pgStatements(schema: string) {
   // Notify only tasks somebody waits for: a notifying transaction holds a database-wide lock until
   // its commit is flushed (PostgreSQL serialises NOTIFY in commit order), which would take terminal
   // transitions out of group commit for nothing.
+  // Wake idle claimers only while some are registered (see notifyDone for why NOTIFY is rationed).
+  const someIdle = `EXISTS (SELECT 1 FROM ${s}.idle_claimers WHERE expires_at > ${NOW_MS})`;
+  const wakeIdle = `CASE WHEN ${someIdle} THEN pg_notify('${pendingChannel(schema)}', '') END`;
   const notifyDone = (cte: string) =>
     `WITH done AS (${cte} RETURNING ${TASK_COLUMNS})
      SELECT done.*, CASE WHEN EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
@@ -180,15 +194,18 @@ export function pgStatements(schema: string) {
   return {
     insert: st(
       'insert',
-      `INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
-       VALUES ($1, 'pending', $2::json, $3, $4, $5::text[], $6, $7)`,
+      `WITH ins AS (INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
+       VALUES ($1, 'pending', $2::json, $3, $4, $5::text[], $6, $7) RETURNING 1)
+       SELECT ${wakeIdle} AS woke FROM ins`,
     ),
     insertMany: st(
       'insert_many',
-      `INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
+      `WITH ins AS (INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
        SELECT id, 'pending', payload, pool_id, topic, ARRAY(SELECT json_array_elements_text(caps)), priority, ttl
        FROM unnest($1::text[], $2::json[], $3::text[], $4::text[], $5::json[], $6::integer[], $7::bigint[])
-         AS t (id, payload, pool_id, topic, caps, priority, ttl)`,
+         AS t (id, payload, pool_id, topic, caps, priority, ttl)
+       RETURNING 1)
+       SELECT ${wakeIdle} AS woke FROM (SELECT 1 FROM ins LIMIT 1) AS one`,
     ),
     get: st('get', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = $1`),
     claim: st(
@@ -205,6 +222,42 @@ export function pgStatements(schema: string) {
        AND state = 'pending'
        RETURNING ${TASK_COLUMNS}`,
     ),
+    claimBatch: st(
+      'claim_batch',
+      `WITH picked AS (
+         SELECT id AS pick_id FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$3', '$4', '$5')} AND ${member(s, '$1', false)}
+         ORDER BY priority DESC, id LIMIT $6 FOR UPDATE SKIP LOCKED)
+       UPDATE ${s}.tasks u SET state = 'assigned', assigned_to = $1, claimed_at = $2, attempts = u.attempts + 1, fencing_token = u.fencing_token + 1
+       FROM picked WHERE u.id = picked.pick_id AND u.state = 'pending'
+       RETURNING ${TASK_COLUMNS}`,
+    ),
+    // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result.
+    settle: st(
+      'settle',
+      `WITH input AS (
+         SELECT * FROM unnest($2::text[], $3::integer[], $4::text[], $5::json[]) AS i (sid, token, target, result)),
+       done AS (
+         UPDATE ${s}.tasks u SET state = i.target,
+           result = CASE WHEN i.target = 'pending' THEN u.result ELSE i.result END,
+           assigned_to = CASE WHEN i.target = 'pending' THEN NULL ELSE u.assigned_to END,
+           claimed_at = CASE WHEN i.target = 'pending' THEN NULL ELSE u.claimed_at END
+         FROM input i
+         WHERE u.id = i.sid AND u.assigned_to = $1 AND u.${CLAIMED} AND (i.token IS NULL OR u.fencing_token = i.token)
+         RETURNING u.id, u.state)
+       SELECT done.id,
+         CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
+           THEN pg_notify('${doneChannel(schema)}', done.id) END AS notified,
+         CASE WHEN done.state = 'pending' THEN ${wakeIdle} END AS woke
+       FROM done`,
+    ),
+    getMany: st('get_many', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[])`),
+    addIdle: st(
+      'add_idle',
+      `WITH expired AS (DELETE FROM ${s}.idle_claimers WHERE expires_at < ${NOW_MS})
+       INSERT INTO ${s}.idle_claimers (claimer_id, expires_at) VALUES ($1, ${NOW_MS} + $2)
+       ON CONFLICT (claimer_id) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
+    ),
+    removeIdle: st('remove_idle', `DELETE FROM ${s}.idle_claimers WHERE claimer_id = $1`),
     start: st('start', `UPDATE ${s}.tasks SET state = 'running' WHERE ${HELD} RETURNING ${TASK_COLUMNS}`),
     complete: st('complete', notifyDone(`UPDATE ${s}.tasks SET state = 'completed', result = $4::json WHERE ${HELD}`)),
     failHeld: st('fail_held', notifyDone(`UPDATE ${s}.tasks SET state = 'failed', result = $4::json WHERE ${HELD}`)),
@@ -213,8 +266,9 @@ export function pgStatements(schema: string) {
     renew: st('renew', `UPDATE ${s}.tasks SET claimed_at = $4 WHERE ${HELD} RETURNING ${TASK_COLUMNS}`),
     release: st(
       'release',
-      `UPDATE ${s}.tasks SET state = 'pending', assigned_to = NULL, claimed_at = NULL
-       WHERE ${CLAIMED} AND claim_ttl_ms IS NOT NULL AND claimed_at + claim_ttl_ms <= $1 RETURNING id`,
+      `WITH released AS (UPDATE ${s}.tasks SET state = 'pending', assigned_to = NULL, claimed_at = NULL
+         WHERE ${CLAIMED} AND claim_ttl_ms IS NOT NULL AND claimed_at + claim_ttl_ms <= $1 RETURNING id)
+       SELECT id, ${wakeIdle} AS woke FROM released`,
     ),
     pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true)} ORDER BY seq`),
     pendingByPriority: st(

@@ -22,12 +22,14 @@ import { DoneWaiters } from './done-waiters.js';
 import { encodeJson } from './json-codec.js';
 import { LeaderLock, type LeaderLockOptions } from './leader-lock.js';
 import { loadPg, type PgClient, type PgConfig, type PgPool, type PgQueryResult } from './optional-deps.js';
+import { PendingWakers, type PendingWake } from './pending-wake.js';
 import { PgListener } from './postgres-listener.js';
 import {
   DDL_LOCK_NAME,
   PG_SCHEMA_VERSION,
   SCHEMA_NAME_PATTERN,
   doneChannel,
+  pendingChannel,
   pgRowToPool,
   pgRowToTask,
   pgStatements,
@@ -38,7 +40,20 @@ import {
   type PgTaskRow,
 } from './postgres-schema.js';
 import { IdSchema } from './schemas.js';
-import { claimHolderError, failDecision, isTerminalState, pendingTask, type ClaimHolder, type NewTask, type Task, type TaskFilter } from './task.js';
+import {
+  claimHolderError,
+  compareClaimOrder,
+  failDecision,
+  isTerminalState,
+  pendingTask,
+  settleDecision,
+  type ClaimHolder,
+  type NewTask,
+  type SettleOutcome,
+  type Settlement,
+  type Task,
+  type TaskFilter,
+} from './task.js';
 import type { PendingQuery, PoolRecord, TaskStore } from './task-store.js';
 
 /**
@@ -113,6 +128,11 @@ const FOREIGN_KEY_VIOLATION = '23503';
 const WAITER_GRACE_MS = 60_000;
 /** Rounds of conditional update + diagnosis before a holder call gives up (only under heavy churn). */
 const MAX_HELD_ATTEMPTS = 5;
+/**
+ * How long an idle registration lasts. A live idle claimer re-registers whenever it arms a wake
+ * again; a dead one stops costing submits their NOTIFY when this runs out.
+ */
+const IDLE_REGISTRATION_MS = 60_000;
 
 /** PostgreSQL-backed {@link TaskStore}. */
 export class PostgresStore implements TaskStore {
@@ -133,6 +153,10 @@ export class PostgresStore implements TaskStore {
   readonly #poller: DonePoller;
   readonly #listener: PgListener;
   readonly #locks = new Set<LeaderLock>();
+  /** Idle claimers of this instance; while there are some, the instance is registered in `idle_claimers`. */
+  readonly #wakers = new PendingWakers((idle) => this.#setIdle(idle));
+  /** Idle registrations and removals, in order (so a removal never overtakes a later registration). */
+  #idleOps: Promise<void> = Promise.resolve();
   readonly #onError: (error: unknown) => void;
   #schemaReady = false;
   #schemaPromise: Promise<void> | undefined;
@@ -162,8 +186,9 @@ export class PostgresStore implements TaskStore {
     }
     this.#sql = pgStatements(this.schema);
     this.#poller = new DonePoller(this.#waiters, (ids) => this.#fetchDone(ids), resolved.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS, this.#onError);
-    this.#listener = new PgListener((extra) => this.#newClient(extra), doneChannel(this.schema), {
-      onNotify: (id) => this.#onNotify(id),
+    const done = doneChannel(this.schema);
+    this.#listener = new PgListener((extra) => this.#newClient(extra), [done, pendingChannel(this.schema)], {
+      onNotify: (channel, payload) => (channel === done ? this.#onNotify(payload) : this.#wakers.notify()),
       onError: this.#onError,
       onReconnect: () => void this.#poller.pollNow(),
     });
@@ -201,6 +226,79 @@ export class PostgresStore implements TaskStore {
   async claimNext(agentId: string, filter: TaskFilter, nowMs: number): Promise<Task | null> {
     const row = (await this.#query<PgTaskRow>(this.#sql.claimNext, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null])).rows[0];
     return row === undefined ? null : pgRowToTask(row);
+  }
+
+  async claimNextBatch(agentId: string, filter: TaskFilter, nowMs: number, max: number): Promise<Task[]> {
+    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max]);
+    return rows.map(pgRowToTask).sort(compareClaimOrder);
+  }
+
+  async settleTasks(agentId: string, items: readonly Settlement[]): Promise<SettleOutcome[]> {
+    const outcomes: (SettleOutcome | undefined)[] = new Array<SettleOutcome | undefined>(items.length).fill(undefined);
+    const results = items.map((item, index) => (item.state === 'pending' ? null : encodeJson(item.result, `items[${index}].result`)));
+    let open = items.map((_, index) => index);
+    for (let attempt = 0; open.length > 0; attempt++) {
+      if (attempt === MAX_HELD_ATTEMPTS) throw new StoreError(`${open.length} tasks kept changing under ${MAX_HELD_ATTEMPTS} attempts to settle them`);
+      const { rows } = await this.#query<{ id: string }>(this.#sql.settle, [
+        agentId,
+        open.map((index) => items[index]!.id),
+        open.map((index) => items[index]!.fencingToken ?? null),
+        open.map((index) => items[index]!.state),
+        open.map((index) => results[index]),
+      ]);
+      const applied = new Set(rows.map((row) => row.id));
+      const missed: number[] = [];
+      for (const index of open) {
+        if (applied.has(items[index]!.id)) outcomes[index] = true;
+        else missed.push(index);
+      }
+      if (missed.length === 0) break;
+      // Say why, from the rows as they are now (one read for all of them); one that now looks
+      // settleable changed in between and goes round again.
+      const current = new Map((await this.#query<PgTaskRow>(this.#sql.getMany, [missed.map((index) => items[index]!.id)])).rows.map((row) => [row.id, pgRowToTask(row)]));
+      open = [];
+      for (const index of missed) {
+        const task = current.get(items[index]!.id);
+        const decision = task === undefined ? false : settleDecision(task, agentId, items[index]!);
+        if (decision === 'apply') open.push(index);
+        else outcomes[index] = decision;
+      }
+    }
+    return outcomes as SettleOutcome[];
+  }
+
+  pendingWake(timeoutMs: number): PendingWake {
+    if (this.#closed) return this.#wakers.arm(timeoutMs, Promise.reject(new ClosedError('PostgresStore')));
+    // Arming the first wake registers this instance as idle (after LISTEN is up), so submits NOTIFY.
+    const wake = this.#wakers.arm(timeoutMs);
+    return { ready: this.#idleReady, woken: wake.woken, cancel: wake.cancel };
+  }
+
+  /** Resolves once this instance is registered as idle (and LISTENing); rejects if that failed. */
+  #idleReady: Promise<void> = Promise.resolve();
+  #everIdle = false;
+
+  #setIdle(idle: boolean): void {
+    if (this.#closed) return;
+    if (idle) {
+      this.#everIdle = true;
+      const registered = this.#idleOps.then(async () => {
+        await this.#listener.ready();
+        await this.#query(this.#sql.addIdle, [this.#waiterId, IDLE_REGISTRATION_MS]);
+      });
+      this.#idleReady = registered;
+      registered.catch(() => undefined); // reported to whoever awaits `ready`
+      this.#idleOps = registered.catch(() => undefined);
+    } else {
+      this.#idleOps = this.#idleOps
+        .then(() => this.#query(this.#sql.removeIdle, [this.#waiterId]))
+        .then(
+          () => undefined,
+          (error: unknown) => {
+            if (!this.#closed) this.#onError(error);
+          },
+        );
+    }
   }
 
   async startTask(id: string, holder: ClaimHolder): Promise<Task | null> {
@@ -319,6 +417,9 @@ export class PostgresStore implements TaskStore {
     this.#closed = true;
     this.#poller.stop();
     this.#waiters.closeAll('PostgresStore');
+    this.#wakers.notify();
+    await this.#idleOps;
+    if (this.#everIdle) await this.#pool?.query({ text: this.#sql.removeIdle.text, values: [this.#waiterId] }).catch(() => undefined);
     await Promise.all([...this.#locks].map((lock) => lock.release()));
     await this.#listener.close();
     await this.#schemaPromise?.catch(() => undefined);

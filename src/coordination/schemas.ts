@@ -145,3 +145,26 @@ function isSubmitKey(key: string): boolean {
       return false;
   }
 }
+
+/** Most settlements one `settleMany` call may carry. */
+export const MAX_SETTLE_BATCH = 10_000;
+
+/** One item of `settleMany`. */
+export const SettlementInputSchema = z.strictObject({
+  taskId: IdSchema,
+  outcome: z.enum(['completed', 'failed', 'released']),
+  result: z.unknown().optional(),
+  fencingToken: FencingTokenSchema.optional(),
+});
+
+/** `settleMany`'s items: distinct task ids. */
+export const SettlementsSchema = z
+  .array(SettlementInputSchema)
+  .max(MAX_SETTLE_BATCH)
+  .superRefine((items, ctx) => {
+    const seen = new Set<string>();
+    items.forEach((item, index) => {
+      if (seen.has(item.taskId)) ctx.addIssue({ code: 'custom', path: [index, 'taskId'], message: `task ${JSON.stringify(item.taskId)} appears twice in one batch` });
+      seen.add(item.taskId);
+    });
+  });

@@ -22,7 +22,21 @@ import { DoneWaiters } from './done-waiters.js';
 import { encodeJson } from './json-codec.js';
 import { loadSqlite, type SqliteDatabase } from './optional-deps.js';
 import { SQLITE_DDL, SQLITE_SCHEMA_VERSION, TASK_COLUMNS, rowToPool, rowToTask, type PoolRow, type TaskRow } from './sqlite-schema.js';
-import { claimHolderError, failDecision, isTerminalState, pendingTask, type ClaimHolder, type NewTask, type Task, type TaskFilter } from './task.js';
+import { PendingWakers, type PendingWake } from './pending-wake.js';
+import {
+  claimHolderError,
+  compareClaimOrder,
+  failDecision,
+  isTerminalState,
+  pendingTask,
+  settleDecision,
+  type ClaimHolder,
+  type NewTask,
+  type SettleOutcome,
+  type Settlement,
+  type Task,
+  type TaskFilter,
+} from './task.js';
 import type { Awaitable, PendingQuery, PoolRecord, TaskStore } from './task-store.js';
 
 /** Options of {@link SqliteStore}. */
@@ -54,6 +68,8 @@ export class SqliteStore implements TaskStore {
   #db!: SqliteDatabase;
   readonly #busyTimeoutMs: number;
   readonly #waiters = new DoneWaiters();
+  /** Idle claimers of this instance; other processes' submits reach them by the wake's timeout. */
+  readonly #wakers = new PendingWakers();
   readonly #poller: DonePoller;
   /** The prepared statements; undefined until the database is open. */
   #sql!: ReturnType<typeof prepareStatements>;
@@ -134,6 +150,7 @@ export class SqliteStore implements TaskStore {
     const row = taskParams(task);
     return this.#run(() => {
       this.#write(() => this.#insertRow(row));
+      this.#wakers.notify();
       return pendingTask(task);
     });
   }
@@ -144,6 +161,7 @@ export class SqliteStore implements TaskStore {
       this.#write(() => {
         for (const row of rows) this.#insertRow(row);
       });
+      this.#wakers.notify();
       return tasks.map(pendingTask);
     });
   }
@@ -168,6 +186,44 @@ export class SqliteStore implements TaskStore {
       const row = this.#write(() => this.#sql.claimNext.get(params) as TaskRow | undefined);
       return row === undefined ? null : rowToTask(row);
     });
+  }
+
+  claimNextBatch(agentId: string, filter: TaskFilter, nowMs: number, max: number): Awaitable<Task[]> {
+    const params = { agentId, nowMs, max, ...filterParams(filter) };
+    return this.#run(() => this.#write(() => (this.#sql.claimBatch.all(params) as TaskRow[]).map(rowToTask).sort(compareClaimOrder)));
+  }
+
+  settleTasks(agentId: string, items: readonly Settlement[]): Awaitable<SettleOutcome[]> {
+    // Encoded first: a result JSON cannot hold is refused before anything is written.
+    const results = items.map((item, index) => (item.state === 'pending' ? null : encodeJson(item.result, `items[${index}].result`)));
+    return this.#run(() => {
+      const finished: Task[] = [];
+      let released = false;
+      const outcomes = this.#write(() =>
+        items.map((item, index): SettleOutcome => {
+          const row = this.#sql.get.get(item.id) as TaskRow | undefined;
+          if (row === undefined) return false;
+          const task = rowToTask(row);
+          const decision = settleDecision(task, agentId, item);
+          if (decision !== 'apply') return decision;
+          if (item.state === 'pending') {
+            this.#sql.unclaim.run({ id: item.id });
+            released = true;
+          } else {
+            this.#sql.finish.run({ id: item.id, state: item.state, result: results[index] });
+            finished.push({ ...task, state: item.state, result: JSON.parse(results[index]!) as unknown });
+          }
+          return true;
+        }),
+      );
+      for (const task of finished) this.#waiters.notify(task);
+      if (released) this.#wakers.notify();
+      return outcomes;
+    });
+  }
+
+  pendingWake(timeoutMs: number): PendingWake {
+    return this.#wakers.arm(timeoutMs, this.ready());
   }
 
   startTask(id: string, holder: ClaimHolder): Awaitable<Task | null> {
@@ -235,7 +291,11 @@ export class SqliteStore implements TaskStore {
   }
 
   releaseExpiredClaims(nowMs: number): Awaitable<string[]> {
-    return this.#run(() => this.#write(() => (this.#sql.release.all({ nowMs }) as { id: string }[]).map((row) => row.id)));
+    return this.#run(() => {
+      const released = this.#write(() => (this.#sql.release.all({ nowMs }) as { id: string }[]).map((row) => row.id));
+      if (released.length > 0) this.#wakers.notify();
+      return released;
+    });
   }
 
   listPendingTasks(query: PendingQuery): Awaitable<Task[]> {
@@ -268,6 +328,7 @@ export class SqliteStore implements TaskStore {
     this.#closed = true;
     this.#poller.stop();
     this.#waiters.closeAll('SqliteStore');
+    this.#wakers.notify();
     await this.#opening?.catch(() => undefined);
     if (this.#ready) this.#db.close();
   }
@@ -437,6 +498,11 @@ function prepareStatements(db: SqliteDatabase) {
       SET state = 'assigned', assigned_to = @agentId, claimed_at = @nowMs, attempts = attempts + 1, fencing_token = fencing_token + 1
       WHERE seq = (SELECT seq FROM converge_tasks WHERE state = 'pending' AND ${VISIBLE} ORDER BY priority DESC, id LIMIT 1)
       RETURNING ${TASK_COLUMNS}`),
+    claimBatch: db.prepare(`UPDATE converge_tasks
+      SET state = 'assigned', assigned_to = @agentId, claimed_at = @nowMs, attempts = attempts + 1, fencing_token = fencing_token + 1
+      WHERE seq IN (SELECT seq FROM converge_tasks WHERE state = 'pending' AND ${VISIBLE} ORDER BY priority DESC, id LIMIT @max)
+      RETURNING ${TASK_COLUMNS}`),
+    unclaim: db.prepare("UPDATE converge_tasks SET state = 'pending', assigned_to = NULL, claimed_at = NULL WHERE id = @id"),
     setState: db.prepare('UPDATE converge_tasks SET state = @state WHERE id = @id'),
     finish: db.prepare('UPDATE converge_tasks SET state = @state, result = @result WHERE id = @id'),
     cancel: db.prepare(`UPDATE converge_tasks SET state = 'cancelled'

@@ -12,13 +12,15 @@
  * the agent id is checked.
  */
 import { z } from 'zod';
-import { ClosedError } from '../shared/errors.js';
+import { ClosedError, StoreError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
 import { lastIdHead, newId } from './ids.js';
 import { MemoryStore } from './memory-store.js';
 import { assertPlainData } from './plain-data.js';
 import {
   AgentListOptionsSchema,
+  ClaimBatchOptionsSchema,
+  SettlementsSchema,
   FailOptionsSchema,
   HolderOptionsSchema,
   ListOptionsSchema,
@@ -31,7 +33,7 @@ import {
   isPlainSubmitInput,
   parseId,
 } from './schemas.js';
-import type { ClaimHolder, NewTask, Task, TaskFilter } from './task.js';
+import type { ClaimHolder, NewTask, SettleOutcome, Settlement, Task, TaskFilter } from './task.js';
 import type { TaskStore } from './task-store.js';
 
 /** Options of {@link TaskManager}. */
@@ -72,6 +74,23 @@ export interface AgentTaskListOptions extends TaskFilter {
 /** Options of the calls only a claim holder may make. */
 export interface HolderOptions {
   /** The token from the claimed Task; a stale one rejects with `StaleClaimError`. */
+  readonly fencingToken?: number;
+}
+
+/** `claimNext`'s third argument: claim up to `max` tasks at once. */
+export interface ClaimBatchOptions {
+  /** At most this many tasks (1 … 10 000). */
+  readonly max: number;
+}
+
+/** One item of {@link TaskManager.settleMany}. */
+export interface TaskSettlement {
+  readonly taskId: string;
+  /** `completed` (like `report`), `failed` (like `failTask` by the holder), `released` (back to pending, unstarted). */
+  readonly outcome: 'completed' | 'failed' | 'released';
+  /** The result (completed) or the reason (failed): plain JSON data. Ignored for released. */
+  readonly result?: unknown;
+  /** The token from the claimed Task; a stale one refuses this item alone with `StaleClaimError`. */
   readonly fencingToken?: number;
 }
 
@@ -178,12 +197,60 @@ export class TaskManager {
    * Atomically finds and claims the best pending task visible under `filter`: highest priority, then
    * smallest id. Null when there is none free to claim: on PostgreSQL, tasks that other claimers are
    * claiming at that instant are skipped, not waited for, so null means "nothing for me right now".
+   *
+   * With `{ max }`: claims up to `max` tasks at once, in claim order, and returns them as an array
+   * (empty when none is free): one statement on PostgreSQL (`FOR UPDATE SKIP LOCKED`), one
+   * transaction on SQLite. Each task has its own fencing token and claim TTL, as if claimed alone.
    */
-  async claimNext(agentId: string, filter?: TaskFilter): Promise<Task | null> {
+  async claimNext(agentId: string, filter?: TaskFilter): Promise<Task | null>;
+  async claimNext(agentId: string, filter: TaskFilter | undefined, options: ClaimBatchOptions): Promise<Task[]>;
+  async claimNext(agentId: string, filter?: TaskFilter, options?: ClaimBatchOptions): Promise<Task | null | Task[]> {
     this.#assertOpen();
     const agent = parseId(agentId, 'agentId');
     const resolved = filter === undefined ? NO_FILTER : parseInput(TaskFilterSchema, filter, 'filter');
-    return this.#store.claimNext(agent, resolved, this.#now());
+    if (options === undefined) return this.#store.claimNext(agent, resolved, this.#now());
+    const { max } = parseInput(ClaimBatchOptionsSchema, options, 'options');
+    const nowMs = this.#now();
+    if (this.#store.claimNextBatch !== undefined) return this.#store.claimNextBatch(agent, resolved, nowMs, max);
+    const out: Task[] = [];
+    for (let task = await this.#store.claimNext(agent, resolved, nowMs); task !== null; task = out.length < max ? await this.#store.claimNext(agent, resolved, nowMs) : null) {
+      out.push(task);
+    }
+    return out;
+  }
+
+  /**
+   * Settles many of `agentId`'s claims at once: completions, failures and releases (back to pending,
+   * for tasks taken but not started), in one statement on PostgreSQL and one transaction on SQLite.
+   * Each item is checked against its fencing token exactly like `report` / `failTask`; a refused
+   * one does not affect the others. Resolves with one outcome per item, in order: true (applied),
+   * false (nothing to do: unknown task, or a failure or release of a task that already finished), or
+   * the error that refused it (`StaleClaimError`, `NotAuthorizedError`, `InvalidStateError`). The
+   * call itself rejects only for invalid input or a store failure (then nothing was applied).
+   */
+  async settleMany(agentId: string, items: readonly TaskSettlement[]): Promise<SettleOutcome[]> {
+    this.#assertOpen();
+    const agent = parseId(agentId, 'agentId');
+    const parsed = parseInput(SettlementsSchema, items, 'items');
+    const settlements = parsed.map((item, index): Settlement => {
+      const result = item.outcome === 'released' ? null : (item.result ?? null);
+      assertPlainData(result, `items[${index}].result`);
+      return { id: item.taskId, fencingToken: item.fencingToken, state: item.outcome === 'released' ? 'pending' : item.outcome, result };
+    });
+    if (settlements.length === 0) return [];
+    if (this.#store.settleTasks !== undefined) return this.#store.settleTasks(agent, settlements);
+    const outcomes: SettleOutcome[] = [];
+    for (const item of settlements) {
+      const holder = { agentId: agent, fencingToken: item.fencingToken };
+      try {
+        if (item.state === 'completed') outcomes.push(await this.#store.completeTask(item.id, holder, item.result));
+        else if (item.state === 'failed') outcomes.push(await this.#store.failTask(item.id, item.result, holder));
+        else outcomes.push(new StoreError(`store ${this.#store.kind} cannot release a claim (it has no settleTasks)`));
+      } catch (error) {
+        outcomes.push(error instanceof Error ? error : new StoreError(String(error)));
+      }
+    }
+    return outcomes;
   }
 
   /** Marks a claimed task `running`. Unknown id → null; not the holder → `NotAuthorizedError`. */

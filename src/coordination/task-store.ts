@@ -9,7 +9,8 @@
  * return a plain value instead of a promise (the memory store does, to keep the hot path free of
  * allocations); callers always `await` them.
  */
-import type { ClaimHolder, NewTask, Task, TaskFilter } from './task.js';
+import type { PendingWake } from './pending-wake.js';
+import type { ClaimHolder, NewTask, SettleOutcome, Settlement, Task, TaskFilter } from './task.js';
 
 /** A value or a promise of it. */
 export type Awaitable<T> = T | Promise<T>;
@@ -42,6 +43,26 @@ export interface TaskStore extends PoolStore {
    * (a pooled task only for members), or returns null.
    */
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Awaitable<Task | null>;
+  /**
+   * Batched `claimNext`: claims up to `max` visible pending tasks in claim order, in one atomic step
+   * (PostgreSQL: one statement with `FOR UPDATE SKIP LOCKED`; SQLite: one transaction). Returns them
+   * in claim order; fewer (or none) when fewer are free. Optional for third-party stores: the
+   * TaskManager falls back to repeated `claimNext`.
+   */
+  claimNextBatch?(agentId: string, filter: TaskFilter, nowMs: number, max: number): Awaitable<Task[]>;
+  /**
+   * Settles many of `agentId`'s claims in one step (PostgreSQL: one statement; SQLite: one
+   * transaction), each checked against its fencing token exactly as `completeTask` / `failTask`
+   * would check it: a refused one gets its error in the outcomes and does not affect the others.
+   * Returns one outcome per item, in order. Item ids are distinct. Optional: the TaskManager falls
+   * back to one call per item.
+   */
+  settleTasks?(agentId: string, items: readonly Settlement[]): Awaitable<SettleOutcome[]>;
+  /**
+   * Arms a wake for an idle claimer (see {@link PendingWake}): it fires when tasks may have become
+   * pending, and after `timeoutMs` at the latest. Optional: without it, idle claimers poll.
+   */
+  pendingWake?(timeoutMs: number): PendingWake;
   /** assigned → running for the holder. Unknown id → null. Not the holder → throws (see `claimHolderError`). */
   startTask(id: string, holder: ClaimHolder): Awaitable<Task | null>;
   /** claimed → completed with `result`; true. Unknown id → false. Not the holder → throws. */

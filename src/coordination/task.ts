@@ -171,3 +171,31 @@ export function failDecision(task: Pick<Task, 'id' | 'state' | 'assignedTo' | 'f
   if (error === null) return 'fail';
   return error instanceof InvalidStateError ? 'skip' : error;
 }
+
+/**
+ * One claim to settle in a batch (`TaskStore.settleTasks`): complete it with `result`, fail it with
+ * `result` as the reason, or release it back to pending (a claimer handing back a task it has not
+ * started). Checked against `fencingToken` like the single calls.
+ */
+export interface Settlement {
+  readonly id: string;
+  readonly fencingToken?: number | undefined;
+  readonly state: 'completed' | 'failed' | 'pending';
+  /** The result (completed) or the reason (failed); ignored for pending. */
+  readonly result: unknown;
+}
+
+/**
+ * What became of one {@link Settlement}: true when applied; false when there was nothing to do (an
+ * unknown id, or a failure or release of a task that already finished); otherwise the error that
+ * refuses it (`StaleClaimError`, `NotAuthorizedError`, `InvalidStateError`), exactly as the single
+ * call (`report`, `failTask`) would have thrown it.
+ */
+export type SettleOutcome = boolean | Error;
+
+/** The outcome {@link Settlement} `item` by `agentId` would have on `task`, or `'apply'` when it may be applied. */
+export function settleDecision(task: Pick<Task, 'id' | 'state' | 'assignedTo' | 'fencingToken'>, agentId: string, item: Settlement): 'apply' | SettleOutcome {
+  if (item.state === 'completed') return claimHolderErrorOf(task, agentId, item.fencingToken) ?? 'apply';
+  const decision = failDecision(task, { agentId, fencingToken: item.fencingToken });
+  return decision === 'fail' ? 'apply' : decision === 'skip' ? false : decision;
+}

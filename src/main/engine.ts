@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { z } from 'zod';
-import { ClosedError, type ConvergeError, StaticSourceError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
+import { ClosedError, type ConvergeError, WorkerCrashedError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
 import { FrameDecoder, FrameEncoder } from '../shared/framing.js';
 import type { NumericTolerance, PagePredicate } from '../shared/predicates.js';
@@ -29,12 +29,13 @@ import { type DispatchErrorInfo, dispatchContext, MainDispatcher, type Subscript
 import { IngestWriter } from './ingest-writer.js';
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from './options.js';
 import { EngineScope, type ScopeHost, type SerializedScope, SerializedScopeSchema } from './scope.js';
-import { type ContextPageSource, runSourceBridge } from './source-bridge.js';
+import { type ContextPageSource, type MappedSource, SourceBridges, warnSourceError } from './source-bridge.js';
 import { parseSubscribeOptions, type SubscribeOptions, type Subscription } from './subscription.js';
 import { TaskPool, type TaskPoolStats } from './task-pool.js';
+import type { TaskStore } from '../coordination/task-store.js';
 import { WorkerLink } from './worker-link.js';
 
-export type { ContextPageSource } from './source-bridge.js';
+export type { ContextPageSource, MappedSource } from './source-bridge.js';
 export type { SubscribeOptions, Subscription } from './subscription.js';
 
 /** `engine.getStatus()` */
@@ -87,8 +88,8 @@ export class Engine {
   readonly #pool: TaskPool;
   readonly #emitter = new EventEmitter();
   readonly #subscriptions = new Map<string, LocalSubscription>();
-  /** Mapped sources: the bridge's abort controller and its promise (close aborts, then awaits it). */
-  readonly #sources = new Map<ContextPageSource, { controller: AbortController; done: Promise<void> }>();
+  /** One bridge per mapped source (src/main/source-bridge.ts). */
+  readonly #sources: SourceBridges;
   /** Subscriptions already warned about a dispatch error nobody listened to. */
   readonly #warnedErrors = new Set<string>();
   /** What scopes use instead of the engine itself (subscribing for an owner is not public API). */
@@ -113,7 +114,7 @@ export class Engine {
     const main = new SharedArrayBuffer(MainSlot.SIZE * 4);
     this.#ingest = new Ring(ingest);
     this.#dispatchRing = new Ring(dispatch);
-    this.#pool = new TaskPool(ingest, options.pool);
+    this.#pool = new TaskPool(ingest, options.pool, options.store as TaskStore | undefined);
     this.#link = new WorkerLink(
       {
         ingest,
@@ -135,6 +136,15 @@ export class Engine {
         onFailure: (error) => this.#onFailure(error),
       },
     );
+    this.#sources = new SourceBridges({
+      ingest,
+      onChange: () => this.#refreshRef(),
+      dispatch: (events) => this.dispatchChange(events),
+      reportError: (sourceId, error) => {
+        // Loud, never silent: a process warning when nobody listens for source errors.
+        if (!this.#emitter.emit('source-error', { sourceId, error })) warnSourceError(sourceId, error);
+      },
+    });
     this.#writer = new IngestWriter(this.#ingest, options.onFull, (seq, events) => this.#dispatcher.remember(seq, events));
     this.#dispatcher = new MainDispatcher({
       consumer: new RingConsumer(this.#dispatchRing),
@@ -177,7 +187,12 @@ export class Engine {
     if (input.tolerance !== undefined) spec.tolerance = input.tolerance;
     if (input.outputs !== undefined) spec.outputs = input.outputs;
     if (ownerId !== undefined) spec.ownerId = ownerId;
-    if (input.task !== undefined) spec.task = { module: input.task.module, name: input.task.name };
+    if (input.task !== undefined) {
+      spec.task = { module: input.task.module, name: input.task.name };
+      // Load the module in a pool thread now: a typo fails here, naming the field, not per dispatch.
+      await this.#pool.check(input.task.module, input.task.name, 'subscription.');
+      this.#assertRunning();
+    }
     // Register the handler before the worker can dispatch to it.
     this.#dispatcher.register(spec.handle, subscriptionId, input.handler, input.task);
     try {
@@ -280,20 +295,22 @@ export class Engine {
     return this.#link.query((control) => control.detectCycle());
   }
 
-  /** Starts the watch bridge of a non-static source: its events flow into the ingest ring. */
-  async mapSource(source: ContextPageSource): Promise<void> {
+  /**
+   * Starts the one bridge of a non-static source: its events flow into the ingest ring in batches
+   * (in the watch worker thread for sources that support it, such as LocalFsWatcher). Mapping the
+   * same source again returns the same bridge. A static source is refused with StaticSourceError.
+   */
+  async mapSource(source: ContextPageSource): Promise<MappedSource> {
     this.#assertRunning();
-    if (source === null || typeof source !== 'object') throw new ValidationError('source', 'must be a ContextPageSource object');
-    if (source.static) throw new StaticSourceError();
-    if (typeof source.watch !== 'function') throw new ValidationError('source.watch', 'a non-static source must implement watch(signal)');
-    if (this.#sources.has(source)) return; // exactly one bridge per mapped source
-    const controller = new AbortController();
-    const done = runSourceBridge(source, controller.signal, {
-      dispatchChange: (event) => this.dispatchChange(event),
-      reportError: (info) => this.#emitter.emit('source-error', info),
-    });
-    this.#sources.set(source, { controller, done });
+    const mapped = this.#sources.map(source);
     this.#refreshRef();
+    return mapped;
+  }
+
+  /** Stops a source's bridge and waits for it; false if the source was not mapped. */
+  async unmapSource(source: ContextPageSource): Promise<boolean> {
+    this.#assertRunning();
+    return this.#sources.unmap(source);
   }
 
   /** A handle that owns the subscriptions made through it. */
@@ -362,16 +379,17 @@ export class Engine {
     const deadline = performance.now() + this.#options.closeTimeoutMs;
     this.#closingRef = true;
     this.#refreshRef();
-    const bridges = [...this.#sources.values()];
-    this.#sources.clear();
-    for (const bridge of bridges) bridge.controller.abort();
+    // Bridges stop first (and write what they hold), so that the settle below includes their events.
+    const bridgesStopped = this.#sources.close().catch(() => undefined);
+    // Pool tasks see ctx.signal abort; close still waits for them to settle (up to closeTimeoutMs).
+    this.#pool.abortAll();
     if (this.#state === 'running') {
       this.#state = 'closing';
       this.#link.stopping();
       // Sources first: a bridge that still delivers after abort gets ClosedError as a source-error.
-      const bridgesDone = (await within(Promise.all(bridges.map((b) => b.done)), deadline)) !== false;
+      const bridgesDone = (await within(bridgesStopped, deadline)) !== false;
       const settled = bridgesDone && (await this.#settleBeforeClose(deadline));
-      if (!settled) await this.#warnGivingUp(bridgesDone ? 0 : bridges.length);
+      if (!settled) await this.#warnGivingUp(bridgesDone ? 0 : this.#sources.size);
       this.#dispatcher.stop();
       try {
         this.#write([IngestTag.CLOSE]);

@@ -150,3 +150,19 @@ export type {
 export { TASK_POOL_DEFAULTS } from './task-pool.js';
 export type { PoolTaskHandle } from './task-pool.js';
 export type { ColonyWorkerContext, ColonyWorkerResult, TaskContext, TaskDispatch } from '../shared/pool-protocol.js';
+
+// Sources and watchers (DESIGN §4).
+export type { MappedSource } from './source-bridge.js';
+export { NO_WATCH_CONTEXT, WORKER_HOSTED } from '../watchers/source.js';
+export type { PageRecord, WatchContext } from '../watchers/source.js';
+export { LOCAL_FS_DEFAULTS, LocalFsWatcher } from '../watchers/local-fs-watcher.js';
+export type { LocalFsWatcherOptions } from '../watchers/local-fs-watcher.js';
+export { WEBHOOK_PROVIDERS, WebhookEventBuilder } from '../watchers/webhook-event-builder.js';
+export type { WebhookEventOptions, WebhookProvider } from '../watchers/webhook-event-builder.js';
+export { WEBHOOK_DEFAULTS, WebhookReceiver, WebhookSource } from '../watchers/webhook-receiver.js';
+export type { WebhookReceiverOptions, WebhookRouteOptions } from '../watchers/webhook-receiver.js';
+export { diffSnapshots, SourcePollWatcher } from '../watchers/source-poll-watcher.js';
+export type { SourcePollWatcherOptions } from '../watchers/source-poll-watcher.js';
+export { CompositeWatcher } from '../watchers/composite-watcher.js';
+export type { CompositeWatcherOptions } from '../watchers/composite-watcher.js';
+export { CheckpointError, GitFetchError, SourceError, SourceNotFoundError, WatcherBackendError, WatcherErrorCode } from '../watchers/errors.js';

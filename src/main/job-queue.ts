@@ -79,7 +79,7 @@ export type JobRunnerEvent =
   | { readonly type: 'started'; readonly jobId: string; readonly attempt: number }
   | { readonly type: 'completed'; readonly jobId: string; readonly result: StoredJobResult }
   | { readonly type: 'failed'; readonly jobId: string; readonly error: SerializedError }
-  /** The claim expired under this runtime and the job went to another: its result was discarded. */
+  /** The claim expired under this runtime (the job went to another) or the job was cancelled: its result was discarded. */
   | { readonly type: 'lost'; readonly jobId: string };
 
 /** Options of `runJobs`. */
@@ -160,6 +160,11 @@ export class JobQueue {
   async waitForJob(id: string, options: { readonly timeoutMs: number }): Promise<JobRecord | null> {
     const task = await this.#manager.waitUntilDone(id, options);
     return task === null ? null : jobRecord(task);
+  }
+
+  /** Cancels a job that has not finished (a runtime running it stops at its next claim renewal). Unknown or finished → false. */
+  cancelJob(id: string): Promise<boolean> {
+    return this.#manager.cancelTask(id);
   }
 
   /** Runs jobs from this queue in this process (see {@link runJobs}). */
@@ -318,7 +323,7 @@ class JobRunner {
       if (lost || error instanceof StaleClaimError) {
         this.#summary.lost++;
         this.#emit({ type: 'lost', jobId: task.id });
-        if (this.#onJob === undefined) process.emitWarning(`runJobs: job ${task.id}: the claim expired under this runtime; another runtime runs it (this result was discarded)`, { code: 'CONVERGE_JOB_LOST' });
+        if (this.#onJob === undefined) process.emitWarning(`runJobs: job ${task.id}: the claim expired under this runtime or the job was cancelled; this result was discarded`, { code: 'CONVERGE_JOB_LOST' });
         return;
       }
       // The store failed: the claim will expire and the job run again elsewhere. Loud, not fatal.

@@ -347,6 +347,7 @@ class JobRun {
   /** Called whenever an agent or resolver run starts or ends, and between rounds (early answers wait on it). */
   onProgress: (() => void) | undefined;
   #round = 0;
+  #runSeq = 0;
   #divergence: string | undefined;
 
   constructor(x: Execution, input: JobContext, signal: AbortSignal | undefined, replay: JobTrace | undefined) {
@@ -393,6 +394,11 @@ class JobRun {
     for (const agent of this.#x.agents) {
       if (recorded !== undefined) {
         if (recorded.eligible.includes(agent.name)) selected.push(agent);
+        else {
+          // Not selected but recorded: its eligible() threw in the recorded run.
+          const failed = recorded.agents.find((run) => run.agent === agent.name);
+          if (failed !== undefined) eligibleRuns.push(failed);
+        }
         continue;
       }
       let eligible = true;
@@ -545,7 +551,8 @@ class JobRun {
       calls[request.seq] = call;
       void call.then((trace) => reply(port1, trace));
     });
-    const key = `${site.agent}@${site.round}`;
+    // One resolver may run for several keys at once: the entry is per run, not per name.
+    const key = `${site.agent}@${site.round}#${this.#runSeq++}`;
     this.#running.set(key, task.kind === 'resolver' || this.#x.agents.find((a) => a.name === site.agent)?.required !== false);
     try {
       let outcome: JobAgentOutcome;

@@ -1,37 +1,360 @@
 /**
- * The bridge of `engine.mapSource`: reads a non-static source's `watch(signal)` stream and feeds
- * each event into the engine, reporting failures as `source-error`.
+ * The engine's side of `mapSource` (DESIGN §4): exactly one bridge per mapped non-static source,
+ * feeding the ingest ring in batches.
  *
- * Owned by the watchers work; the engine only starts a bridge, keeps its promise, and aborts and
- * awaits it on close.
+ * - A source that can run in the watch worker (it exposes a {@link WORKER_HOSTED} descriptor, as
+ *   `LocalFsWatcher` does) is hosted there: the worker writes framed events straight into the ring,
+ *   so a storm costs the embedder's event loop nothing.
+ * - Any other source is drained on the main thread: events are collected as they come and written
+ *   in one `dispatchChange` per turn of the event loop (not one awaited write per event); while a
+ *   write waits for ring space, the next batch accumulates, up to a bound that pauses the source.
+ *
+ * In-flight accounting: a bridge holds the ingest ring's PENDING slot (see `IngestHold`) while it has
+ * events not yet handed to the ring, and lends the same hold to the source through `WatchContext`,
+ * so a storm still being coalesced or reconciled keeps the engine from declaring quiescence.
  */
+import type { Worker } from 'node:worker_threads';
+import { deserializeError, StaticSourceError, TimeoutError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
 import type { PageChangeEvent } from '../shared/events.js';
+import { startWorker } from '../shared/worker-entry.js';
+import { IngestHold } from '../watchers/ingest-hold.js';
+import { type ContextPageSource, type WatchContext, WORKER_HOSTED, type WorkerHostedDescriptor } from '../watchers/source.js';
+import type { WatchReply, WatchRequest, WatchWorkerData } from '../watchers/watch-protocol.js';
 
-/** A source of page changes (DESIGN §4). */
-export interface ContextPageSource {
-  readonly static: boolean;
-  watch?(signal: AbortSignal): AsyncIterable<PageChangeEvent>;
-  snapshot?(): Promise<unknown[]>;
+const WATCH_WORKER = new URL('../workers/watch.worker.js', import.meta.url);
+
+/** Events a main-thread bridge buffers before it stops pulling from its source (backpressure). */
+const MAX_BUFFERED_EVENTS = 8_192;
+/** How long an unmap waits for a source that ignores its abort signal before giving up on it. */
+const SOURCE_STOP_TIMEOUT_MS = 5_000;
+
+export type { ContextPageSource } from '../watchers/source.js';
+
+export { warnSourceError } from '../watchers/source.js';
+
+/** What the engine lends its bridges. */
+export interface SourceBridgeHost {
+  /** The ingest ring's buffer. */
+  readonly ingest: SharedArrayBuffer;
+  /** Writes external events into the ingest ring (validated, all or none); resolves when written. */
+  dispatch(events: PageChangeEvent[]): Promise<void>;
+  /** Reports a source's failure (`source-error`). */
+  reportError(sourceId: string, error: unknown): void;
+  /** Called when the set of bridges changes (the engine keeps the process alive while any exists). */
+  onChange?(): void;
 }
 
-/** What a bridge writes to. */
-export interface SourceSink {
-  dispatchChange(event: PageChangeEvent): Promise<void>;
-  reportError(info: { sourceId: string; error: unknown }): void;
+/** What `engine.mapSource` resolves to. */
+export interface MappedSource {
+  readonly sourceId: string;
+  /** Stops the bridge and waits for it; idempotent. */
+  unmap(): Promise<void>;
 }
 
-/** Runs until the source's stream ends or `signal` aborts; never rejects. */
-export async function runSourceBridge(source: ContextPageSource, signal: AbortSignal, sink: SourceSink): Promise<void> {
-  try {
-    for await (const event of source.watch!(signal)) {
-      if (signal.aborted) break;
-      try {
-        await sink.dispatchChange(event);
-      } catch (error) {
-        sink.reportError({ sourceId: event?.sourceId ?? 'unknown', error });
+interface Bridge {
+  readonly sourceId: string;
+  stop(): Promise<void>;
+}
+
+/** A readable name for a source in errors. */
+export function describeSource(source: ContextPageSource): string {
+  const id = (source as { sourceId?: unknown }).sourceId;
+  if (typeof id === 'string' && id.length > 0) return id;
+  return source.constructor?.name ?? 'source';
+}
+
+/** The set of bridges of one engine. */
+export class SourceBridges {
+  readonly #host: SourceBridgeHost;
+  readonly #hold: IngestHold;
+  readonly #bridges = new Map<ContextPageSource, Promise<Bridge>>();
+  #watchWorker: WatchWorkerLink | undefined;
+  #closed = false;
+
+  constructor(host: SourceBridgeHost) {
+    this.#host = host;
+    this.#hold = new IngestHold(host.ingest);
+  }
+
+  /** Bridges held at the moment (diagnostics). */
+  get size(): number {
+    return this.#bridges.size;
+  }
+
+  /**
+   * Starts the bridge of `source` (or returns the existing one). Validation happens before any
+   * await so that a static source is refused at once. A worker-hosted source resolves once its
+   * watcher has taken its baseline, and rejects if it cannot start (e.g. a missing root: ENOENT).
+   */
+  map(source: ContextPageSource): Promise<MappedSource> {
+    if (source === null || typeof source !== 'object') return Promise.reject(new ValidationError('source', 'must be a ContextPageSource object'));
+    if (source.static !== false) {
+      if (source.static === true) return Promise.reject(new StaticSourceError(`${describeSource(source)} is static: it has no live changes to bridge`));
+      return Promise.reject(new ValidationError('source.static', 'must be a boolean'));
+    }
+    if (typeof source.watch !== 'function' && descriptorOf(source) === undefined) {
+      return Promise.reject(new ValidationError('source.watch', 'a non-static source must implement watch(signal)'));
+    }
+    let bridge = this.#bridges.get(source);
+    if (bridge === undefined) {
+      bridge = this.#start(source);
+      this.#bridges.set(source, bridge);
+      // A bridge that failed to start is forgotten, so the source can be mapped again.
+      bridge.catch(() => {
+        this.#bridges.delete(source);
+        this.#host.onChange?.();
+      });
+    }
+    return bridge.then((b) => ({ sourceId: b.sourceId, unmap: () => this.unmap(source).then(() => undefined) }));
+  }
+
+  async #start(source: ContextPageSource): Promise<Bridge> {
+    const descriptor = descriptorOf(source);
+    if (descriptor !== undefined) {
+      this.#watchWorker ??= new WatchWorkerLink(this.#host);
+      return this.#watchWorker.watch(describeSource(source), descriptor);
+    }
+    return new MainThreadBridge(source, this.#host, this.#hold, () => {
+      this.#bridges.delete(source);
+      this.#host.onChange?.();
+    });
+  }
+
+  /** Stops the bridge of `source`; false if it was not mapped. */
+  async unmap(source: ContextPageSource): Promise<boolean> {
+    const bridge = this.#bridges.get(source);
+    if (bridge === undefined) return false;
+    this.#bridges.delete(source);
+    this.#host.onChange?.();
+    const started = await bridge.catch(() => undefined);
+    await started?.stop();
+    return started !== undefined;
+  }
+
+  /** Stops every bridge and the watch worker. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const bridges = [...this.#bridges.keys()];
+    await Promise.all(bridges.map((source) => this.unmap(source)));
+    await this.#watchWorker?.close();
+    this.#hold.releaseAll();
+  }
+}
+
+function descriptorOf(source: ContextPageSource): WorkerHostedDescriptor | undefined {
+  const describe = (source as { [WORKER_HOSTED]?: () => WorkerHostedDescriptor | undefined })[WORKER_HOSTED];
+  return typeof describe === 'function' ? describe.call(source) : undefined;
+}
+
+/** Drains a source's `watch()` on the main thread, writing one batch per event-loop turn. */
+class MainThreadBridge implements Bridge {
+  readonly sourceId: string;
+  readonly #host: SourceBridgeHost;
+  readonly #hold: IngestHold;
+  readonly #controller = new AbortController();
+  readonly #done: Promise<void>;
+  #buffer: PageChangeEvent[] = [];
+  #release: (() => void) | undefined;
+  #flushScheduled = false;
+  #writing: Promise<void> | undefined;
+
+  constructor(source: ContextPageSource, host: SourceBridgeHost, hold: IngestHold, onEnd: () => void) {
+    this.sourceId = describeSource(source);
+    this.#host = host;
+    this.#hold = hold;
+    this.#done = this.#run(source, onEnd);
+  }
+
+  async #run(source: ContextPageSource, onEnd: () => void): Promise<void> {
+    let failure: { error: unknown } | undefined;
+    const signal = this.#controller.signal;
+    const context: WatchContext = { hold: () => this.#hold.hold(), report: (error) => this.#host.reportError(this.sourceId, error) };
+    let iterator: AsyncIterator<PageChangeEvent> | undefined;
+    const aborted = new Promise<IteratorResult<PageChangeEvent>>((resolve) =>
+      signal.addEventListener('abort', () => resolve({ done: true, value: undefined }), { once: true }),
+    );
+    try {
+      iterator = source.watch!(signal, context)[Symbol.asyncIterator]();
+      for (;;) {
+        // Race the abort: a source that ignores its signal must not keep unmap waiting.
+        const result = await Promise.race([iterator.next(), aborted]);
+        if (result.done === true || signal.aborted) break;
+        this.#buffer.push(result.value);
+        this.#release ??= this.#hold.hold();
+        if (this.#buffer.length >= MAX_BUFFERED_EVENTS) await this.#flushNow();
+        else this.#scheduleFlush();
+      }
+    } catch (error) {
+      if (!signal.aborted) failure = { error };
+    } finally {
+      await this.#flushNow().catch(() => undefined);
+      if (iterator?.return !== undefined && failure === undefined) {
+        await withTimeout(Promise.resolve(iterator.return()), SOURCE_STOP_TIMEOUT_MS).catch((error: unknown) => this.#host.reportError(this.sourceId, error));
+      }
+      this.#releaseHold();
+    }
+    // Forget the bridge before reporting, so a listener that maps the source again gets a new one.
+    onEnd();
+    if (failure !== undefined) this.#host.reportError(this.sourceId, failure.error);
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // setImmediate runs after every microtask: everything the source had ready is in the batch.
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      void this.#flushNow();
+    });
+  }
+
+  /** Writes the buffer (after the write in progress, which keeps ring order); resolves when written. */
+  async #flushNow(): Promise<void> {
+    while (this.#writing !== undefined) await this.#writing;
+    if (this.#buffer.length === 0) {
+      this.#releaseHold();
+      return;
+    }
+    const batch = this.#buffer;
+    this.#buffer = [];
+    this.#writing = this.#write(batch).finally(() => {
+      this.#writing = undefined;
+      if (this.#buffer.length === 0) this.#releaseHold();
+    });
+    await this.#writing;
+  }
+
+  async #write(batch: PageChangeEvent[]): Promise<void> {
+    try {
+      await this.#host.dispatch(batch);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) {
+        this.#host.reportError(this.sourceId, error);
+        return;
+      }
+      // One malformed event must not cost the others: write them one by one, report the bad ones.
+      for (const event of batch) {
+        await this.#host.dispatch([event]).catch((e: unknown) => this.#host.reportError(this.sourceId, e));
       }
     }
-  } catch (error) {
-    if (!signal.aborted) sink.reportError({ sourceId: 'unknown', error });
+  }
+
+  #releaseHold(): void {
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
+  }
+
+  async stop(): Promise<void> {
+    this.#controller.abort();
+    await this.#done;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`source did not stop within ${ms} ms of its abort signal`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The main thread's link to the watch worker: starts it on first use, one thread for all sources. */
+class WatchWorkerLink {
+  readonly #host: SourceBridgeHost;
+  readonly #worker: Worker;
+  readonly #held = new SharedArrayBuffer(4);
+  readonly #pending = new Map<number, { resolve: () => void; reject: (error: unknown) => void }>();
+  readonly #stopped = new Map<number, () => void>();
+  readonly #names = new Map<number, string>();
+  #nextId = 1;
+  #exited = false;
+
+  constructor(host: SourceBridgeHost) {
+    this.#host = host;
+    const data: WatchWorkerData = { ingest: host.ingest, held: this.#held };
+    this.#worker = startWorker(WATCH_WORKER, { workerData: data, name: 'converge:watch' });
+    this.#worker.unref();
+    this.#worker.on('message', (reply: WatchReply) => this.#onReply(reply));
+    this.#worker.on('error', (error) => this.#onExit(error));
+    this.#worker.on('exit', (code) => this.#onExit(new WorkerCrashedError(`watch worker exited with code ${code}`)));
+  }
+
+  watch(sourceId: string, descriptor: WorkerHostedDescriptor): Promise<Bridge> {
+    if (this.#exited) return Promise.reject(new WorkerCrashedError('watch worker is not running'));
+    const id = this.#nextId++;
+    this.#names.set(id, sourceId);
+    // A mapped source keeps the process alive (DESIGN §3, Lifetime); an idle engine does not.
+    if (this.#names.size === 1) this.#worker.ref();
+    const started = new Promise<void>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+    this.#post({ type: 'watch', id, descriptor });
+    return started.then(
+      () => ({ sourceId, stop: () => this.#unwatch(id) }),
+      (error: unknown) => {
+        this.#forget(id);
+        throw error;
+      },
+    );
+  }
+
+  #unwatch(id: number): Promise<void> {
+    if (this.#exited || !this.#names.has(id)) return Promise.resolve();
+    const stopped = new Promise<void>((resolve) => this.#stopped.set(id, resolve));
+    this.#post({ type: 'unwatch', id });
+    return stopped;
+  }
+
+  #post(request: WatchRequest): void {
+    this.#worker.postMessage(request);
+  }
+
+  #forget(id: number): void {
+    this.#names.delete(id);
+    if (this.#names.size === 0 && !this.#exited) this.#worker.unref();
+  }
+
+  #onReply(reply: WatchReply): void {
+    switch (reply.type) {
+      case 'started':
+        this.#pending.get(reply.id)?.resolve();
+        this.#pending.delete(reply.id);
+        return;
+      case 'failed':
+        this.#pending.get(reply.id)?.reject(deserializeError(reply.error));
+        this.#pending.delete(reply.id);
+        return;
+      case 'source-error':
+        this.#host.reportError(this.#names.get(reply.id) ?? 'watch-worker', deserializeError(reply.error));
+        return;
+      case 'stopped':
+        this.#forget(reply.id);
+        this.#stopped.get(reply.id)?.();
+        this.#stopped.delete(reply.id);
+        return;
+    }
+  }
+
+  #onExit(error: unknown): void {
+    if (this.#exited) return;
+    this.#exited = true;
+    IngestHold.releaseOrphaned(this.#host.ingest, this.#held);
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
+    for (const resolve of this.#stopped.values()) resolve();
+    this.#stopped.clear();
+    // Watchers die with the thread: say so for each source that was still mapped.
+    for (const sourceId of this.#names.values()) this.#host.reportError(sourceId, error);
+    this.#names.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.#exited) return;
+    this.#exited = true;
+    this.#worker.removeAllListeners('exit');
+    this.#worker.on('error', () => undefined);
+    await this.#worker.terminate();
+    IngestHold.releaseOrphaned(this.#host.ingest, this.#held);
   }
 }

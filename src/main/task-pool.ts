@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { TaskManager } from '../coordination/task-manager.js';
 import type { TaskStore } from '../coordination/task-store.js';
-import { ConvergeError, deserializeError, ErrorCode, type SerializedError, WorkerCrashedError } from '../shared/errors.js';
+import { ConvergeError, deserializeError, ErrorCode, type SerializedError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
 import type { LaneMessage, LaneStart, MainMessage, PoolThreadData, TaskOutcome, TaskPayload } from '../shared/pool-protocol.js';
 import { TaskKind } from '../shared/pool-protocol.js';
 import type { PoolTaskMessage } from '../shared/protocol.js';
@@ -85,6 +85,11 @@ export interface SubmitHooks {
   onEmit?: (type: string, data: unknown) => void;
   /** Skip the TaskManager record (internal probes such as module checks). */
   internal?: boolean;
+  /**
+   * Leave the result unsettled when the pool is destroyed (the engine's dispatches: after close
+   * their acknowledgement has nowhere to go, so a late settle must not happen at all).
+   */
+  abandonOnDestroy?: boolean;
 }
 
 interface Entry {
@@ -106,6 +111,7 @@ interface Lane {
 }
 
 let poolSeq = 0;
+const ABANDON_ON_DESTROY: SubmitHooks = Object.freeze({ abandonOnDestroy: true });
 
 /** See the file comment. */
 export class TaskPool {
@@ -162,7 +168,7 @@ export class TaskPool {
 
   /** Runs one dispatch of a `task` subscription (the dispatcher's `runTask`). */
   run(task: PoolTaskMessage): Promise<unknown> {
-    return this.submit([TaskKind.SUBSCRIPTION, task.module, task.name, task.event, task.dispatch]).result;
+    return this.submit([TaskKind.SUBSCRIPTION, task.module, task.name, task.event, task.dispatch], ABANDON_ON_DESTROY).result;
   }
 
   /** Calls `module[name](...args)` in a pool thread. */
@@ -174,8 +180,18 @@ export class TaskPool {
    * Loads `module` in a pool thread and checks that `name` is an exported function; rejects with a
    * ValidationError naming `task.filename` or `task.name`. Runs no user function.
    */
-  async check(module: string, name: string): Promise<void> {
-    await this.submit([TaskKind.CHECK, module, name], { internal: true }).result;
+  async check(module: string, name: string, fieldPrefix = ''): Promise<void> {
+    try {
+      await this.submit([TaskKind.CHECK, module, name], { internal: true }).result;
+    } catch (error) {
+      if (error instanceof ValidationError && fieldPrefix !== '') throw new ValidationError(`${fieldPrefix}${error.field}`, error.message.slice(error.field.length + 2), { cause: error });
+      throw error;
+    }
+  }
+
+  /** Aborts every running task's `ctx.signal` (they still settle normally); tasks submitted later are not affected. */
+  abortAll(): void {
+    for (const entry of this.#slots) if (entry !== undefined) this.#signalAbort(entry);
   }
 
   /** Submits a task; see {@link PoolTaskHandle}. */
@@ -197,7 +213,7 @@ export class TaskPool {
     };
     if (this.#closed) {
       entry.settled = true;
-      reject(new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
+      if (hooks?.abandonOnDestroy !== true) reject(new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
       return handle;
     }
     this.#admitting++;
@@ -226,7 +242,11 @@ export class TaskPool {
     clearInterval(this.#heartbeat);
     const closed = (): ConvergeError => new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED });
     for (const entry of this.#slots) if (entry !== undefined) this.#abort(entry);
-    for (const entry of [...this.#backlog, ...this.#slots]) if (entry !== undefined) this.#settle(entry, false, closed());
+    for (const entry of [...this.#backlog, ...this.#slots]) {
+      if (entry === undefined) continue;
+      if (entry.hooks?.abandonOnDestroy === true) entry.settled = true;
+      else this.#settle(entry, false, closed());
+    }
     this.#backlog = [];
     this.#backlogHead = 0;
     this.#table.close();
@@ -242,7 +262,7 @@ export class TaskPool {
   async #admit(entry: Entry): Promise<void> {
     try {
       if (entry.hooks?.internal !== true) {
-        const task = await this.#manager.submit({ payload: entry.payload, ...(this.#claimTtlMs === undefined ? {} : { claimTtlMs: this.#claimTtlMs }) });
+        const task = await this.#manager.submit({ payload: describe(entry.payload), ...(this.#claimTtlMs === undefined ? {} : { claimTtlMs: this.#claimTtlMs }) });
         entry.taskId = task.id;
         const claimed = await this.#manager.claimTask(this.#agent, task.id);
         if (claimed === null) {
@@ -261,7 +281,8 @@ export class TaskPool {
     this.#admitting--;
     if (entry.settled) return;
     if (this.#closed) {
-      this.#settle(entry, false, new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
+      if (entry.hooks?.abandonOnDestroy === true) entry.settled = true;
+      else this.#settle(entry, false, new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
       return;
     }
     if (entry.aborted) {
@@ -472,11 +493,19 @@ export class TaskPool {
   #settle(entry: Entry, ok: boolean, value: unknown): void {
     if (entry.settled) return;
     entry.settled = true;
-    if (ok) this.#completed++;
-    else this.#failed++;
+    if (entry.hooks?.internal !== true) {
+      if (ok) this.#completed++;
+      else this.#failed++;
+    }
     if (entry.taskId !== '' && entry.fencingToken !== undefined && !this.#closed) {
+      const holder = { fencingToken: entry.fencingToken };
       const recorded = ok
-        ? this.#manager.report(this.#agent, entry.taskId, value ?? null, { fencingToken: entry.fencingToken })
+        ? this.#manager.report(this.#agent, entry.taskId, value ?? null, holder).catch((error: unknown) => {
+            // A result the store cannot keep as JSON (a Uint8Array, a Map…) still completes the
+            // task there; the value itself went to the caller.
+            if (!(error instanceof ValidationError)) throw error;
+            return this.#manager.report(this.#agent, entry.taskId, { unrecorded: `result is not JSON: ${error.message}` }, holder);
+          })
         : this.#manager.failTask(entry.taskId, errorRecord(value), { agentId: this.#agent, fencingToken: entry.fencingToken });
       recorded.catch((error: unknown) => {
         if (!this.#closed) process.emitWarning(`colony pool could not record task ${entry.taskId}: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_POOL_RECORD' });
@@ -502,6 +531,12 @@ export class TaskPool {
       this.#settle(entry, false, stoppedError());
       return;
     }
+    this.#signalAbort(entry);
+  }
+
+  #signalAbort(entry: Entry): void {
+    if (entry.settled || entry.slot < 0) return;
+    const slot = entry.slot;
     this.#table.setFlag(slot, SlotFlag.ABORT);
     const state = this.#table.state(slot);
     if (state >= SlotState.CLAIMED) this.#post(state - SlotState.CLAIMED, { t: 'abort', slot });
@@ -546,6 +581,26 @@ export class TaskPool {
     });
     this.#maxLanes = Math.min(MAX_LANES, pool.options.maxThreads);
     return pool;
+  }
+}
+
+/**
+ * What the store records as the task's payload: plain JSON naming what runs and for whom. The full
+ * payload (events, inputs: anything msgpack carries, Uint8Array included) lives in the shared slot,
+ * so stores that keep only JSON (SQLite, PostgreSQL, a strict memory store) never refuse it.
+ */
+function describe(payload: TaskPayload): unknown {
+  switch (payload[0]) {
+    case TaskKind.CALL:
+      return { kind: 'call', module: payload[1], name: payload[2] };
+    case TaskKind.SUBSCRIPTION:
+      return { kind: 'subscription', module: payload[1], name: payload[2], subscriptionId: payload[4].subscriptionId, dispatchId: payload[4].id, pageId: payload[3].pageId };
+    case TaskKind.COLONY:
+      return { kind: 'colony', module: payload[1], task: payload[3], workerId: payload[4] };
+    case TaskKind.CHECK:
+      return { kind: 'check', module: payload[1], name: payload[2] };
+    default:
+      return payload satisfies never;
   }
 }
 

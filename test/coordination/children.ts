@@ -23,6 +23,8 @@ export interface ChildConfig {
   readonly reportFirst?: number;
   /** Drain mode: print {"progress":n} after every this many reports. */
   readonly progressEvery?: number;
+  /** Work through a TaskClaimer with this batch size (batched claims and completions); absent: one claimNext/report per task. */
+  readonly batch?: number;
 }
 
 /** A running child and its messages. */

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { afterEach, expect, it } from 'vitest';
 import { ValidationError } from '../../src/shared/errors.js';
-import { PostgresStore, TaskManager } from '../../src/coordination/index.js';
+import { PostgresStore, TaskClaimer, TaskManager } from '../../src/coordination/index.js';
 import { describePg, dropSchema, pgQuery, uniqueSchema } from '../helpers/pg.js';
 
 describePg('PostgresStore specifics', (url) => {
@@ -48,7 +48,7 @@ describePg('PostgresStore specifics', (url) => {
     const racers = Array.from({ length: 6 }, () => open(schema));
     await Promise.all(racers.map((store, i) => new TaskManager({ store }).submit({ id: `first-${i}`, payload: i })));
     const tables = await pgQuery<{ table_name: string }>(url, 'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
-    expect(tables.map((t) => t.table_name)).toEqual(['meta', 'pool_members', 'pools', 'tasks', 'waiters']);
+    expect(tables.map((t) => t.table_name)).toEqual(['idle_claimers', 'meta', 'pool_members', 'pools', 'tasks', 'waiters']);
     expect((await new TaskManager({ store: racers[0]! }).listPendingTasks()).map((t) => t.id).sort()).toEqual(['first-0', 'first-1', 'first-2', 'first-3', 'first-4', 'first-5']);
   });
 
@@ -105,6 +105,30 @@ describePg('PostgresStore specifics', (url) => {
       }
     } finally {
       await listener.end();
+    }
+  });
+
+  it('wakes an idle claimer through LISTEN/NOTIFY when another process submits', { timeout: 60_000 }, async () => {
+    const schema = uniqueSchema();
+    const claiming = new TaskManager({ store: open(schema) });
+    const submitting = new TaskManager({ store: open(schema) });
+    await submitting.submit({ id: 'warm', payload: 0 }); // creates the schema
+    await submitting.cancelTask('warm');
+    const claimer = new TaskClaimer(claiming, { agentId: 'idle', batchSize: 10, idlePollMs: 3_600_000 });
+    const waiting = claimer.next();
+    // Once the claimer is registered as idle, only a NOTIFY can wake it within the test's time.
+    const deadline = Date.now() + 20_000;
+    while ((await pgQuery(url, `SELECT 1 FROM "${schema}".idle_claimers`)).length === 0) {
+      if (Date.now() > deadline) throw new Error('the claimer never registered as idle');
+    }
+    const [task] = await submitting.submitMany([{ id: 'wake-me', payload: 1 }]);
+    expect((await waiting)?.id).toBe(task!.id);
+    await claimer.complete((await claiming.getTask('wake-me'))!, 'ok');
+    expect(await claiming.getTask('wake-me')).toMatchObject({ state: 'completed', result: 'ok' });
+    await claimer.close();
+    // A claimer that is busy or gone is no longer registered: submits stop notifying.
+    while ((await pgQuery(url, `SELECT 1 FROM "${schema}".idle_claimers`)).length > 0) {
+      if (Date.now() > deadline) throw new Error('the idle registration was never removed');
     }
   });
 

@@ -25,6 +25,7 @@ interface ModelTask {
 type Op =
   | { kind: 'submit'; priority: number; poolId: string | null; topic: string | null; caps: string[]; ttl: number | null }
   | { kind: 'claimNext'; agent: string; filter: TaskFilter }
+  | { kind: 'claimBatch'; agent: string; filter: TaskFilter; max: number }
   | { kind: 'claim'; agent: string; index: number }
   | { kind: 'report'; agent: string; index: number; stale: boolean }
   | { kind: 'cancel'; index: number }
@@ -43,6 +44,7 @@ const filterArb: fc.Arbitrary<TaskFilter> = fc
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('submit' as const), priority: fc.integer({ min: -2, max: 2 }), poolId: fc.constantFrom(null, 'p', 'q'), topic: fc.constantFrom(null, 't', 'u'), caps: fc.subarray(['a', 'b']), ttl: fc.constantFrom(null, 10, 50) }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('claimNext' as const), agent: fc.constantFrom('x', 'y'), filter: filterArb }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('claimBatch' as const), agent: fc.constantFrom('x', 'y'), filter: filterArb, max: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('claim' as const), agent: fc.constantFrom('x', 'y'), index: fc.nat(25) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('report' as const), agent: fc.constantFrom('x', 'y'), index: fc.nat(25), stale: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('cancel' as const), index: fc.nat(25) }) },
@@ -87,6 +89,16 @@ async function run(store: TaskStore, ops: Op[]): Promise<void> {
         expect(got?.id ?? null, where).toBe(expected?.id ?? null);
         if (expected !== undefined) Object.assign(expected, { state: 'assigned', assignedTo: op.agent, claimedAt: now, token: expected.token + 1 });
         expect(got?.fencingToken, where).toBe(expected?.token);
+        break;
+      }
+      case 'claimBatch': {
+        const candidates = model.filter((t) => t.state === 'pending' && visible(t, op.agent, op.filter));
+        candidates.sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
+        const expected = candidates.slice(0, op.max);
+        const got = await tm.claimNext(op.agent, op.filter, { max: op.max });
+        expect(got.map((t) => t.id), where).toEqual(expected.map((t) => t.id));
+        for (const task of expected) Object.assign(task, { state: 'assigned', assignedTo: op.agent, claimedAt: now, token: task.token + 1 });
+        expect(got.map((t) => t.fencingToken), where).toEqual(expected.map((t) => t.token));
         break;
       }
       case 'claim': {

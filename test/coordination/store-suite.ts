@@ -14,7 +14,7 @@ import {
   ErrorCode,
   NotFoundError,
 } from '../../src/shared/errors.js';
-import { PoolManager, StaleClaimError, TaskManager, type Task, type TaskStore } from '../../src/coordination/index.js';
+import { PoolManager, StaleClaimError, TaskClaimer, TaskManager, type Task, type TaskStore } from '../../src/coordination/index.js';
 
 /** A fresh backing for one test. */
 export interface StoreBacking {
@@ -314,6 +314,246 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         await expect(tm.claimNext('')).rejects.toMatchObject({ field: 'agentId' });
         await expect(tm.claimNext('a', { poolIds: ['ok', ''] })).rejects.toMatchObject({ field: 'filter.poolIds[1]' });
         await expect(tm.claimNext('a', { topics: 'x' as never })).rejects.toMatchObject({ field: 'filter.topics' });
+      });
+    });
+
+    describe('batched claiming and settling (claimNext with max, settleMany)', () => {
+      it('claims up to max tasks in claim order, each with its own claim and fencing token', async () => {
+        const tm = manager({ defaultClaimTtlMs: 500 });
+        await tm.submitMany([
+          { id: 'c', payload: 1, priority: 1 },
+          { id: 'e', payload: 1, priority: 5 },
+          { id: 'b', payload: 1, priority: 3 },
+          { id: 'd', payload: 1, priority: 5 },
+          { id: 'a', payload: 1, priority: -2 },
+        ]);
+        now = T0 + 7;
+        const first = await tm.claimNext('w', undefined, { max: 3 });
+        expect(first.map((t) => t.id)).toEqual(['d', 'e', 'b']);
+        for (const task of first) expect(task).toMatchObject({ state: 'assigned', assignedTo: 'w', claimedAt: T0 + 7, attempts: 1, fencingToken: 1, claimTtlMs: 500 });
+        expect((await tm.claimNext('w', {}, { max: 10 })).map((t) => t.id)).toEqual(['c', 'a']);
+        expect(await tm.claimNext('w', {}, { max: 10 })).toEqual([]);
+        // The claims expire one by one, like single claims.
+        expect((await tm.releaseExpiredClaims(T0 + 507)).sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+        expect((await tm.claimNext('v', {}, { max: 1 }))[0]).toMatchObject({ id: 'd', fencingToken: 2, attempts: 2 });
+      });
+
+      it('applies the filter and pool membership to every task of a batch', async () => {
+        const tm = manager();
+        const pm = new PoolManager({ store: tm.store });
+        await pm.createPool({ id: 'p' });
+        await pm.joinPool('p', 'member');
+        await tm.submitMany([
+          { id: 'open', payload: 0 },
+          { id: 'pooled', payload: 0, poolId: 'p', priority: 9 },
+          { id: 'caps', payload: 0, requiredCapabilities: ['gpu'], priority: 8 },
+        ]);
+        expect((await tm.claimNext('outsider', { capabilities: [] }, { max: 10 })).map((t) => t.id)).toEqual(['open']);
+        expect((await tm.claimNext('member', { capabilities: ['gpu'] }, { max: 10 })).map((t) => t.id)).toEqual(['pooled', 'caps']);
+      });
+
+      it('validates the batch options', async () => {
+        const tm = manager();
+        await expect(tm.claimNext('w', {}, {} as never)).rejects.toMatchObject({ field: 'options.max' });
+        await expect(tm.claimNext('w', {}, { max: 0 })).rejects.toMatchObject({ field: 'options.max' });
+        await expect(tm.claimNext('w', {}, { max: 1, maxx: 2 } as never)).rejects.toMatchObject({ field: 'options.maxx' });
+      });
+
+      it('hands every task to exactly one of many concurrent batch claimers', async () => {
+        const managers = Array.from({ length: 4 }, () => manager());
+        const count = 300;
+        await managers[0]!.submitMany(Array.from({ length: count }, (_, i) => ({ id: `t${String(i).padStart(3, '0')}`, payload: i })));
+        const claimed = await Promise.all(
+          managers.flatMap((tm, m) =>
+            [0, 1].map(async (k) => {
+              const agent = `w${m}.${k}`;
+              const mine: string[] = [];
+              for (let batch = await tm.claimNext(agent, {}, { max: 7 }); batch.length > 0; batch = await tm.claimNext(agent, {}, { max: 7 })) {
+                mine.push(...batch.map((t) => t.id));
+                const outcomes = await tm.settleMany(agent, batch.map((t) => ({ taskId: t.id, outcome: 'completed' as const, result: agent, fencingToken: t.fencingToken })));
+                expect(outcomes).toEqual(batch.map(() => true));
+              }
+              return mine;
+            }),
+          ),
+        );
+        const all = claimed.flat();
+        expect(all).toHaveLength(count);
+        expect(new Set(all).size).toBe(count);
+        for (const id of all) expect(await managers[1]!.getTask(id)).toMatchObject({ state: 'completed', attempts: 1 });
+      });
+
+      it('settles a batch item by item: a stale or foreign one is refused alone, the rest apply', async () => {
+        const tm = manager();
+        await tm.submitMany(['s1', 's2', 's3', 's4', 's5', 'stale', 'zforeign'].map((id) => ({ id, payload: id, claimTtlMs: 100 })));
+        const mine = await tm.claimNext('w', {}, { max: 6 });
+        expect(mine.map((t) => t.id)).toEqual(['s1', 's2', 's3', 's4', 's5', 'stale']);
+        const foreign = await tm.claimTask('other', 'zforeign');
+        // 'stale' expires and is taken over by someone else.
+        now = T0 + 100;
+        await tm.renewClaim('w', 's1', { fencingToken: 1 });
+        for (const id of ['s2', 's3', 's4', 's5']) await tm.renewClaim('w', id, { fencingToken: 1 });
+        await tm.renewClaim('other', 'zforeign');
+        expect(await tm.releaseExpiredClaims()).toEqual(['stale']);
+        await tm.claimTask('thief', 'stale');
+        const token = (id: string): number => mine.find((t) => t.id === id)!.fencingToken;
+        const outcomes = await tm.settleMany('w', [
+          { taskId: 's1', outcome: 'completed', result: { ok: 1 }, fencingToken: token('s1') },
+          { taskId: 'stale', outcome: 'completed', result: 'late', fencingToken: token('stale') },
+          { taskId: 's2', outcome: 'failed', result: { why: 'no' }, fencingToken: token('s2') },
+          { taskId: 'zforeign', outcome: 'completed', result: 'not mine', fencingToken: foreign!.fencingToken },
+          { taskId: 's3', outcome: 'released', fencingToken: token('s3') },
+          { taskId: 'missing', outcome: 'completed', result: 1 },
+          { taskId: 's4', outcome: 'completed' },
+        ]);
+        expect(outcomes[0]).toBe(true);
+        expect(outcomes[1]).toBeInstanceOf(StaleClaimError);
+        expect(outcomes[2]).toBe(true);
+        expect(outcomes[3]).toBeInstanceOf(NotAuthorizedError);
+        expect(outcomes[3]).not.toBeInstanceOf(StaleClaimError);
+        expect(outcomes[4]).toBe(true);
+        expect(outcomes[5]).toBe(false);
+        expect(outcomes[6]).toBe(true);
+        expect(await tm.getTask('s1')).toMatchObject({ state: 'completed', result: { ok: 1 } });
+        expect(await tm.getTask('stale')).toMatchObject({ state: 'assigned', assignedTo: 'thief', result: null });
+        expect(await tm.getTask('s2')).toMatchObject({ state: 'failed', result: { why: 'no' } });
+        expect(await tm.getTask('zforeign')).toMatchObject({ state: 'assigned', assignedTo: 'other' });
+        expect(await tm.getTask('s3')).toMatchObject({ state: 'pending', assignedTo: null, claimedAt: null });
+        expect(await tm.getTask('s4')).toMatchObject({ state: 'completed', result: null });
+        // Settling again: a finished task's completion is refused, its failure or release is a no-op.
+        const again = await tm.settleMany('w', [
+          { taskId: 's1', outcome: 'completed', fencingToken: token('s1') },
+          { taskId: 's1x', outcome: 'failed' },
+          { taskId: 's4', outcome: 'failed', fencingToken: token('s4') },
+          { taskId: 's5', outcome: 'released', fencingToken: token('s5') },
+        ]);
+        expect(again[0]).toBeInstanceOf(InvalidStateError);
+        expect(again.slice(1)).toEqual([false, false, true]);
+        // A released task is claimable again, with a new token.
+        expect((await tm.claimNext('v', {}, { max: 5 })).map((t) => [t.id, t.fencingToken])).toEqual([['s3', 2], ['s5', 2]]);
+      });
+
+      it('validates settlements: distinct ids, known outcomes, plain results; an invalid batch applies nothing', async () => {
+        const tm = manager();
+        const [a, b] = await tm.submitMany([{ id: 'a', payload: 1 }, { id: 'b', payload: 1 }]);
+        await tm.claim('w', a!.id);
+        await tm.claim('w', b!.id);
+        await expect(tm.settleMany('w', [{ taskId: 'a', outcome: 'completed' }, { taskId: 'a', outcome: 'failed' }])).rejects.toMatchObject({ field: 'items[1].taskId' });
+        await expect(tm.settleMany('w', [{ taskId: 'a', outcome: 'done' as never }])).rejects.toMatchObject({ field: 'items[0].outcome' });
+        await expect(tm.settleMany('w', [{ taskId: 'a', outcome: 'completed' }, { taskId: 'b', outcome: 'completed', result: new Set() }])).rejects.toMatchObject({ field: 'items[1].result' });
+        await expect(tm.settleMany('w', [{ taskId: 'a', outcome: 'completed', token: 1 } as never])).rejects.toMatchObject({ field: 'items[0].token' });
+        expect(await tm.settleMany('w', [])).toEqual([]);
+        expect(await tm.getTask('a')).toMatchObject({ state: 'assigned' });
+        expect(await tm.getTask('b')).toMatchObject({ state: 'assigned' });
+      });
+    });
+
+    describe('TaskClaimer: a local queue with background refills and batched settlements', () => {
+      it('runs every task exactly once across several claimers, completing them in batches', async () => {
+        const tm = manager();
+        const count = 240;
+        await tm.submitMany(Array.from({ length: count }, (_, i) => ({ id: `q${String(i).padStart(3, '0')}`, payload: i, priority: i % 3 })));
+        const ran = new Map<string, string>();
+        const claimers = [0, 1, 2].map((k) => new TaskClaimer(manager(), { agentId: `c${k}`, batchSize: 16, idlePollMs: 20 }));
+        const runs = claimers.map((claimer) =>
+          claimer.run(
+            (task) => {
+              expect(ran.has(task.id), `${task.id} ran twice`).toBe(false);
+              ran.set(task.id, claimer.agentId);
+              return { by: claimer.agentId, n: task.payload };
+            },
+            { concurrency: 4 },
+          ),
+        );
+        const deadline = Date.now() + 60_000;
+        while ((await tm.listPendingTasks()).length > 0 || ran.size < count) {
+          if (Date.now() > deadline) throw new Error(`only ${ran.size} of ${count} tasks ran`);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        await Promise.all(claimers.map((claimer) => claimer.close()));
+        await Promise.all(runs);
+        expect(ran.size).toBe(count);
+        for (const [id, agent] of ran) expect(await tm.getTask(id)).toMatchObject({ state: 'completed', assignedTo: agent, attempts: 1, result: { by: agent } });
+        const stats = claimers.map((claimer) => claimer.stats);
+        expect(stats.reduce((sum, s) => sum + s.settled, 0)).toBe(count);
+        // Batched: far fewer statements than tasks.
+        expect(stats.reduce((sum, s) => sum + s.flushes, 0)).toBeLessThan(count);
+        expect(stats.reduce((sum, s) => sum + s.claimBatches, 0)).toBeLessThan(count);
+      });
+
+      it('hands tasks out in claim order and fails a task whose handler throws', async () => {
+        const tm = manager();
+        await tm.submitMany([
+          { id: 'low', payload: 1, priority: 1 },
+          { id: 'high', payload: 1, priority: 9 },
+          { id: 'boom', payload: 1, priority: 5 },
+        ]);
+        const claimer = new TaskClaimer(tm, { agentId: 'w', batchSize: 10 });
+        const order: string[] = [];
+        for (let task = await claimer.poll(); task !== null; task = await claimer.poll()) {
+          order.push(task.id);
+          if (task.id === 'boom') await claimer.fail(task, { message: 'exploded' });
+          else await claimer.complete(task, task.id.toUpperCase());
+        }
+        expect(order).toEqual(['high', 'boom', 'low']);
+        expect(await tm.getTask('boom')).toMatchObject({ state: 'failed', result: { message: 'exploded' } });
+        expect(await tm.getTask('low')).toMatchObject({ state: 'completed', result: 'LOW' });
+        await claimer.close();
+      });
+
+      it('a stale completion in a flush is refused alone', async () => {
+        const tm = manager();
+        await tm.submitMany(['x1', 'x2', 'x3'].map((id) => ({ id, payload: id, claimTtlMs: 50 })));
+        const claimer = new TaskClaimer(tm, { agentId: 'w', batchSize: 3, now: clock });
+        const tasks = [(await claimer.poll())!, (await claimer.poll())!, (await claimer.poll())!];
+        // x2's claim expires and another agent takes it over before the claimer completes it.
+        now = T0 + 50;
+        for (const id of ['x1', 'x3']) await tm.renewClaim('w', id);
+        expect(await tm.releaseExpiredClaims()).toEqual(['x2']);
+        await tm.claimTask('thief', 'x2');
+        const settled = await Promise.allSettled(tasks.map((task) => claimer.complete(task, 'done')));
+        expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+        expect((settled[1] as PromiseRejectedResult).reason).toBeInstanceOf(StaleClaimError);
+        expect(claimer.stats).toMatchObject({ settled: 2, refused: 1, flushes: 1 });
+        expect((await tm.getTask('x2'))?.assignedTo).toBe('thief');
+        await claimer.close();
+      });
+
+      it('close releases the tasks it claimed but did not hand out', async () => {
+        const tm = manager();
+        await tm.submitMany(Array.from({ length: 10 }, (_, i) => ({ id: `r${i}`, payload: i })));
+        const claimer = new TaskClaimer(tm, { agentId: 'w', batchSize: 8 });
+        const first = await claimer.poll();
+        expect(first?.id).toBe('r0');
+        await claimer.complete(first!, 'ok');
+        await claimer.close();
+        expect(await claimer.next()).toBeNull();
+        const pending = (await tm.listPendingTasks()).map((t) => t.id);
+        expect(pending).toHaveLength(9);
+        expect(await tm.getTask('r1')).toMatchObject({ state: 'pending', assignedTo: null, fencingToken: 1 });
+      });
+
+      it('an idle claimer is woken by a submit', async () => {
+        const tm = manager();
+        const claimer = new TaskClaimer(tm, { agentId: 'w', batchSize: 10, idlePollMs: 3_600_000 });
+        const waiting = claimer.next();
+        // Let the claimer find the queue empty and go idle, then submit.
+        const deadline = Date.now() + 20_000;
+        while (claimer.stats.claimBatches < 2) {
+          if (Date.now() > deadline) throw new Error('the claimer never went idle');
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        }
+        const { id } = await tm.submit({ payload: 'wake' });
+        expect((await waiting)?.id).toBe(id);
+        await claimer.close();
+      });
+
+      it('validates its options', () => {
+        const tm = manager();
+        expect(() => new TaskClaimer(tm, { agentId: '' })).toThrow(expect.objectContaining({ field: 'options.agentId' }));
+        expect(() => new TaskClaimer(tm, { agentId: 'w', batchSize: 0 })).toThrow(expect.objectContaining({ field: 'options.batchSize' }));
+        expect(() => new TaskClaimer(tm, { agentId: 'w', batchSize: 4, refillAt: 4 })).toThrow(expect.objectContaining({ field: 'options.refillAt' }));
+        expect(() => new TaskClaimer(tm, { agentId: 'w', filter: { capability: ['x'] } } as never)).toThrow(expect.objectContaining({ field: 'options.filter.capability' }));
       });
     });
 

@@ -1,0 +1,312 @@
+/**
+ * The engine of {@link LocalFsWatcher}, free of any thread: it runs on the main thread (behind
+ * `watch()`) or inside the watch worker (writing straight into the ingest ring). It turns raw
+ * `@parcel/watcher` events — or periodic rescans when polling — into each path's net change.
+ *
+ * Nothing lost: the kernel's inotify queue overflows silently under a storm, so a window whose raw
+ * event count comes near the queue limit (or a backend error) is *suspect*; once the storm calms the
+ * whole tree is reconciled against the known state (stat fingerprints, then content hashes), and
+ * every path's final state is reported. A hold is kept from the first raw event until the changes
+ * are handed over (and through any pending reconcile), so the engine is never quiescent meanwhile.
+ */
+import { readFileSync } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { relative, resolve, sep } from 'node:path';
+import type { PageChangeEvent } from '../shared/events.js';
+import { SourceNotFoundError, WatcherBackendError } from './errors.js';
+import { FsTree, forEachLimited, type NetChange } from './fs-tree.js';
+import { compileIgnore, NATIVE_IGNORE_GLOBS } from './ignore.js';
+
+/** Options of the core, all resolved (see LocalFsWatcher for the user-facing ones). */
+export interface FsWatchCoreOptions {
+  debounceMs: number;
+  ignore: string[];
+  dataType: string;
+  poll: boolean;
+  pollIntervalMs: number;
+  /** Longest a continuous burst may postpone a flush. */
+  maxDelayMs: number;
+  /** Raw events in one window that make it suspect; 0 = derive from the inotify queue limit. */
+  suspectThreshold: number;
+}
+
+/** Where the core delivers. `emit` may return a promise: the core waits (backpressure). */
+export interface FsWatchSink {
+  emit(events: PageChangeEvent[]): void | Promise<void>;
+  hold(): () => void;
+  /** A non-fatal problem (the watcher carries on). */
+  error(error: unknown): void;
+}
+
+/** Counters for diagnostics and tests. */
+export interface FsWatchStats {
+  backend: 'native' | 'poll' | 'none';
+  rawEvents: number;
+  flushes: number;
+  rescans: number;
+  suspectWindows: number;
+  emitted: number;
+}
+
+/** Events per `emit` call. */
+const EMIT_BATCH = 1_024;
+/** The kernel default, if /proc cannot be read. */
+const DEFAULT_INOTIFY_QUEUE = 16_384;
+
+/** The inotify queue limit of this machine (events the kernel buffers before it drops them). */
+export function inotifyQueueLimit(): number {
+  try {
+    const value = Number.parseInt(readFileSync('/proc/sys/fs/inotify/max_queued_events', 'utf8'), 10);
+    return Number.isFinite(value) && value > 0 ? value : DEFAULT_INOTIFY_QUEUE;
+  } catch {
+    return DEFAULT_INOTIFY_QUEUE;
+  }
+}
+
+type ParcelModule = typeof import('@parcel/watcher');
+type ParcelEvent = { path: string; type: 'create' | 'update' | 'delete' };
+
+export class FsWatchCore {
+  readonly root: string;
+  readonly sourceId: string;
+  readonly #options: FsWatchCoreOptions;
+  readonly #sink: FsWatchSink;
+  readonly #threshold: number;
+  #tree: FsTree | undefined;
+  #realRoot = '';
+  #subscription: { unsubscribe(): Promise<void> } | undefined;
+  #dirty = new Set<string>();
+  #fullRescan = false;
+  #suspect = false;
+  #windowEvents = 0;
+  #windowStart = 0;
+  #lastEventAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  #ready = false;
+  #stopped = false;
+  #release: (() => void) | undefined;
+  readonly stats: FsWatchStats = { backend: 'none', rawEvents: 0, flushes: 0, rescans: 0, suspectWindows: 0, emitted: 0 };
+
+  constructor(root: string, options: FsWatchCoreOptions, sink: FsWatchSink) {
+    this.root = resolve(root);
+    this.sourceId = `file:${this.root}`;
+    this.#options = options;
+    this.#sink = sink;
+    this.#threshold = options.suspectThreshold > 0 ? options.suspectThreshold : Math.max(64, Math.floor(inotifyQueueLimit() / 8));
+  }
+
+  /** Checks the root, takes the baseline, starts watching. Rejects with code ENOENT if the root is missing. */
+  async start(): Promise<void> {
+    try {
+      const st = await stat(this.root);
+      if (!st.isDirectory()) throw Object.assign(new Error(`not a directory: ${this.root}`), { code: 'ENOTDIR' });
+      this.#realRoot = await realpath(this.root);
+    } catch (error) {
+      throw new SourceNotFoundError(this.root, { cause: error });
+    }
+    this.#tree = new FsTree(this.#realRoot, compileIgnore(this.#options.ignore));
+    if (!this.#options.poll) await this.#startNative();
+    // Baseline after subscribing: a change during the scan is either in the baseline or an event.
+    const baseline = await this.#tree.reconcileSet('');
+    await forEachLimited(baseline, async (rel) => void (await this.#tree!.check(rel, false)));
+    this.#ready = true;
+    if (this.#stopped) return;
+    if (this.stats.backend === 'none') this.#startPolling();
+    else if (this.#dirty.size > 0 || this.#fullRescan) this.#schedule();
+  }
+
+  async #startNative(): Promise<void> {
+    let parcel: ParcelModule;
+    try {
+      parcel = (await import('@parcel/watcher')) as ParcelModule;
+      this.#subscription = await parcel.subscribe(this.#realRoot, (err, events) => this.#onRaw(err, events as ParcelEvent[]), {
+        ignore: [...NATIVE_IGNORE_GLOBS],
+      });
+      this.stats.backend = 'native';
+    } catch (error) {
+      this.#sink.error(new WatcherBackendError(`native file watcher unavailable for ${this.root}; polling instead`, { cause: error }));
+    }
+  }
+
+  #startPolling(): void {
+    this.stats.backend = 'poll';
+    const tick = (): void => {
+      if (this.#stopped) return;
+      this.#fullRescan = true;
+      this.#release ??= this.#sink.hold();
+      void this.#flush().finally(() => {
+        if (!this.#stopped) this.#timer = setTimeout(tick, this.#options.pollIntervalMs);
+      });
+    };
+    this.#timer = setTimeout(tick, this.#options.pollIntervalMs);
+  }
+
+  #onRaw(err: Error | null, events: readonly ParcelEvent[]): void {
+    if (this.#stopped) return;
+    const now = performance.now();
+    if (err !== null) {
+      // Whatever the backend lost, a full reconcile finds it.
+      this.#sink.error(new WatcherBackendError(`file watcher error under ${this.root}; rescanning`, { cause: err }));
+      this.#fullRescan = true;
+    }
+    if (this.#windowEvents === 0) this.#windowStart = now;
+    for (const event of events) {
+      const rel = this.#relative(event.path);
+      if (rel === undefined) continue;
+      this.#dirty.add(rel);
+    }
+    this.stats.rawEvents += events.length;
+    this.#windowEvents += events.length;
+    if (this.#windowEvents >= this.#threshold && !this.#suspect) {
+      this.#suspect = true;
+      this.stats.suspectWindows++;
+    }
+    this.#lastEventAt = now;
+    if (this.#dirty.size > 0 || this.#fullRescan) {
+      this.#release ??= this.#sink.hold();
+      if (this.#ready) this.#schedule();
+    }
+  }
+
+  #relative(abs: string): string | undefined {
+    const rel = relative(this.#realRoot, abs);
+    if (rel === '' || rel.startsWith('..')) return undefined;
+    const posix = sep === '/' ? rel : rel.split(sep).join('/');
+    return this.#tree!.ignored(posix) ? undefined : posix;
+  }
+
+  /** Trailing debounce, capped at maxDelayMs from the window's first event. */
+  #schedule(): void {
+    if (this.#stopped || this.stats.backend === 'poll') return;
+    const now = performance.now();
+    const due = Math.min(now + this.#options.debounceMs, this.#windowStart + this.#options.maxDelayMs);
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#flush();
+    }, Math.max(0, due - now));
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#flushing !== undefined) return this.#flushing;
+    this.#flushing = this.#flushOnce()
+      .catch((error: unknown) => {
+        // A flush that failed part-way is redone in full: state comparisons make that idempotent.
+        this.#fullRescan = true;
+        this.#sink.error(error);
+      })
+      .finally(() => {
+        this.#flushing = undefined;
+        this.#afterFlush();
+      });
+    return this.#flushing;
+  }
+
+  async #flushOnce(): Promise<void> {
+    const tree = this.#tree!;
+    const calm = performance.now() - this.#lastEventAt >= this.#options.debounceMs;
+    const full = this.#fullRescan || (this.#suspect && calm);
+    const dirty = this.#dirty;
+    this.#dirty = new Set();
+    this.#fullRescan = false;
+    if (full) this.#suspect = false;
+    this.#windowEvents = 0;
+    this.stats.flushes++;
+    const paths = new Set<string>();
+    if (full) {
+      this.stats.rescans++;
+      for (const rel of await tree.reconcileSet('')) paths.add(rel);
+    }
+    // A known directory an event named stands for its whole subtree (removed, or renamed away).
+    for (const rel of dirty) {
+      if (tree.dirs.has(rel)) for (const sub of await tree.reconcileSet(rel)) paths.add(sub);
+      else paths.add(rel);
+    }
+    const changes = new Map<string, NetChange>();
+    const checkAll = (list: readonly string[], trust: (rel: string) => boolean) =>
+      forEachLimited(list, async (rel) => {
+        const change = await tree.check(rel, trust(rel));
+        if (change !== undefined) changes.set(rel, change);
+      });
+    // With a full rescan, only paths an event named are re-read; the rest trust their stat fingerprint.
+    await checkAll([...paths], (rel) => full && !dirty.has(rel));
+    // New directories: their files may predate the directory's watch, so list them (and nested ones).
+    while (tree.discovered.length > 0) {
+      const found = new Set<string>();
+      for (const dir of tree.discovered.splice(0)) for (const sub of await tree.reconcileSet(dir)) if (!paths.has(sub)) found.add(sub);
+      for (const sub of found) paths.add(sub);
+      await checkAll([...found], () => false);
+    }
+    if (this.#stopped || changes.size === 0) return;
+    const events = [...changes.keys()].sort().map((rel) => this.#event(rel, changes.get(rel)!));
+    for (let i = 0; i < events.length && !this.#stopped; i += EMIT_BATCH) {
+      const batch = events.slice(i, i + EMIT_BATCH);
+      await this.#sink.emit(batch);
+      this.stats.emitted += batch.length;
+    }
+  }
+
+  #event(rel: string, change: NetChange): PageChangeEvent {
+    const pageId = `file:${rel}`;
+    const extra: Record<string, unknown> = { relativePath: rel };
+    const hash = this.#tree!.files.get(rel)?.hash;
+    if (change !== 'removed' && hash !== undefined) extra['contentHash'] = hash;
+    const base = { pageId, sourceId: this.sourceId, dataType: this.#options.dataType, extra, ts: Date.now() };
+    switch (change) {
+      case 'added':
+        return { kind: 'page_added', ...base };
+      case 'replaced':
+        return { kind: 'page_replaced', ...base, related: [pageId] };
+      case 'removed':
+        return { kind: 'page_invalidated', ...base, reason: 'deleted' };
+    }
+  }
+
+  #afterFlush(): void {
+    if (this.#stopped || this.stats.backend === 'poll') {
+      this.#dropHold();
+      return;
+    }
+    if (this.#dirty.size > 0 || this.#fullRescan || this.#suspect) {
+      // A suspect window is reconciled once the storm calms: keep the hold and look again.
+      this.#windowStart = performance.now();
+      this.#schedule();
+      return;
+    }
+    if (this.#timer === undefined) this.#dropHold();
+  }
+
+  #dropHold(): void {
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
+  }
+
+  /** Delivers what is pending now instead of at the end of the debounce window. */
+  flush(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    return this.#flush();
+  }
+
+  /** Requests a full reconcile now (tests, and callers that know the backend lost events). */
+  rescan(): Promise<void> {
+    this.#fullRescan = true;
+    this.#release ??= this.#sink.hold();
+    return this.#flush();
+  }
+
+  /** Stops watching; waits for a flush in progress. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const subscription = this.#subscription;
+    this.#subscription = undefined;
+    await subscription?.unsubscribe().catch((error: unknown) => this.#sink.error(error));
+    await this.#flushing;
+    this.#dropHold();
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The source contract (DESIGN §4): what `engine.mapSource` accepts, and the small protocol a source
+ * may use to tell the engine that it still holds changes it has not yielded yet.
+ */
+import type { PageChangeEvent } from '../shared/events.js';
+
+/** One page of a source's snapshot (for {@link SourcePollWatcher} diffs). */
+export interface PageRecord {
+  /** The page id events name, e.g. `file:src/a.ts`. */
+  pageId: string;
+  /** Anything that changes when the page's content changes (a hash, a version, an etag). */
+  version: string;
+  dataType?: string;
+  /** Ids of the records the page is made of (a replaced page's events list what came and went). */
+  records?: string[];
+  /** Free-form fields copied into the events' `extra`. */
+  extra?: Record<string, unknown>;
+}
+
+/**
+ * What the bridge hands a source's `watch`. A source that coalesces or reconciles before it yields
+ * takes a hold for as long as it has changes nobody has seen yet: the engine is not quiescent while
+ * any hold is taken (a storm still being coalesced is not a settled system).
+ */
+export interface WatchContext {
+  /** Takes a hold; call the returned function (idempotent) to give it back. */
+  hold(): () => void;
+  /** Reports a non-fatal problem (the engine emits it as `source-error`). */
+  report?(error: unknown): void;
+}
+
+/** A source of page changes. `static` sources are refused by `engine.mapSource`. */
+export interface ContextPageSource {
+  readonly static: boolean;
+  /** Yields the source's changes until `signal` aborts (then it returns). */
+  watch?(signal: AbortSignal, context?: WatchContext): AsyncIterable<PageChangeEvent>;
+  /** The source's pages now, for polling diffs. */
+  snapshot?(): Promise<PageRecord[]>;
+}
+
+/**
+ * A source may offer to run inside the engine's watch worker thread instead of on the embedder's
+ * thread: `source[WORKER_HOSTED]()` returns a serialisable descriptor the watch worker knows how to
+ * build a watcher from. The bridge uses it when it can and falls back to `watch()` otherwise.
+ */
+export const WORKER_HOSTED: unique symbol = Symbol.for('converge.workerHosted');
+
+/** Descriptor of a watcher the watch worker can host. */
+export type WorkerHostedDescriptor = { kind: 'local-fs'; root: string; options: import('./local-fs-core.js').FsWatchCoreOptions };
+
+/** A context whose holds do nothing (a source watched outside an engine). */
+export const NO_WATCH_CONTEXT: WatchContext = Object.freeze({ hold: () => () => undefined });
+
+/** Reports a source's problem as a process warning: loud when nobody listens for `source-error`. */
+export function warnSourceError(sourceId: string, error: unknown): void {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  process.emitWarning(`source ${sourceId}: ${message}`, { type: 'ConvergeSourceWarning', code: typeof code === 'string' ? code : 'CONVERGE_SOURCE' });
+}
