@@ -4,7 +4,7 @@
  * (subscription changes, quiescence waits, acknowledgements) that must never be refused.
  */
 import { FrameTooLargeError } from '../shared/errors.js';
-import { type PageChangeEvent, validateEvents } from '../shared/events.js';
+import { eventWithDefaults, type PageChangeEvent, validateEvents } from '../shared/events.js';
 import { FrameEncoder } from '../shared/framing.js';
 import { type ControlFrame, type IngestMeta, IngestTag } from '../shared/protocol.js';
 import { type Ring, RingProducer } from '../shared/ring.js';
@@ -109,7 +109,7 @@ function prepareEvents(events: PageChangeEvent | readonly PageChangeEvent[], sou
     if ((e.sourceId === undefined && sourceId !== undefined) || e.ts === undefined) {
       // Copy-on-write: the caller's objects are never mutated, and an array that needs nothing is not copied.
       prepared ??= input.slice();
-      prepared[i] = { ...e, sourceId: e.sourceId ?? sourceId, ts: e.ts ?? now };
+      prepared[i] = eventWithDefaults(e, sourceId, now);
     }
   }
   const list = prepared ?? input;
