@@ -139,6 +139,7 @@ export class TaskPool {
   #failed = 0;
   #closed = false;
   #draining = false;
+  #fillQueued = false;
 
   constructor(ingest: SharedArrayBuffer | undefined, options: TaskPoolOptions = {}, store?: TaskStore) {
     this.#ingest = ingest;
@@ -168,12 +169,12 @@ export class TaskPool {
 
   /** Runs one dispatch of a `task` subscription (the dispatcher's `runTask`). */
   run(task: PoolTaskMessage): Promise<unknown> {
-    return this.submit([TaskKind.SUBSCRIPTION, task.module, task.name, task.event, task.dispatch], ABANDON_ON_DESTROY).result;
+    return this.#enqueue([TaskKind.SUBSCRIPTION, task.module, task.name, task.event, task.dispatch], ABANDON_ON_DESTROY).result;
   }
 
   /** Calls `module[name](...args)` in a pool thread. */
   call(module: string, name: string, args: readonly unknown[]): Promise<unknown> {
-    return this.submit([TaskKind.CALL, module, name, args]).result;
+    return this.#enqueue([TaskKind.CALL, module, name, args], undefined).result;
   }
 
   /**
@@ -196,14 +197,8 @@ export class TaskPool {
 
   /** Submits a task; see {@link PoolTaskHandle}. */
   submit(payload: TaskPayload, hooks?: SubmitHooks): PoolTaskHandle {
-    let resolve!: (value: unknown) => void;
-    let reject!: (error: unknown) => void;
-    const result = new Promise<unknown>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    const entry: Entry = { payload, hooks, resolve, reject, taskId: '', fencingToken: undefined, slot: -1, attempts: 0, aborted: false, settled: false, inbox: undefined };
-    const handle: PoolTaskHandle = {
+    const { entry, result } = this.#enqueue(payload, hooks);
+    return {
       get taskId() {
         return entry.taskId;
       },
@@ -211,14 +206,25 @@ export class TaskPool {
       abort: () => this.#abort(entry),
       send: (message) => this.#send(entry, message),
     };
+  }
+
+  /** Creates and admits an entry (no handle: the hot paths `run` and `call` need only the promise). */
+  #enqueue(payload: TaskPayload, hooks: SubmitHooks | undefined): { entry: Entry; result: Promise<unknown> } {
+    let resolve!: (value: unknown) => void;
+    let reject!: (error: unknown) => void;
+    const result = new Promise<unknown>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const entry: Entry = { payload, hooks, resolve, reject, taskId: '', fencingToken: undefined, slot: -1, attempts: 0, aborted: false, settled: false, inbox: undefined };
     if (this.#closed) {
       entry.settled = true;
       if (hooks?.abandonOnDestroy !== true) reject(new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
-      return handle;
+      return { entry, result };
     }
     this.#admitting++;
     void this.#admit(entry);
-    return handle;
+    return { entry, result };
   }
 
   stats(): TaskPoolStats {
@@ -290,8 +296,17 @@ export class TaskPool {
       return;
     }
     this.#backlog.push(entry);
-    this.#fill();
+    // One fill per burst of admissions: one announce (and at most one notify) for all of them.
+    if (!this.#fillQueued) {
+      this.#fillQueued = true;
+      queueMicrotask(this.#fillSoon);
+    }
   }
+
+  readonly #fillSoon = (): void => {
+    this.#fillQueued = false;
+    this.#fill();
+  };
 
   async #awaitElsewhere(entry: Entry): Promise<void> {
     const done = await this.#manager.waitUntilDone(entry.taskId, { timeoutMs: 2 ** 31 - 1 }).catch(() => null);
@@ -303,11 +318,13 @@ export class TaskPool {
   /** Moves backlog entries into free slots and makes sure enough lanes run. */
   #fill(): void {
     const backlog = this.#backlog;
+    let published = 0;
     while (this.#backlogHead < backlog.length && this.#freeSlots.length > 0) {
       const entry = backlog[this.#backlogHead]!;
       backlog[this.#backlogHead++] = undefined;
-      if (!entry.settled) this.#publish(entry, this.#freeSlots.pop()!);
+      if (!entry.settled && this.#publish(entry, this.#freeSlots.pop()!)) published++;
     }
+    if (published > 0) this.#table.announce(published);
     if (this.#backlogHead === backlog.length) {
       this.#backlog = [];
       this.#backlogHead = 0;
@@ -315,25 +332,26 @@ export class TaskPool {
     this.#ensureLanes();
   }
 
-  #publish(entry: Entry, slot: number): void {
+  /** Writes the entry into `slot` and queues it (announced by the caller). False when it could not be encoded. */
+  #publish(entry: Entry, slot: number): boolean {
     entry.slot = slot;
     this.#slots[slot] = entry;
     this.#inTable++;
-    let fits: boolean;
     try {
-      fits = this.#table.write(slot, entry.payload);
+      // A payload too large for its slot is fetched by the lane (LEN = -1).
+      this.#table.write(slot, entry.payload);
     } catch (error) {
       this.#release(slot);
       this.#settle(entry, false, error);
-      return;
+      return false;
     }
-    void fits; // a payload too large for its slot is fetched by the lane (LEN = -1)
     this.#table.publish(slot);
     if (entry.inbox !== undefined) this.#table.setFlag(slot, SlotFlag.INBOX);
     if (this.#claimTtlMs !== undefined && this.#heartbeat === undefined) {
       this.#heartbeat = setInterval(() => this.#renewClaims(), Math.max(1, Math.floor(this.#claimTtlMs / 3)));
       this.#heartbeat.unref();
     }
+    return true;
   }
 
   #renewClaims(): void {
@@ -386,6 +404,7 @@ export class TaskPool {
           // Run it again: same claim in the store, a fresh slot state.
           this.#table.write(entry.slot, entry.payload);
           this.#table.publish(entry.slot);
+          this.#table.announce(1);
         } else {
           this.#settle(entry, false, crash);
           this.#release(entry.slot);
