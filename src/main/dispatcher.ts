@@ -10,7 +10,7 @@
 import { ProtocolError, serializeError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
 import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
-import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
+import { type AckError, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
 import { seqCompare } from '../shared/ring-layout.js';
 
@@ -207,11 +207,8 @@ export class MainDispatcher {
   }
 
   readonly #visit = (view: Uint8Array): void => {
-    const frame = this.#decoder.decode(view);
-    if (frame[0] !== DispatchTag.DISPATCH) throw new Error(`unexpected dispatch frame tag ${String(frame[0])}`);
-    const episodeId = frame[1] as string;
-    let dispatchId = frame[2] as number;
-    const groups = frame[3] as [unknown, number[]][];
+    const [, episodeId, firstDispatchId, groups] = this.#decoder.decodeDispatch(view);
+    let dispatchId = firstDispatchId;
     for (const [ref, handles] of groups) {
       const event = typeof ref === 'number' ? this.#lookup(ref) : tupleToEvent(ref);
       for (const handle of handles) this.#run(handle, event, dispatchId++, episodeId);
@@ -293,7 +290,7 @@ export class MainDispatcher {
 
   #flush(): void {
     if (this.#stopped || (this.#settled === 0 && this.#errors.length === 0)) return;
-    const frame = this.#encoder.encode([IngestTag.ACKS, this.#settled, this.#errors]);
+    const frame = this.#encoder.encodeIngest([IngestTag.ACKS, this.#settled, this.#errors]);
     this.#settled = 0;
     this.#errors = [];
     try {

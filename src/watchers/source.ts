@@ -11,6 +11,8 @@ export interface PageRecord {
   /** Anything that changes when the page's content changes (a hash, a version, an etag). */
   version: string;
   dataType?: string;
+  /** Ids of the records the page is made of (a replaced page's events list what came and went). */
+  records?: string[];
   /** Free-form fields copied into the events' `extra`. */
   extra?: Record<string, unknown>;
 }
