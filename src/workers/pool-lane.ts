@@ -122,8 +122,7 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
     if (env.ingest === undefined) throw new ClosedError('ingest ring (this pool has no engine attached)');
     producer ??= new RingProducer(new Ring(env.ingest), { onFull: 'wait' });
     encoder ??= new FrameEncoder();
-    const now = Date.now();
-    const list = validateEvents(events).map((e) => (e.ts === undefined ? { ...e, ts: now } : e));
+    const list = stamped(events);
     const frames: Uint8Array[] = [];
     for (let i = 0; i < list.length; i += MAX_EVENTS_PER_FRAME / 2) {
       frames.push(encoder.encodeEvents(IngestTag.EVENTS, meta, list.slice(i, i + MAX_EVENTS_PER_FRAME / 2)));
@@ -210,13 +209,19 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
           const fn = await loadFunction(payload[1], payload[2]);
           const dispatch = payload[4];
           const meta = { cause: dispatch.subscriptionId, parent: dispatch.id };
+          // Without an engine in this process (a `runTaskWorker` process), what the task emits is
+          // collected and returned; the engine writes it into its ring before it acknowledges.
+          const collected: PageChangeEvent[] | undefined = env.ingest === undefined ? [] : undefined;
           const ctx: TaskContext = {
             dispatch,
             signal: entry.controller.signal,
-            dispatchChange: (events) => writeEvents(meta, events),
+            dispatchChange: (events) => {
+              if (collected === undefined) writeEvents(meta, events);
+              else collected.push(...stamped(events));
+            },
           };
           await fn(payload[3], ctx);
-          value = null;
+          value = collected === undefined ? null : { events: collected };
           break;
         }
         case TaskKind.COLONY: {
@@ -299,6 +304,12 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
     wakeLoop = undefined;
     if (outcome === 'timed-out' && inFlight === 0 && table.retire(lane)) return;
   }
+}
+
+/** Validated events, with `ts` filled in. */
+function stamped(events: PageChangeEvent | readonly PageChangeEvent[]): PageChangeEvent[] {
+  const now = Date.now();
+  return validateEvents(events).map((e) => (e.ts === undefined ? { ...e, ts: now } : e));
 }
 
 /** Checks for pending work for a few microseconds; true as soon as there is some. */
