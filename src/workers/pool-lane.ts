@@ -7,7 +7,7 @@
  * go idle (unref'd).
  */
 import { ClosedError, serializeError, ValidationError } from '../shared/errors.js';
-import { type PageChangeEvent, validateEvents } from '../shared/events.js';
+import { eventWithDefaults, type PageChangeEvent, validateEvents } from '../shared/events.js';
 import { FrameEncoder } from '../shared/framing.js';
 import {
   type ColonyWorkerContext,
@@ -309,7 +309,7 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
 /** Validated events, with `ts` filled in. */
 function stamped(events: PageChangeEvent | readonly PageChangeEvent[]): PageChangeEvent[] {
   const now = Date.now();
-  return validateEvents(events).map((e) => (e.ts === undefined ? { ...e, ts: now } : e));
+  return validateEvents(events).map((e) => (e.ts === undefined ? eventWithDefaults(e, undefined, now) : e));
 }
 
 /** Checks for pending work for a few microseconds; true as soon as there is some. */
