@@ -25,8 +25,11 @@ export interface WorkerLinkListener {
   /** The worker wrote dispatches while the main thread was parked. */
   onWake(): void;
   onQuiescence(report: QuiescenceReport): void;
-  /** A request's reply or a query's answer arrived (the engine re-evaluates whether it is idle). */
-  onSettled(): void;
+  /**
+   * A request's reply or a query's answer arrived, or a request was forgotten (the engine
+   * re-evaluates whether it is idle). `requestId` is undefined for a Comlink query.
+   */
+  onSettled(requestId?: number): void;
   /** An episode's budget or derivation-depth limit refused a derived dispatch (once per reason and episode). */
   onBudgetExhausted?(info: BudgetExhaustedInfo): void;
   /** Called once, when the link fails; pending requests are already rejected with `error`. */
@@ -107,7 +110,7 @@ export class WorkerLink {
 
   /** Stops waiting for a request's reply (its promise stays pending). */
   forget(id: number): void {
-    if (this.#requests.delete(id)) this.#listener.onSettled();
+    if (this.#requests.delete(id)) this.#listener.onSettled(id);
   }
 
   /**
@@ -178,7 +181,7 @@ export class WorkerLink {
         this.#requests.delete(message.requestId);
         if (message.error !== undefined) request.reject(deserializeError(message.error));
         else request.resolve(message.value);
-        this.#listener.onSettled();
+        this.#listener.onSettled(message.requestId);
         return;
       }
       case 'quiescence':

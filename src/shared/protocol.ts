@@ -92,6 +92,33 @@ export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string
 /** What an {@link IngestTag.QUERY} frame asks for. */
 export type QueryKind = 'status' | 'feed' | 'cycles';
 
+/** The ingest frames written by `FrameEncoder.encodeIngest` (EVENTS frames go through `encodeEvents`). */
+export type ControlFrame = Exclude<IngestFrame, [typeof IngestTag.EVENTS, ...unknown[]]>;
+
+/**
+ * Positions of the columns in an EVENTS frame's packed events: written in this order by the event
+ * codec's encoder and read by these names by its decoder (the layout is described in event-codec.ts).
+ */
+export const EventColumn = {
+  COUNT: 0,
+  KIND: 1,
+  PAGE_ID: 2,
+  SOURCE_ID: 3,
+  DATA_TYPE: 4,
+  SCOPE_ID: 5,
+  RELATED: 6,
+  EDGE_TYPE: 7,
+  REASON: 8,
+  EDIT_DIFF: 9,
+  EXTRA: 10,
+  TS: 11,
+  SHAPES: 12,
+  DICT: 13,
+  POOL: 14,
+  /** Number of columns. */
+  LENGTH: 15,
+} as const;
+
 /** Who wrote an event batch. */
 export interface IngestMeta {
   /**

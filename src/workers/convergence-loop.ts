@@ -62,7 +62,7 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   /** Writes groups as one frame, halving the batch while the frame is over the ring's limit. */
   const writeDispatches = (episodeId: string, firstId: number, groups: [EventTuple | number, number[]][]): number => {
     const dispatchFrame: DispatchFrame = [DispatchTag.DISPATCH, episodeId, firstId, groups];
-    const frame = encoder.encode(dispatchFrame);
+    const frame = encoder.encodeDispatch(dispatchFrame);
     if (frame.length > dispatchRing.maxFrameBytes) {
       if (groups.length > 1) {
         const half = groups.length >> 1;
@@ -108,7 +108,7 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   };
   expose(control, nodeEndpoint(port));
 
-  const visit = (view: Uint8Array): void => runtime.handleFrame(decoder.decode(view), performance.timeOrigin + performance.now());
+  const visit = (view: Uint8Array): void => runtime.handleFrame(decoder.decodeIngest(view), performance.timeOrigin + performance.now());
   // Acks get a path of their own only when the main thread provides one; only then can the worker
   // stop reading events without also stopping the acks that would let it resume.
   const acks = data.acks === undefined ? undefined : new RingConsumer(new Ring(data.acks), { spinIterations: 0 });

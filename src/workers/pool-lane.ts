@@ -7,7 +7,7 @@
  * go idle (unref'd).
  */
 import { ClosedError, serializeError, ValidationError } from '../shared/errors.js';
-import { type PageChangeEvent, validateEvents } from '../shared/events.js';
+import { eventWithDefaults, type PageChangeEvent, validateEvents } from '../shared/events.js';
 import { FrameEncoder } from '../shared/framing.js';
 import {
   type ColonyWorkerContext,
@@ -121,7 +121,7 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
     producer ??= new RingProducer(new Ring(env.ingest), { onFull: 'wait' });
     encoder ??= new FrameEncoder();
     const now = Date.now();
-    const list = validateEvents(events).map((e) => (e.ts === undefined ? { ...e, ts: now } : e));
+    const list = validateEvents(events).map((e) => (e.ts === undefined ? eventWithDefaults(e, undefined, now) : e));
     const frames: Uint8Array[] = [];
     for (let i = 0; i < list.length; i += MAX_EVENTS_PER_FRAME / 2) {
       frames.push(encoder.encodeEvents(IngestTag.EVENTS, meta, list.slice(i, i + MAX_EVENTS_PER_FRAME / 2)));
