@@ -251,6 +251,20 @@ describe('converge serve', () => {
         expect(accepted.status).toBe(202);
         const change = (await feed.next('change')) as { pageId: string; kind: string };
         expect(change).toMatchObject({ pageId: 'doc:1', kind: 'page_added' });
+        // A git push webhook, signed the GitHub way, through the WebhookReceiver behind the server.
+        const push = JSON.stringify({
+          ref: 'refs/heads/main',
+          after: 'c0ffee0000000000000000000000000000000000',
+          repository: { clone_url: 'https://example.com/app.git', html_url: 'https://example.com/app' },
+          commits: [{ added: ['docs/new.md'], modified: [], removed: [] }],
+        });
+        const hubSignature = `sha256=${createHmac('sha256', secret).update(push).digest('hex')}`;
+        const badHook = await fetch(`${base}/webhooks/github`, { method: 'POST', body: push, headers: { 'x-github-event': 'push', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` } });
+        expect(badHook.status).toBe(401);
+        const hook = await fetch(`${base}/webhooks/github`, { method: 'POST', body: push, headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': 'd-1', 'x-hub-signature-256': hubSignature } });
+        expect(hook.status).toBe(202);
+        expect(await hook.json()).toEqual({ events: 1 });
+        expect(await feed.next('change')).toMatchObject({ pageId: 'file:docs/new.md', kind: 'page_added' });
         const invalid = JSON.stringify({ kind: 'nope', pageId: 'x' });
         const refusedEvent = await fetch(`${base}/events`, { method: 'POST', body: invalid, headers: { 'x-converge-signature': `sha256=${createHmac('sha256', secret).update(invalid).digest('hex')}` } });
         expect(refusedEvent.status).toBe(400);
@@ -259,7 +273,7 @@ describe('converge serve', () => {
         feed.close();
       }
       const metrics = await (await fetch(`${base}/metrics`)).text();
-      expect(metrics).toMatch(/^converge_events_received_total 1$/m);
+      expect(metrics).toMatch(/^converge_events_received_total 2$/m);
       expect(metrics).toContain('# TYPE converge_subscriptions gauge');
       expect(metrics).toContain('converge_process_cpu_user_seconds_total');
     expect(metrics).not.toMatch(/^process_/m);
@@ -275,6 +289,7 @@ describe('converge serve', () => {
     try {
       const response = await fetch(`${server.match[1]}/events`, { method: 'POST', body: '[]' });
       expect(response.status).toBe(403);
+      expect((await fetch(`${server.match[1]}/webhooks/github`, { method: 'POST', body: '{}' })).status).toBe(403);
       const busy = await converge(['serve', '--port', server.match[2]!]);
       expect(busy.code).toBe(1);
       expect(busy.stderr.trim().split('\n')).toEqual([`converge serve: 127.0.0.1:${server.match[2]} is already in use: pick another port with --port (or --port 0 for any free one)`]);

@@ -7,15 +7,19 @@
  *   GET  /feed      server-sent events: `change` per change-feed entry, `quiescence` per episode
  *   POST /events    page-change events (JSON: one event or an array), signed with the shared secret:
  *                   header `x-converge-signature: sha256=<hex HMAC-SHA256 of the body>`
+ *   POST /webhooks/<github|gitlab|gitea|generic>   git push webhooks, verified with the same secret
+ *                   (the WebhookReceiver, on a loopback port behind this server), mapped into the engine
  *
  * Listens on 127.0.0.1 unless told otherwise. Without --secret, POST is refused.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { type ChangeFeedEntry, type EngineCounters, type QuiescenceReport, zeroCounters } from '../../shared/protocol.js';
 import type { PageChangeEvent } from '../../shared/events.js';
+import { WEBHOOK_PROVIDERS } from '../../watchers/webhook-event-builder.js';
+import { WebhookReceiver } from '../../watchers/webhook-receiver.js';
 import { createEngine, type Engine, type EngineStatus } from '../engine.js';
 import { integer, UsageError, valueFlag } from './args.js';
 import { CliError, type CliContext, defineCommand, untilAborted } from './context.js';
@@ -209,6 +213,23 @@ export async function startServer(options: ServeOptions, version: string): Promi
   });
   const registry = metricsFor(engine);
   const started = Date.now();
+  // Git push webhooks: one WebhookReceiver route per provider, its sources mapped into the engine.
+  let receiver: WebhookReceiver | undefined;
+  if (options.secret !== undefined) {
+    receiver = new WebhookReceiver({ host: '127.0.0.1', port: 0 });
+    for (const provider of WEBHOOK_PROVIDERS) await engine.mapSource(receiver.route(`/webhooks/${provider}`, { provider, secret: options.secret }));
+    await receiver.listen();
+  }
+
+  /** Hands a webhook request to the receiver and its answer back, unchanged. */
+  const forward = (request: IncomingMessage, response: ServerResponse, base: string): void => {
+    const upstream = httpRequest(`${base}${request.url ?? '/'}`, { method: request.method, headers: request.headers }, (answer) => {
+      response.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(response);
+    });
+    upstream.on('error', (error) => json(response, 502, { error: `webhook receiver: ${error.message}` }));
+    request.pipe(upstream);
+  };
 
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
@@ -243,8 +264,11 @@ export async function startServer(options: ServeOptions, version: string): Promi
         return json(response, code === 'CONVERGE_VALIDATION' ? 400 : 503, { error: message ?? String(error), code });
       }
       json(response, 202, { accepted: Array.isArray(events) ? events.length : 1 });
+    } else if (path.startsWith('/webhooks/')) {
+      if (receiver === undefined) return json(response, 403, { error: 'this server accepts no webhooks: start it with --secret' });
+      forward(request, response, receiver.url);
     } else {
-      json(response, 404, { error: `no route ${request.method} ${path}`, routes: ['GET /', 'GET /status', 'GET /metrics', 'GET /feed', 'POST /events'] });
+      json(response, 404, { error: `no route ${request.method} ${path}`, routes: ['GET /', 'GET /status', 'GET /metrics', 'GET /feed', 'POST /events', ...WEBHOOK_PROVIDERS.map((p) => `POST /webhooks/${p}`)] });
     }
   };
 
@@ -263,6 +287,7 @@ export async function startServer(options: ServeOptions, version: string): Promi
       });
     });
   } catch (error) {
+    await receiver?.close();
     await engine.close();
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new CliError(`converge serve: ${options.host}:${options.port} is already in use: pick another port with --port (or --port 0 for any free one)`);
@@ -280,6 +305,7 @@ export async function startServer(options: ServeOptions, version: string): Promi
       hub.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await receiver?.close();
       await engine.close();
     },
   };
@@ -288,11 +314,12 @@ export async function startServer(options: ServeOptions, version: string): Promi
 export const serve = defineCommand({
   spec: {
     name: 'serve',
-    summary: 'Serve an engine over HTTP: dashboard, /status, /metrics (Prometheus), /feed (server-sent events), signed POST /events.',
+    summary: 'Serve an engine over HTTP: dashboard, /status, /metrics (Prometheus), /feed (server-sent events), signed events and git webhooks.',
     details:
       'POST /events takes one page-change event or an array (JSON), signed with the shared secret in\n' +
-      'x-converge-signature: sha256=<hex HMAC-SHA256 of the body>. Without --secret (or CONVERGE_SECRET)\n' +
-      'the server is read-only. Stop it with Ctrl-C.',
+      'x-converge-signature: sha256=<hex HMAC-SHA256 of the body>. POST /webhooks/<provider> (github,\n' +
+      'gitlab, gitea, generic) takes git push webhooks signed the provider\'s way with the same secret.\n' +
+      'Without --secret (or CONVERGE_SECRET) the server is read-only. Stop it with Ctrl-C.',
     flags: {
       port: valueFlag('N', 'port to listen on; 0 picks a free one', { defaultText: '8080', parse: integer(0, 65_535) }),
       host: valueFlag('HOST', 'address to listen on', { defaultText: '127.0.0.1', parse: host }),
@@ -305,7 +332,7 @@ export const serve = defineCommand({
     const key = flags.secret ?? (fromEnv === undefined || fromEnv === '' ? undefined : secret(fromEnv, 'CONVERGE_SECRET'));
     const version = (await import('./version.js')).VERSION;
     const running = await startServer({ port: flags.port ?? 8080, host: flags.host ?? '127.0.0.1', secret: key }, version);
-    context.out(`${context.styles.bold('converge serve')}: listening on ${context.styles.cyan(running.url)} — dashboard /, /status, /metrics, /feed${key === undefined ? ' (read-only: no --secret)' : ', POST /events'}`);
+    context.out(`${context.styles.bold('converge serve')}: listening on ${context.styles.cyan(running.url)} — dashboard /, /status, /metrics, /feed${key === undefined ? ' (read-only: no --secret)' : ', POST /events, POST /webhooks/<provider>'}`);
     await untilAborted(context.signal);
     await running.close();
     context.out('converge serve: stopped');
