@@ -153,8 +153,10 @@ export type {
   PublishInput,
   WaitForOptions,
 } from './event-bus.js';
-export { TASK_POOL_DEFAULTS } from './task-pool.js';
-export type { PoolTaskHandle } from './task-pool.js';
+export { TASK_POOL_DEFAULTS, TASK_TOPIC } from './task-pool.js';
+export type { PoolTaskHandle, SharedTaskPayload } from './task-pool.js';
+export { runTaskWorker, TASK_WORKER_DEFAULTS } from './colony-worker.js';
+export type { TaskWorker, TaskWorkerOptions } from './colony-worker.js';
 export type { ColonyWorkerContext, ColonyWorkerResult, TaskContext, TaskDispatch } from '../shared/pool-protocol.js';
 
 // Sources and watchers (DESIGN §4).
