@@ -119,6 +119,7 @@ export const watch = defineCommand({
     const view = { title: `converge watch ${root}${flags.git === true ? ' (git)' : ''}`, state: 'starting', counters: undefined as EngineCounters | undefined, episodes: 0, lastEpisode: undefined as { id: string; durationMs: number } | undefined, changes: [] as ViewChange[], changesSeen: 0 };
     const screen = live ? new LiveScreen(context.stdout as TerminalStream, (width, height) => renderWatchScreen(view, width, height, context.styles)) : undefined;
     let poll: NodeJS.Timeout | undefined;
+    let refreshSoon = (): void => undefined;
     try {
       await engine.subscribe({
         predicate,
@@ -137,7 +138,10 @@ export const watch = defineCommand({
         view.episodes++;
         view.lastEpisode = { id: report.episodeId, durationMs: report.durationMs };
         if (json) context.out(JSON.stringify({ type: 'episode', ...report }));
-        else if (screen !== undefined) screen.invalidate();
+        else if (screen !== undefined) {
+          screen.invalidate();
+          refreshSoon();
+        }
         else {
           const c = report.counters;
           context.out(context.styles.cyan(`settled ${report.episodeId} in ${report.durationMs.toFixed(0)} ms: ${c.eventsReceived} events, ${c.dispatchesEmitted} shown, ${c.dispatchesDamped} damped, ${c.dispatchesRateLimited} rate-limited`));
@@ -154,8 +158,9 @@ export const watch = defineCommand({
           view.state = `watching — ${status.state}`;
           screen.invalidate();
         };
+        refreshSoon = () => void refresh().catch(() => undefined);
         await refresh();
-        poll = setInterval(() => void refresh().catch(() => undefined), 250);
+        poll = setInterval(refreshSoon, 250);
       }
       await untilAborted(context.signal);
     } finally {
