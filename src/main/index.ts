@@ -165,4 +165,6 @@ export { diffSnapshots, SourcePollWatcher } from '../watchers/source-poll-watche
 export type { SourcePollWatcherOptions } from '../watchers/source-poll-watcher.js';
 export { CompositeWatcher } from '../watchers/composite-watcher.js';
 export type { CompositeWatcherOptions } from '../watchers/composite-watcher.js';
+export { GitRemoteWatcher, gitChangeEvents } from '../watchers/git-remote-watcher.js';
+export type { GitRemoteWatcherOptions, LeaderGate } from '../watchers/git-remote-watcher.js';
 export { CheckpointError, GitFetchError, SourceError, SourceNotFoundError, WatcherBackendError, WatcherErrorCode } from '../watchers/errors.js';
