@@ -73,6 +73,8 @@ export function gitChangeEvents(changes: readonly TreeChange[], sourceId: string
 
 export class GitRemoteWatcher implements ContextPageSource {
   readonly static = false;
+  /** Ready after the first poll (the baseline) was tried, or the first leadership check said no. */
+  readonly reportsReady = true;
   readonly dir: string;
   readonly remote: string;
   readonly branch: string;
@@ -107,11 +109,16 @@ export class GitRemoteWatcher implements ContextPageSource {
     while (!signal.aborted) {
       if (delay > 0 && !(await sleep(delay, signal))) return;
       delay = this.#pollMs;
-      if (this.#options.leaderLock !== undefined && !(await this.#isLeader(context))) continue;
+      if (this.#options.leaderLock !== undefined && !(await this.#isLeader(context))) {
+        context.ready?.();
+        continue;
+      }
       let events: PageChangeEvent[];
       try {
         events = await this.poll();
+        context.ready?.();
       } catch (error) {
+        context.ready?.();
         this.failures++;
         this.totalFailures++;
         this.#report(new GitFetchError(this.remote, this.failures, { cause: error }), context);
