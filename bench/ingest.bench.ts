@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import { Bench } from 'tinybench';
 import { createEngine, type Engine, matchesPredicate, type PageChangeEvent, type PagePredicate } from '../src/main/index.js';
+import type { BenchRatio, BenchReport } from './run.js';
 
 const BATCH = 1000;
 /**
@@ -99,7 +100,7 @@ function fmt(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : n.toFixed(0);
 }
 
-async function throughput(quick: boolean): Promise<Row[]> {
+async function throughput(quick: boolean, ratios: BenchRatio[]): Promise<Row[]> {
   const rows: Row[] = [];
   const sizes = quick ? [10, 1000] : [10, 1000, 10_000, 100_000];
   const eventsPerIteration = quick ? 5_000 : 50_000;
@@ -136,6 +137,7 @@ async function throughput(quick: boolean): Promise<Row[]> {
     const engineRate = eventsPerIteration / (engineMs / 1000);
     const baseRate = baselineEvents / (baseMs / 1000);
     const runs = engineResult!.latency.samplesCount ?? 1;
+    ratios.push({ measure: `engine, ${subscriptions.toLocaleString('en-US')} subscriptions`, value: engineRate, unit: 'events/s', baseline: 'linear emitter, same predicates', baselineValue: baseRate });
     rows.push({
       subscriptions,
       'engine events/s': fmt(engineRate),
@@ -209,13 +211,15 @@ async function quiescenceLatency(quick: boolean): Promise<Record<string, string>
   return { episodes: String(gaps.length), 'p50 ms': percentile(gaps, 50).toFixed(3), 'p99 ms': percentile(gaps, 99).toFixed(3) };
 }
 
-export async function run(options: { quick: boolean }): Promise<void> {
+export async function run(options: { quick: boolean }): Promise<BenchReport> {
+  const ratios: BenchRatio[] = [];
   console.log('\n## ingest: dispatchChange → convergence worker → main-thread handler');
-  console.table(await throughput(options.quick));
+  console.table(await throughput(options.quick, ratios));
   console.log('latency at an offered load (10k subscriptions)');
   console.table([await latency(options.quick)]);
   console.log('quiescence announced after the last handler settled');
   console.table([await quiescenceLatency(options.quick)]);
+  return { ratios };
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -2,18 +2,11 @@
  * Bad input through the engine: refused whole with an error naming the field, nothing written,
  * nothing changed in transit (issue 7 §3).
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { createEngine, type Engine, type EngineOptions, FrameTooLargeError, PageChange, type PageChangeEvent, RingFullError, ValidationError } from '../../src/main/index.js';
+import { describe, expect, it } from 'vitest';
+import { FrameTooLargeError, PageChange, type PageChangeEvent, RingFullError, ValidationError } from '../../src/main/index.js';
+import { useEngines } from '../helpers/engines.js';
 
-const engines: Engine[] = [];
-async function engine(options: EngineOptions = {}): Promise<Engine> {
-  const e = await createEngine(options);
-  engines.push(e);
-  return e;
-}
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
+const engine = useEngines();
 
 async function refusal(promise: Promise<unknown>): Promise<unknown> {
   try {

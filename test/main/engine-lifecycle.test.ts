@@ -282,7 +282,7 @@ describe('loud failures', () => {
 });
 
 describe('process lifetime', () => {
-  it.skip('a script that forgets close() exits by itself once the engine is idle', async () => {
+  it('a script that forgets close() exits by itself once the engine is idle', async () => {
     const child = await runChild('forget-close.mjs');
     expect(child.code, child.stderr).toBe(0);
     expect(child.messages[0]).toMatchObject({ settled: true });
