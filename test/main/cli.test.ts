@@ -4,7 +4,7 @@
  * stack traces, help on every subcommand, colour only when asked for, and the serve and worker
  * commands against real HTTP and a real PostgreSQL.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -153,6 +153,25 @@ describe('converge watch', () => {
       watcher.child.kill('SIGINT');
     }
     expect(await watcher.exited).toBe(0);
+  });
+
+  it('watches a git working tree with --git without writing to the repository', async () => {
+    const dir = mkdtempSync(join(scratch, 'repo-'));
+    execFileSync('git', ['init', '-q', dir]);
+    const watcher = await start(['watch', dir, '--git'], /watching .* \(git\)/);
+    try {
+      await changeSeen(watcher, dir, 'tracked', (name) => new RegExp(`page_added\\s+file:${name.replace('.', '\\.')}`));
+      await watcher.until(/settled ep_\w+/);
+    } finally {
+      watcher.child.kill('SIGINT');
+    }
+    expect(await watcher.exited).toBe(0);
+    // No checkpoint commit, no tag: watching only reads.
+    expect(execFileSync('git', ['-C', dir, 'tag'], { encoding: 'utf8' })).toBe('');
+    expect(() => execFileSync('git', ['-C', dir, 'rev-parse', '--verify', '-q', 'HEAD'], { stdio: 'ignore' })).toThrow();
+    const notRepo = await inProcess(['watch', scratch, '--git']);
+    expect(notRepo.code).toBe(2);
+    expect(notRepo.stderr.trim()).toBe(`converge watch: not a git repository: ${scratch} (watch it without --git, or run git init there)`);
   });
 
   it('prints one JSON object per line with --json', async () => {
