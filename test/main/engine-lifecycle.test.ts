@@ -95,6 +95,7 @@ describe('close', () => {
     const closeWarning = warnings.find((w) => w.code === 'CONVERGE_CLOSE_TIMEOUT');
     expect(closeWarning?.message).toContain(result!['ok'] as string);
     expect(closeWarning?.message).toContain(result!['bad'] as string);
+    expect(closeWarning?.message).toContain(result!['task'] as string);
   });
 
   it('rejects calls still pending when close() ends with ClosedError (CONVERGE_CLOSED), not a crash', async () => {
