@@ -4,10 +4,9 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createEngine,
-  type Engine,
   type EngineOptions,
   PageChange,
   type PageChangeEvent,
@@ -16,28 +15,23 @@ import {
   ValidationError,
   WorkerCrashedError,
 } from '../../src/main/index.js';
+import { useEngines } from '../helpers/engines.js';
+
+const engine = useEngines();
+
+/** A promise the test resolves by hand: a barrier, not a sleep. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
 import { ENGINE_LIMITS } from '../../src/main/options.js';
 import { WorkerLink } from '../../src/main/worker-link.js';
 import { MainSlot } from '../../src/shared/protocol.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const fromDist = process.env.CONVERGE_TEST_TARGET === 'dist';
-
-const engines: Engine[] = [];
-async function engine(options: EngineOptions = {}): Promise<Engine> {
-  const e = await createEngine(options);
-  engines.push(e);
-  return e;
-}
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
-
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
 
 /** Collects process warnings until the returned stop() is called. */
 function captureWarnings(): { warnings: Error[]; stop: () => void } {
