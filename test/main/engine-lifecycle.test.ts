@@ -184,8 +184,10 @@ describe('start and options', () => {
     expect(ENGINE_LIMITS.changeFeedSize).toBeLessThan(2 ** 31 - 1);
   });
 
-  it('a worker that fails at start rejects the pending query with the cause instead of hanging', async () => {
+  /** A worker link on rings of its own, bypassing the engine's option checks. */
+  function startLink(changeFeedSize: number): { link: WorkerLink; ring: Ring } {
     const ingest = Ring.allocate(4096);
+    const ring = new Ring(ingest);
     const link = new WorkerLink(
       {
         ingest,
@@ -193,14 +195,19 @@ describe('start and options', () => {
         main: new SharedArrayBuffer(MainSlot.SIZE * 4),
         episodeBudget: 10,
         rateLimit: { minIntervalMs: 1000, burst: 4, trailing: true },
-        // Past the engine's bound: the worker cannot allocate its change feed and dies at start.
-        changeFeedSize: 2 ** 32,
+        changeFeedSize,
         settleMs: 0,
         subscriptionCapacity: 10,
       },
-      () => new Ring(ingest).nudge(),
+      () => ring.nudge(),
       { onWake: () => undefined, onQuiescence: () => undefined, onSettled: () => undefined, onFailure: () => undefined },
     );
+    return { link, ring };
+  }
+
+  it('a worker that fails at start rejects the pending query with the cause instead of hanging', async () => {
+    // Past the engine's bound: the worker cannot allocate its change feed and dies at start.
+    const { link } = startLink(2 ** 32);
     const pending = link.request();
     const error = await link.query((control) => control.status()).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(WorkerCrashedError);
@@ -211,22 +218,7 @@ describe('start and options', () => {
   });
 
   it('when the worker dies, every pending request and query settles', async () => {
-    const ingest = Ring.allocate(4096);
-    const ring = new Ring(ingest);
-    const link = new WorkerLink(
-      {
-        ingest,
-        dispatch: Ring.allocate(4096),
-        main: new SharedArrayBuffer(MainSlot.SIZE * 4),
-        episodeBudget: 10,
-        rateLimit: { minIntervalMs: 1000, burst: 4, trailing: true },
-        changeFeedSize: 16,
-        settleMs: 0,
-        subscriptionCapacity: 10,
-      },
-      () => ring.nudge(),
-      { onWake: () => undefined, onQuiescence: () => undefined, onSettled: () => undefined, onFailure: () => undefined },
-    );
+    const { link, ring } = startLink(16);
     await link.query((control) => control.status());
     const pending = link.request();
     // A frame the worker cannot decode: a protocol failure, fatal to the worker.
