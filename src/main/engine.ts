@@ -6,7 +6,7 @@
  * dispatcher (dispatcher.ts), the source bridges (source-bridge.ts). It shares three rings with the
  * convergence worker — ingest (events, subscription changes, quiescence waits and queries, in one
  * order), acks (acknowledgements, never behind events) and dispatch (batches for main-thread
- * handlers). Comlink serves only diagnostics that must not wait behind events (close's report).
+ * handlers). Comlink serves only the start-up ping and close's report, which must not wait behind events.
  *
  * Lifetime: the worker holds the process open only while this thread wrote something the worker has
  * not been seen to finish (see #checkIdle), a request is pending, a source is mapped, or close() runs.
