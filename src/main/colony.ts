@@ -91,7 +91,7 @@ export interface OverseerHandle {
 
 /** Options of {@link Colony}. */
 export interface ColonyOptions {
-  /** A module (path or URL) whose default export is `async (task: string, ctx: ColonyWorkerContext) => result`. */
+  /** A module (path, file: or data: URL) whose default export is `async (task: string, ctx: ColonyWorkerContext) => result`. */
   workerModule: string | URL;
   /** Stamped as `colonyId` on the colony's events. Default `primary`. */
   id?: string;
@@ -195,7 +195,7 @@ export class Colony {
   constructor(options: ColonyOptions) {
     const o = parseInput(OptionsSchema, options, 'options');
     const module = o.workerModule;
-    this.#module = module instanceof URL ? module.href : module.startsWith('file:') ? module : pathToFileURL(module).href;
+    this.#module = module instanceof URL ? module.href : /^(file|data):/.test(module) ? module : pathToFileURL(module).href;
     this.#id = o.id ?? COLONY_DEFAULTS.id;
     this.#maxConcurrent = o.maxConcurrentWorkers ?? COLONY_DEFAULTS.maxConcurrentWorkers;
     this.#retentionMax = o.resultRetention?.max ?? COLONY_DEFAULTS.resultRetention.max;
