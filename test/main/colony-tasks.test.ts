@@ -2,8 +2,12 @@
  * Task subscriptions through the colony pool: dispatches become tasks in the engine's store, are
  * claimed by pool threads, and what they emit is counted before quiescence. Real threads, no sleeps.
  */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore } from '../../src/coordination/index.js';
+import { MemoryStore, PostgresStore } from '../../src/coordination/index.js';
+import { describePg, dropSchema, uniqueSchema } from '../helpers/pg.js';
 import { createEngine, type Engine, type EngineOptions, PageChange, type PageChangeEvent, ValidationError } from '../../src/main/index.js';
 import type { TaskContext } from '../../src/main/index.js';
 
@@ -93,5 +97,54 @@ describe('task subscriptions on the colony pool', () => {
       if (!ctx.signal.aborted) ctx.dispatchChange({ ...event, pageId: `${event.pageId}:x` });
     };
     expect(typeof fn).toBe('function');
+  });
+});
+
+describePg('task subscriptions run by another process (PostgreSQL)', (url) => {
+  it('quiescence stays exact while a runTaskWorker process runs the tasks and their emits come back', async () => {
+    const schema = uniqueSchema('cv_colony');
+    const store = new PostgresStore({ connectionString: url, schema, max: 4 });
+    const child = spawn(process.execPath, [...(process.env.CONVERGE_TEST_TARGET === 'dist' ? [] : ['--import', 'tsx']), fileURLToPath(new URL('../fixtures/colony/task-worker.mjs', import.meta.url))], {
+      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      env: { ...process.env, CONVERGE_CHILD_CONFIG: JSON.stringify({ url, schema }) },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout! });
+    const messages: Record<string, unknown>[] = [];
+    const next = (key: string): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        const found = messages.find((m) => key in m);
+        if (found !== undefined) return resolve(found);
+        const onLine = (line: string): void => {
+          const message = JSON.parse(line) as Record<string, unknown>;
+          messages.push(message);
+          if (key in message) {
+            lines.off('line', onLine);
+            resolve(message);
+          }
+        };
+        lines.on('line', onLine);
+        child.once('exit', (code) => reject(new Error(`task worker exited with ${String(code)} before "${key}"`)));
+      });
+    try {
+      const ready = await next('ready');
+      const e = await engine({ store, pool: { runLocally: false, claimTtlMs: 30_000 } });
+      const seen: PageChangeEvent[] = [];
+      await e.subscribe({ predicate: { dataType: 'chain' }, task: { filename: tasks } });
+      await e.subscribe({ predicate: { dataType: 'chain' }, handler: (ev) => void seen.push(ev) });
+      await e.dispatchChange([root('p0', 2), root('p1', 2), root('p2', 2)]);
+      const report = await e.waitForQuiescence({ timeoutMs: 60_000 });
+      expect(report).not.toBeNull();
+      expect(seen).toHaveLength(9);
+      // Every derived link was emitted in the worker process.
+      expect(seen.filter((ev) => ev.extra?.['level'] !== 0).every((ev) => ev.extra?.['pid'] === ready['pid'])).toBe(true);
+      child.stdin!.end();
+      const stopped = (await next('stopped'))['stopped'] as { completed: number; failed: number };
+      expect(stopped).toMatchObject({ completed: 9, failed: 0 });
+    } finally {
+      child.kill();
+      await store.close();
+      await dropSchema(url, schema);
+    }
   });
 });

@@ -2,6 +2,9 @@
  * The product demo end to end, small: a real git repository, a real watcher, the colony pool, a
  * storm and a loopback remote. It must converge to exactly the from-scratch digest.
  */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runDemo, type DemoResult } from '../../src/main/demo/run-demo.js';
 import { renderResult, type DemoView } from '../../src/main/demo/view.js';
@@ -21,7 +24,23 @@ function recordingView(): DemoView & { phases: string[]; results: DemoResult[] }
   };
 }
 
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const cli = process.env.CONVERGE_TEST_TARGET === 'dist' ? [join(root, 'dist/main/cli.js')] : ['--import', 'tsx', join(root, 'src/main/cli.ts')];
+
 describe('converge demo', () => {
+  it('runs from the command line and prints one JSON result with a verified digest', async () => {
+    const { code, stdout } = await new Promise<{ code: number; stdout: string }>((resolve) => {
+      execFile(process.execPath, [...cli, 'demo', '--files', '60', '--storm', '40', '--json'], { cwd: root, timeout: 170_000 }, (error, out) => {
+        resolve({ code: error === null ? 0 : Number((error as { code?: unknown }).code ?? -1), stdout: out });
+      });
+    });
+    expect(code).toBe(0);
+    const result = JSON.parse(stdout) as DemoResult;
+    expect(result.ok).toBe(true);
+    expect(result.digest.converged).toBe(result.digest.recomputed);
+    expect(result.storm.commits).toBe(1);
+  }, 180_000);
+
   it('converges a storm over a watched git repository to the from-scratch digest', async () => {
     const view = recordingView();
     const result = await runDemo({ files: 120, storm: 150, seed: 7 }, view);

@@ -2,18 +2,11 @@
  * The convergence worker's decisions seen through a real engine (real threads and rings): the
  * budget never drops external work, and decisions are reproducible from event time.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { type BudgetExhaustedInfo, createEngine, type Engine, type EngineOptions, PageChange, type PageChangeEvent } from '../../src/main/index.js';
+import { describe, expect, it } from 'vitest';
+import { type BudgetExhaustedInfo, type Engine, PageChange, type PageChangeEvent } from '../../src/main/index.js';
+import { useEngines } from '../helpers/engines.js';
 
-const engines: Engine[] = [];
-async function engine(options: EngineOptions = {}): Promise<Engine> {
-  const e = await createEngine(options);
-  engines.push(e);
-  return e;
-}
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
+const engine = useEngines();
 
 describe('the episode budget', () => {
   it('never drops external events: 50,000 directly dispatched events with the default budget are all delivered', async () => {

@@ -64,7 +64,9 @@ export async function runDemo(options: DemoOptions = {}, view: DemoView = create
   try {
     // Every derived stage multiplies the work of an event (file → summary → rollup → digest →
     // dashboard): the budget, which cuts runaway derivation, must allow the whole honest cascade.
-    engine = await createEngine({ episodeBudget: 50 * (files + operations) + 10_000 });
+    // The rollup and digest pages change with every file: a 250 ms per-page interval shows the rate
+    // limiter (and its trailing delivery of each page's final state) without a 1 s tail per page.
+    engine = await createEngine({ episodeBudget: 50 * (files + operations) + 10_000, rateLimit: { minIntervalMs: 250, burst: 4 } });
     const live = engine;
     const pipeline = new DemoPipeline(live);
     const source = await demoSource(workspace.dir);
@@ -90,7 +92,7 @@ export async function runDemo(options: DemoOptions = {}, view: DemoView = create
     view.stopProgress();
 
     view.phase('waiting for quiescence');
-    await barrier(live, workspace.dir, pipeline);
+    await barrier(workspace.dir, pipeline);
     const report = await settle(live);
     stopTicker();
     const recomputed = await recomputeDigest(workspace.dir);
@@ -136,13 +138,12 @@ async function settle(engine: Engine): Promise<QuiescenceReport> {
  * removed again comes through the same queue, so once the pipeline has seen both, everything
  * written before it has reached the engine.
  */
-async function barrier(engine: Engine, dir: string, pipeline: DemoPipeline): Promise<void> {
+async function barrier(dir: string, pipeline: DemoPipeline): Promise<void> {
   const marker = 'zz-converge-barrier.txt';
   await writeFile(join(dir, marker), 'barrier\n');
   await withDeadline(pipeline.whenSeen(marker, true), 'the watcher did not report the barrier file');
   await rm(join(dir, marker));
   await withDeadline(pipeline.whenSeen(marker, false), 'the watcher did not report the barrier file removed');
-  void engine;
 }
 
 async function withDeadline(promise: Promise<void>, message: string): Promise<void> {

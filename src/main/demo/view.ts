@@ -20,10 +20,18 @@ export interface DemoView {
 const number = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 /** Plain lines or a live view, depending on the terminal; JSON only with `json`. */
-export function createView({ json, stream = process.stdout }: { json: boolean; stream?: NodeJS.WriteStream }): DemoView {
+export function createView({
+  json,
+  stream = process.stdout,
+  env = process.env,
+}: {
+  json: boolean;
+  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+  env?: NodeJS.ProcessEnv;
+}): DemoView {
   if (json) return jsonView(stream);
-  const live = stream.isTTY === true && process.env.NO_COLOR === undefined && process.env.CI !== 'true';
-  return live ? liveView(stream) : plainView(stream);
+  const live = stream.isTTY === true && env.NO_COLOR === undefined && env.CI !== 'true';
+  return live ? liveView(stream as NodeJS.WriteStream) : plainView(stream);
 }
 
 function jsonView(stream: NodeJS.WritableStream): DemoView {
