@@ -189,7 +189,10 @@ export class Engine {
         if (!this.#emitter.emit('source-error', { sourceId, error })) warnSourceError(sourceId, error);
       },
     });
-    this.#writer = new IngestWriter(this.#ingest, options.onFull, (seq, events) => this.#dispatcher.remember(seq, events));
+    this.#writer = new IngestWriter(this.#ingest, options.onFull, {
+      canRemember: () => this.#dispatcher.canRemember(),
+      remember: (seq, events) => this.#dispatcher.remember(seq, events),
+    });
     this.#dispatcher = new MainDispatcher({
       consumer: new RingConsumer(this.#dispatchRing),
       // Acknowledgements have a ring of their own and always wait for space there: losing one would

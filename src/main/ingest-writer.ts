@@ -12,24 +12,27 @@ import { type Ring, RingProducer } from '../shared/ring.js';
 /** Events per ingest frame; larger batches are split so that a frame stays well under the ring's limit. */
 const EVENTS_PER_FRAME = 512;
 
+/** Where the writer keeps the event objects of the frames it wrote (the dispatcher). */
+export interface FrameKeeper {
+  /** False while too many frames are held already. */
+  canRemember(): boolean;
+  remember(seq: number, events: readonly PageChangeEvent[]): void;
+}
+
 export class IngestWriter {
   readonly #ring: Ring;
   readonly #producer: RingProducer;
   /** Writes that must never be refused (acks, control frames): #producer itself unless it throws on full. */
   readonly #waitingProducer: RingProducer;
   readonly #encoder = new FrameEncoder();
-  readonly #remember: (seq: number, events: readonly PageChangeEvent[]) => void;
-  #nextFrameSeq: number;
+  readonly #frames: FrameKeeper;
+  #nextFrameSeq = 1;
   #writes = 0;
 
-  /**
-   * `remember` keeps each frame's event objects until the worker releases them (see MainDispatcher).
-   * `firstSeq` is for tests that start the frame counter near a wrap.
-   */
-  constructor(ring: Ring, onFull: 'wait' | 'throw', remember: (seq: number, events: readonly PageChangeEvent[]) => void, firstSeq = 1) {
+  /** `frames` keeps each frame's event objects until the worker releases them (see MainDispatcher). */
+  constructor(ring: Ring, onFull: 'wait' | 'throw', frames: FrameKeeper) {
     this.#ring = ring;
-    this.#nextFrameSeq = firstSeq;
-    this.#remember = remember;
+    this.#frames = frames;
     this.#producer = new RingProducer(ring, { onFull });
     // With onFull 'wait' one producer keeps every frame of this thread in call order. With 'throw',
     // event writes never queue, so a separate waiting producer cannot overtake them.
@@ -70,14 +73,20 @@ export class IngestWriter {
 
   /** `first`: the index of `events[0]` in the caller's batch, to name an event too large on its own. */
   #encodeChunk(events: readonly PageChangeEvent[], first: number, cause: string | undefined, parent: number | undefined, out: Uint8Array[]): void {
+    // A frame with a seq is remembered, so dispatches refer to its events instead of carrying
+    // copies. Under a backlog (many frames unreleased) frames go without: the worker then sends
+    // the events themselves, and this thread holds no objects for events still waiting in the ring.
+    const keep = this.#frames.canRemember();
     const seq = this.#nextFrameSeq;
-    const meta: IngestMeta = { seq };
+    const meta: IngestMeta = keep ? { seq } : {};
     if (cause !== undefined) meta.cause = cause;
     if (parent !== undefined) meta.parent = parent;
     const frame = this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events);
     if (frame.length <= this.#ring.maxFrameBytes) {
-      this.#nextFrameSeq++;
-      this.#remember(seq, events);
+      if (keep) {
+        this.#nextFrameSeq++;
+        this.#frames.remember(seq, events);
+      }
       out.push(frame);
       return;
     }
