@@ -21,6 +21,8 @@ export class IngestWriter {
   readonly #remember: (seq: number, events: readonly PageChangeEvent[]) => void;
   #nextFrameSeq: number;
   #writes = 0;
+  /** Where derived events go (see {@link routeDerived}); undefined: the ingest ring, like the rest. */
+  #derived: { producer: RingProducer; afterWrite: () => void } | undefined;
 
   /**
    * `remember` keeps each frame's event objects until the worker releases them (see MainDispatcher).
@@ -34,6 +36,20 @@ export class IngestWriter {
     // With onFull 'wait' one producer keeps every frame of this thread in call order. With 'throw',
     // event writes never queue, so a separate waiting producer cannot overtake them.
     this.#waitingProducer = onFull === 'wait' ? this.#producer : new RingProducer(ring, { onFull: 'wait' });
+  }
+
+  /**
+   * Sends derived events (those with a `parent` dispatch) through `producer` — the ack ring, which
+   * the worker drains even while it is at `maxInFlight` — instead of the ingest ring. Otherwise a
+   * handler awaiting its derived write behind a full ingest ring would never settle, its dispatch
+   * would never be acknowledged, and the worker would never drain the ring: a deadlock. They carry
+   * no frame `seq` (the worker may read them before older ingest frames, so they are not referred
+   * to by seq: their dispatches carry the events themselves) and always wait for space (never
+   * refused by onFull 'throw', like acknowledgements). The budget bounds how many there are.
+   * `afterWrite` runs once they are in the ring (the worker parks on the ingest ring: nudge it).
+   */
+  routeDerived(producer: RingProducer, afterWrite: () => void): void {
+    this.#derived = { producer, afterWrite };
   }
 
   /** Frames handed to the ring so far (any kind): tells whether anything was written since a moment. */
@@ -55,9 +71,14 @@ export class IngestWriter {
     const list = prepareEvents(events, sourceId);
     if (list.length === 0) return undefined;
     const frames: Uint8Array[] = [];
-    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), i, cause, parent, frames);
-    const pending = this.#producer.write(frames);
+    const derived = parent === undefined ? undefined : this.#derived;
+    const limit = derived === undefined ? this.#ring.maxFrameBytes : derived.producer.ring.maxFrameBytes;
+    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), i, cause, parent, derived === undefined, limit, frames);
     this.#writes++;
+    if (derived === undefined) return this.#producer.write(frames);
+    const pending = derived.producer.write(frames);
+    if (pending === undefined) derived.afterWrite();
+    else void pending.then(derived.afterWrite, () => undefined); // a closed ring rejects the caller's promise
     return pending;
   }
 
@@ -69,22 +90,33 @@ export class IngestWriter {
   }
 
   /** `first`: the index of `events[0]` in the caller's batch, to name an event too large on its own. */
-  #encodeChunk(events: readonly PageChangeEvent[], first: number, cause: string | undefined, parent: number | undefined, out: Uint8Array[]): void {
+  /** `withSeq`: number the frame and keep its events so that dispatches can refer to them. */
+  #encodeChunk(
+    events: readonly PageChangeEvent[],
+    first: number,
+    cause: string | undefined,
+    parent: number | undefined,
+    withSeq: boolean,
+    limit: number,
+    out: Uint8Array[],
+  ): void {
     const seq = this.#nextFrameSeq;
-    const meta: IngestMeta = { seq };
+    const meta: IngestMeta = withSeq ? { seq } : {};
     if (cause !== undefined) meta.cause = cause;
     if (parent !== undefined) meta.parent = parent;
     const frame = this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events);
-    if (frame.length <= this.#ring.maxFrameBytes) {
-      this.#nextFrameSeq++;
-      this.#remember(seq, events);
+    if (frame.length <= limit) {
+      if (withSeq) {
+        this.#nextFrameSeq++;
+        this.#remember(seq, events);
+      }
       out.push(frame);
       return;
     }
-    if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ring.maxFrameBytes, { field: `events[${first}]` });
+    if (events.length === 1) throw new FrameTooLargeError(frame.length, limit, { field: `events[${first}]` });
     const half = events.length >> 1;
-    this.#encodeChunk(events.slice(0, half), first, cause, parent, out);
-    this.#encodeChunk(events.slice(half), first + half, cause, parent, out);
+    this.#encodeChunk(events.slice(0, half), first, cause, parent, withSeq, limit, out);
+    this.#encodeChunk(events.slice(half), first + half, cause, parent, withSeq, limit, out);
   }
 }
 
