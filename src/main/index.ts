@@ -32,6 +32,12 @@ export {
 } from '../shared/events.js';
 export type { PageChangeEvent, PageChangeInit, PageChangeKind } from '../shared/events.js';
 
+// Input rules (shared-input): the hot path's event check, plain data.
+export { isWellFormedEvent } from '../shared/events.js';
+export { MAX_PLAIN_DEPTH, plainObjectProblem } from '../shared/validation.js';
+export type { PlainDataProblem } from '../shared/validation.js';
+export type { RingStallInfo } from '../shared/protocol.js';
+
 // Pure convergence logic, for single-threaded use.
 export {
   compilePredicate,
@@ -55,7 +61,7 @@ export type { FindCyclesOptions } from '../shared/cycles.js';
 
 // The data plane, for embedders that build their own producers.
 export { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
-export type { OnFull, RingStats } from '../shared/ring.js';
+export type { OnFull, RingConsumerOptions, RingProducerOptions, RingStats, StalledReservation } from '../shared/ring.js';
 export { FrameDecoder, FrameEncoder } from '../shared/framing.js';
 
 // Errors.

@@ -12,26 +12,29 @@ import { type Ring, RingProducer } from '../shared/ring.js';
 /** Events per ingest frame; larger batches are split so that a frame stays well under the ring's limit. */
 const EVENTS_PER_FRAME = 512;
 
+/** Where the writer keeps the event objects of the frames it wrote (the dispatcher). */
+export interface FrameKeeper {
+  /** False while too many frames are held already. */
+  canRemember(): boolean;
+  remember(seq: number, events: readonly PageChangeEvent[]): void;
+}
+
 export class IngestWriter {
   readonly #ring: Ring;
   readonly #producer: RingProducer;
   /** Writes that must never be refused (acks, control frames): #producer itself unless it throws on full. */
   readonly #waitingProducer: RingProducer;
   readonly #encoder = new FrameEncoder();
-  readonly #remember: (seq: number, events: readonly PageChangeEvent[]) => void;
-  #nextFrameSeq: number;
+  readonly #frames: FrameKeeper;
+  #nextFrameSeq = 1;
   #writes = 0;
   /** Where derived events go (see {@link routeDerived}); undefined: the ingest ring, like the rest. */
   #derived: { producer: RingProducer; afterWrite: () => void } | undefined;
 
-  /**
-   * `remember` keeps each frame's event objects until the worker releases them (see MainDispatcher).
-   * `firstSeq` is for tests that start the frame counter near a wrap.
-   */
-  constructor(ring: Ring, onFull: 'wait' | 'throw', remember: (seq: number, events: readonly PageChangeEvent[]) => void, firstSeq = 1) {
+  /** `frames` keeps each frame's event objects until the worker releases them (see MainDispatcher). */
+  constructor(ring: Ring, onFull: 'wait' | 'throw', frames: FrameKeeper) {
     this.#ring = ring;
-    this.#nextFrameSeq = firstSeq;
-    this.#remember = remember;
+    this.#frames = frames;
     this.#producer = new RingProducer(ring, { onFull });
     // With onFull 'wait' one producer keeps every frame of this thread in call order. With 'throw',
     // event writes never queue, so a separate waiting producer cannot overtake them.
@@ -90,7 +93,7 @@ export class IngestWriter {
   }
 
   /** `first`: the index of `events[0]` in the caller's batch, to name an event too large on its own. */
-  /** `withSeq`: number the frame and keep its events so that dispatches can refer to them. */
+  /** `withSeq`: the frame may be numbered and its events kept (derived frames never are). */
   #encodeChunk(
     events: readonly PageChangeEvent[],
     first: number,
@@ -100,15 +103,19 @@ export class IngestWriter {
     limit: number,
     out: Uint8Array[],
   ): void {
+    // A frame with a seq is remembered, so dispatches refer to its events instead of carrying
+    // copies. Under a backlog (many frames unreleased) frames go without: the worker then sends
+    // the events themselves, and this thread holds no objects for events still waiting in the ring.
+    const keep = withSeq && this.#frames.canRemember();
     const seq = this.#nextFrameSeq;
-    const meta: IngestMeta = withSeq ? { seq } : {};
+    const meta: IngestMeta = keep ? { seq } : {};
     if (cause !== undefined) meta.cause = cause;
     if (parent !== undefined) meta.parent = parent;
     const frame = this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events);
     if (frame.length <= limit) {
-      if (withSeq) {
+      if (keep) {
         this.#nextFrameSeq++;
-        this.#remember(seq, events);
+        this.#frames.remember(seq, events);
       }
       out.push(frame);
       return;

@@ -18,7 +18,7 @@ import { type MessagePort } from 'node:worker_threads';
 import { serializeError } from '../shared/errors.js';
 import { type EventTuple, FrameDecoder, FrameEncoder } from '../shared/framing.js';
 import { type ConvergenceControl, type ConvergenceWorkerData, type DispatchFrame, DispatchTag, MainSlot, type WorkerMessage } from '../shared/protocol.js';
-import { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
+import { Ring, RingConsumer, RingProducer, type StalledReservation } from '../shared/ring.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
 import { ConvergenceRuntime } from './convergence-runtime.js';
 
@@ -47,7 +47,10 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 /** Runs the convergence worker until a CLOSE frame or a fatal error. */
 export async function runConvergenceWorker(data: ConvergenceWorkerData, port: MessagePort): Promise<void> {
   const ingestRing = new Ring(data.ingest);
-  const consumer = new RingConsumer(ingestRing, { spinIterations: CONSUMER_SPIN_ITERATIONS });
+  // A producer that died mid-write: its reservation is skipped (see RingConsumerOptions) and reported.
+  const onStall = (ring: 'ingest' | 'acks') => (stall: StalledReservation) => post({ type: 'ring-stalled', ring, ...stall });
+  const stallTimeoutMs = data.stallTimeoutMs;
+  const consumer = new RingConsumer(ingestRing, { spinIterations: CONSUMER_SPIN_ITERATIONS, stallTimeoutMs, onStall: onStall('ingest') });
   const dispatchRing = new Ring(data.dispatch);
   const ackRing = data.acks === undefined ? undefined : new Ring(data.acks);
   const dispatchProducer = new RingProducer(dispatchRing, { onFull: 'wait' });
@@ -114,7 +117,7 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   const visit = (view: Uint8Array): void => runtime.handleFrame(decoder.decodeIngest(view), performance.timeOrigin + performance.now());
   // Acks get a path of their own only when the main thread provides one; only then can the worker
   // stop reading events without also stopping the acks that would let it resume.
-  const acks = ackRing === undefined ? undefined : new RingConsumer(ackRing, { spinIterations: 0 });
+  const acks = ackRing === undefined ? undefined : new RingConsumer(ackRing, { spinIterations: 0, stallTimeoutMs, onStall: onStall('acks') });
   const maxInFlight = acks === undefined ? Infinity : (data.maxInFlight ?? Infinity);
   const drainIngest = (): number => {
     if (acks === undefined) return consumer.drain(visit, FRAMES_PER_DRAIN);
