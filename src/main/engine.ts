@@ -183,6 +183,10 @@ export class Engine {
     this.#sources = new SourceBridges({
       ingest,
       onChange: () => this.#refreshRef(),
+      onQuiescence: (listener) => {
+        this.#emitter.on('quiescence', listener);
+        return () => this.#emitter.off('quiescence', listener);
+      },
       dispatch: (events) => this.dispatchChange(events),
       reportError: (sourceId, error) => {
         // Loud, never silent: a process warning when nobody listens for source errors.

@@ -173,4 +173,13 @@ export { diffSnapshots, SourcePollWatcher } from '../watchers/source-poll-watche
 export type { SourcePollWatcherOptions } from '../watchers/source-poll-watcher.js';
 export { CompositeWatcher } from '../watchers/composite-watcher.js';
 export type { CompositeWatcherOptions } from '../watchers/composite-watcher.js';
+export { GitRemoteWatcher, gitChangeEvents } from '../watchers/git-remote-watcher.js';
+export type { GitRemoteWatcherOptions, LeaderGate } from '../watchers/git-remote-watcher.js';
+export { GitRepoSource } from '../watchers/git-repo-source.js';
+export type { GitRepoSourceOptions } from '../watchers/git-repo-source.js';
+export { CHECKPOINT_TAG_PREFIX, GitCheckpointer } from '../watchers/checkpoint.js';
+export type { GitCheckpointerOptions } from '../watchers/checkpoint.js';
+export { BlackboardSource } from '../watchers/blackboard-source.js';
+export type { BlackboardRelation, BlackboardSourceOptions } from '../watchers/blackboard-source.js';
+export { editDiff } from '../watchers/edit-diff.js';
 export { CheckpointError, GitFetchError, SourceError, SourceNotFoundError, WatcherBackendError, WatcherErrorCode } from '../watchers/errors.js';
