@@ -97,6 +97,12 @@ interface HandlerEntry {
  */
 const MAX_FRAMES_BEFORE_TRIM = 4;
 
+/**
+ * Frames whose events are held at most. Past it (a backlog in the ingest ring) frames are written
+ * without a seq and their dispatches carry the events: memory stays bounded whatever the backlog.
+ */
+const MAX_REMEMBERED_FRAMES = 64;
+
 /** Frames drained per macrotask, so a storm of dispatches cannot starve the embedder's event loop. */
 const FRAMES_PER_TURN = 64;
 
@@ -208,6 +214,13 @@ export class MainDispatcher {
   }
 
   /** Keeps a frame's events so that dispatches can refer to them instead of carrying copies. */
+  /** Whether the next frame may be remembered (false under a backlog; see MAX_REMEMBERED_FRAMES). */
+  canRemember(): boolean {
+    if (this.#sent.size < MAX_REMEMBERED_FRAMES) return true;
+    this.trim();
+    return this.#sent.size < MAX_REMEMBERED_FRAMES;
+  }
+
   remember(seq: number, events: readonly PageChangeEvent[]): void {
     this.#sent.set(seq, events);
     if (this.#sent.size > MAX_FRAMES_BEFORE_TRIM) this.trim();

@@ -23,6 +23,7 @@ import {
   MainSlot,
   type QueryKind,
   type QuiescenceReport,
+  type RingStallInfo,
   type SubscriptionSpec,
   type WorkerStatus,
 } from '../shared/protocol.js';
@@ -65,6 +66,12 @@ export interface EngineEvents {
   'source-error': [info: { sourceId: string; error: unknown }];
   /** An episode's budget or depth limit refused derived dispatches; a process warning when unheard. */
   'budget-exhausted': [info: BudgetExhaustedInfo];
+  /**
+   * A thread died while writing into a ring (between reserving space and publishing it): after the
+   * stall timeout the reservation was skipped and its frames lost (counted in `getStatus().ring`
+   * as `stalledReservations`). A process warning when unheard.
+   */
+  'ring-stalled': [info: RingStallInfo];
 }
 
 /** What `engine.dispatchChange` takes besides the events. */
@@ -169,24 +176,36 @@ export class Engine {
         // The idle probe's own reply is handled where it was sent.
         onSettled: (requestId) => requestId !== this.#probeId && this.#checkIdle(),
         onBudgetExhausted: (info) => this.#onBudgetExhausted(info),
+        onRingStalled: (info) => this.#onRingStalled(info),
         onFailure: (error) => this.#onFailure(error),
       },
     );
     this.#sources = new SourceBridges({
       ingest,
       onChange: () => this.#refreshRef(),
+      onQuiescence: (listener) => {
+        this.#emitter.on('quiescence', listener);
+        return () => this.#emitter.off('quiescence', listener);
+      },
       dispatch: (events) => this.dispatchChange(events),
       reportError: (sourceId, error) => {
         // Loud, never silent: a process warning when nobody listens for source errors.
         if (!this.#emitter.emit('source-error', { sourceId, error })) warnSourceError(sourceId, error);
       },
     });
-    this.#writer = new IngestWriter(this.#ingest, options.onFull, (seq, events) => this.#dispatcher.remember(seq, events));
+    this.#writer = new IngestWriter(this.#ingest, options.onFull, {
+      canRemember: () => this.#dispatcher.canRemember(),
+      remember: (seq, events) => this.#dispatcher.remember(seq, events),
+    });
+    // Acknowledgements have a ring of their own and always wait for space there: losing one would
+    // hold quiescence forever, and queueing one behind events could wedge the bound. Derived events
+    // share it (one producer: a handler's events stay ahead of its ack), so that a handler awaiting
+    // them is never stuck behind a full ingest ring while the worker waits for its ack.
+    const ackProducer = new RingProducer(this.#acks, { onFull: 'wait' });
+    this.#writer.routeDerived(ackProducer, () => this.#ingest.nudge());
     this.#dispatcher = new MainDispatcher({
       consumer: new RingConsumer(this.#dispatchRing),
-      // Acknowledgements have a ring of their own and always wait for space there: losing one would
-      // hold quiescence forever, and queueing one behind events could wedge the bound.
-      producer: new RingProducer(this.#acks, { onFull: 'wait' }),
+      producer: ackProducer,
       // The worker parks on the ingest ring's signal only.
       afterAck: () => this.#ingest.nudge(),
       writeDerived: (events, options, dispatch) => this.#dispatchDerived(events, options, dispatch),
@@ -571,6 +590,18 @@ export class Engine {
     process.emitWarning(
       `episode ${info.episodeId} reached its ${limit}; further derived dispatches were not made (subscriptions: ${info.subscriptions.join(', ')})`,
       { type: 'ConvergeBudgetWarning', code: 'CONVERGE_BUDGET_EXHAUSTED' },
+    );
+  }
+
+  /** Loud, never silent: frames lost to a producer that died mid-write. */
+  #onRingStalled(info: RingStallInfo): void {
+    if (this.#emitter.listenerCount('ring-stalled') > 0) {
+      this.#emitter.emit('ring-stalled', info);
+      return;
+    }
+    process.emitWarning(
+      `a producer died while writing into the ${info.ring} ring: its reservation of ${info.bytes} bytes was skipped after ${Math.round(info.waitedMs)} ms; the frames it held are lost`,
+      { type: 'ConvergeRingWarning', code: 'CONVERGE_RING_STALLED' },
     );
   }
 

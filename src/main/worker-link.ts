@@ -15,7 +15,7 @@ import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threa
 import { type Remote, wrap } from 'comlink';
 import { ClosedError, ConvergeError, deserializeError, WorkerCrashedError } from '../shared/errors.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
-import type { BudgetExhaustedInfo, ConvergenceControl, ConvergenceWorkerData, QuiescenceReport, WorkerMessage } from '../shared/protocol.js';
+import type { BudgetExhaustedInfo, ConvergenceControl, ConvergenceWorkerData, QuiescenceReport, RingStallInfo, WorkerMessage } from '../shared/protocol.js';
 import { startWorker } from '../shared/worker-entry.js';
 
 const CONVERGENCE_WORKER = new URL('../workers/convergence.worker.js', import.meta.url);
@@ -32,6 +32,8 @@ export interface WorkerLinkListener {
   onSettled(requestId?: number): void;
   /** An episode's budget or derivation-depth limit refused a derived dispatch (once per reason and episode). */
   onBudgetExhausted?(info: BudgetExhaustedInfo): void;
+  /** A producer died mid-write and the worker skipped its ring reservation (see RingStallInfo). */
+  onRingStalled?(info: RingStallInfo): void;
   /** Called once, when the link fails; pending requests are already rejected with `error`. */
   onFailure(error: ConvergeError): void;
 }
@@ -190,6 +192,11 @@ export class WorkerLink {
       case 'budget-exhausted': {
         const { type: _type, ...info } = message;
         this.#listener.onBudgetExhausted?.(info);
+        return;
+      }
+      case 'ring-stalled': {
+        const { type: _type, ...info } = message;
+        this.#listener.onRingStalled?.(info);
         return;
       }
       case 'fatal':

@@ -27,6 +27,8 @@ function childName(child: ContextPageSource, index: number): string {
 
 export class CompositeWatcher implements ContextPageSource {
   readonly static = false;
+  /** Ready once every child that announces readiness is (a child that fails counts as ready). */
+  readonly reportsReady = true;
   readonly sourceId: string;
   readonly children: readonly ContextPageSource[];
   readonly #capacity: number | undefined;
@@ -49,8 +51,20 @@ export class CompositeWatcher implements ContextPageSource {
     this.#running.add(controller);
     const queue = new EventQueue<PageChangeEvent>({ context, ...(this.#capacity === undefined ? {} : { capacity: this.#capacity }) });
     controller.signal.addEventListener('abort', () => queue.end(), { once: true });
-    const childContext: WatchContext = { hold: () => context.hold(), report: (error) => this.#report(error, context) };
+    let waiting = this.children.length;
+    const childReady = (): void => {
+      if (--waiting === 0) context.ready?.();
+    };
     const pumps = this.children.map(async (child, i) => {
+      let ready = false;
+      const markReady = (): void => {
+        if (ready) return;
+        ready = true;
+        childReady();
+      };
+      const childContext: WatchContext = { hold: () => context.hold(), report: (error) => this.#report(error, context), ready: markReady };
+      if (context.onQuiescence !== undefined) childContext.onQuiescence = context.onQuiescence;
+      if (child.reportsReady !== true) markReady();
       try {
         for await (const event of child.watch!(controller.signal, childContext)) {
           if (controller.signal.aborted) break;
@@ -58,6 +72,8 @@ export class CompositeWatcher implements ContextPageSource {
         }
       } catch (error) {
         if (!controller.signal.aborted) this.#report(new SourceError(childName(child, i), 'child watcher failed; the others carry on', { cause: error }), context);
+      } finally {
+        markReady();
       }
     });
     void Promise.all(pumps).then(() => queue.end());
