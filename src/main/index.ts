@@ -131,6 +131,7 @@ export type { JobAgentOutcome, JobAgentTask, ToolFailureClass } from '../shared/
 // Colony (DESIGN §6): the pool, its event bus, and the worker contract.
 export { Colony, COLONY_DEFAULTS } from './colony.js';
 export type {
+  ColonyEngine,
   ColonyEvents,
   ColonyOptions,
   ColonyStats,
