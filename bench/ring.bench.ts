@@ -20,6 +20,7 @@ import { Bench } from 'tinybench';
 import { FrameDecoder, FrameEncoder, eventToTuple, readEvents, tupleToEvent } from '../src/shared/framing.js';
 import { Ring } from '../src/shared/ring.js';
 import { startWorker } from '../src/shared/worker-entry.js';
+import type { BenchRatio, BenchReport } from './run.js';
 import { BATCH, expectedChecksum, makeEvents } from './workers/events.js';
 import { Control, type ConsumerDone, type RoleData } from './workers/protocol.js';
 
@@ -278,7 +279,7 @@ async function wakeTable(quick: boolean): Promise<{ p50: number; p99: number }> 
 }
 
 /** Runs the ring benchmark and prints its tables. */
-export async function run(options: BenchOptions): Promise<void> {
+export async function run(options: BenchOptions): Promise<BenchReport> {
   const { quick } = options;
   const scale = quick ? 0.05 : 1;
   const runs = quick ? 1 : 3;
@@ -339,6 +340,17 @@ export async function run(options: BenchOptions): Promise<void> {
   );
   console.log(`load average during the run: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   await wakeTable(quick);
+  const ratios: BenchRatio[] = [];
+  const perEventName = 'postMessage, 1 event per message';
+  const batchedName = `postMessage, ${BATCH} events per message`;
+  for (const m of measured) {
+    if (!m.name.startsWith('ring') && !m.name.startsWith('ringbuf')) continue;
+    const r = median(m.eventsPerSec);
+    const one = m.name.startsWith('ring 1');
+    ratios.push({ measure: m.name, value: r, unit: 'events/s', baseline: perEventName, baselineValue: perEvent, ...(one ? { goal: GOAL.vsPostMessage } : {}) });
+    ratios.push({ measure: m.name, value: r, unit: 'events/s', baseline: batchedName, baselineValue: batched, ...(one ? { goal: GOAL.vsBatched } : {}) });
+  }
+  return { ratios };
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -1,112 +1,127 @@
 #!/usr/bin/env node
 /**
- * The `converge` command.
+ * The `converge` command: subcommands in src/main/cli/, parsed by src/main/cli/args.ts.
  *
- *   converge [storm] [--events N] [--producers 1,2,3] [--ring-bytes N] [--batch N] [--json]
+ *   converge demo | storm | bench | watch | serve | worker   [options]
+ *   converge <command> --help        converge --version
  *
- * `storm` (the default for now) runs an event storm through the lock-free ingest ring on real
- * threads and prints its throughput table.
+ * Exit codes: 0 done, 1 the command failed (one line saying what to do), 2 bad command line.
  */
-import { parseArgs } from 'node:util';
-import { cpus } from 'node:os';
-import { ValidationError } from '../shared/errors.js';
-import { ringCapacityFor } from '../shared/ring.js';
-import { STORM_DEFAULTS, resolveStormOptions, runStorm, type StormOptions, type StormRow } from './storm.js';
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { ConvergeError, ValidationError } from '../shared/errors.js';
+import { closest, commandHelp, parseCommand, UsageError, wantsHelp } from './cli/args.js';
+import { bench } from './cli/bench.js';
+import { type CliIo, type Command, CliError, createContext } from './cli/context.js';
+import { demo } from './cli/demo.js';
+import { serve } from './cli/serve.js';
+import { storm } from './cli/storm.js';
+import { VERSION } from './cli/version.js';
+import { watch } from './cli/watch.js';
+import { worker } from './cli/worker.js';
 
-const HELP = `Usage: converge [command] [options]
+const PROGRAM = 'converge';
+const COMMANDS: readonly Command[] = [demo, watch, serve, worker, bench, storm];
+/** Commands whose work may leave handles behind (benchmarks): the process exits when they are done. */
+const EXIT_WHEN_DONE = new Set(['bench']);
 
-Commands:
-  storm   (default) run an event storm through the lock-free ingest ring and print its throughput
-
-Storm options:
-  --events N          events per scenario (default ${STORM_DEFAULTS.events})
-  --producers LIST    producer threads per scenario, comma-separated (default ${STORM_DEFAULTS.producers.join(',')})
-  --ring-bytes N      ring size in bytes (default ${STORM_DEFAULTS.ringBytes})
-  --batch N           events per frame (default ${STORM_DEFAULTS.batch})
-  --json              print the rows as JSON instead of a table
-  -h, --help          show this help
-`;
-
-/** Parses a whole decimal number, or names the flag it came from. */
-function integer(flag: string, text: string): number {
-  if (!/^\d+$/.test(text.replaceAll('_', ''))) throw new ValidationError(`--${flag}`, `must be a whole number, got ${JSON.stringify(text)}`);
-  return Number(text.replaceAll('_', ''));
-}
-
-const bytes = (n: number): string => (n >= 1024 * 1024 ? `${n / 1024 / 1024} MiB` : n >= 1024 ? `${n / 1024} KiB` : `${n} bytes`);
-const rate = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : `${(n / 1e3).toFixed(0)} k`);
-
-function tableOf(rows: readonly StormRow[]): Record<string, string | number>[] {
-  return rows.map((row) => ({
-    producers: row.producers,
-    events: row.events.toLocaleString('en-US'),
-    seconds: Number(row.seconds.toFixed(2)),
-    'events/s': rate(row.eventsPerSecond),
-    'MB/s': Number(row.megabytesPerSecond.toFixed(0)),
-    'bytes/event': Number(row.bytesPerEvent.toFixed(0)),
-    'full waits': row.fullWaits,
-    wakes: row.wakes,
-  }));
-}
-
-async function storm(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      events: { type: 'string' },
-      producers: { type: 'string' },
-      'ring-bytes': { type: 'string' },
-      batch: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  const options: StormOptions = {};
-  if (values.events !== undefined) options.events = integer('events', values.events);
-  if (values.producers !== undefined) options.producers = values.producers.split(',').map((p) => integer('producers', p.trim()));
-  if (values['ring-bytes'] !== undefined) options.ringBytes = integer('ring-bytes', values['ring-bytes']);
-  if (values.batch !== undefined) options.batch = integer('batch', values.batch);
-  // Validate before printing anything, so a bad flag gives only its error.
-  const resolved = resolveStormOptions(options);
-  if (!values.json) {
-    console.log(
-      `converge storm: ${resolved.events.toLocaleString('en-US')} realistic page-change events per scenario through the lock-free ingest ring ` +
-        `(${bytes(ringCapacityFor(resolved.ringBytes))}, ${resolved.batch} events per frame), ` +
-        `encoded → ring → decoded on separate threads; ${cpus().length} CPUs, Node ${process.versions.node}`,
-    );
-  }
-  const rows = await runStorm(resolved);
-  if (values.json) console.log(JSON.stringify(rows, null, 2));
-  else console.table(tableOf(rows));
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.spec.name.length)) + 3;
+  return [
+    `Usage: ${PROGRAM} <command> [options]`,
+    '',
+    'Converge: a multi-threaded engine for live context — sources, subscriptions, quiescence.',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.spec.name.padEnd(width)}${c.spec.summary}`),
+    '',
+    'Options:',
+    '  -v, --version   print the version',
+    '  -h, --help      show this help (also after any command)',
+    '',
+    `Run \`${PROGRAM} <command> --help\` for a command's options. NO_COLOR=1 turns colours off.`,
+    '',
+  ].join('\n');
 }
 
 /** Runs the command line; resolves to the process exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }, signal: AbortSignal = new AbortController().signal): Promise<number> {
+  const context = createContext(io, PROGRAM, signal);
   const [first, ...rest] = argv;
-  if (first === '-h' || first === '--help' || first === 'help') {
-    console.log(HELP);
+  if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
+    const topic = first === 'help' ? COMMANDS.find((c) => c.spec.name === rest[0]) : undefined;
+    io.stdout.write(topic === undefined ? overview() : commandHelp(PROGRAM, topic.spec));
     return 0;
   }
-  const command = first === undefined || first.startsWith('-') ? 'storm' : first;
-  const args = first === undefined || first.startsWith('-') ? [...argv] : rest;
-  if (args.includes('-h') || args.includes('--help')) {
-    console.log(HELP);
+  if (first === '-v' || first === '--version' || first === 'version') {
+    context.out(VERSION);
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.spec.name === first);
+  if (command === undefined) {
+    const names = COMMANDS.map((c) => c.spec.name);
+    const what = first.startsWith('-') ? `unknown option ${first}` : `unknown command ${JSON.stringify(first)}`;
+    const suggestion = first.startsWith('-') ? closest(first, ['--help', '--version']) : closest(first, names);
+    context.err(`${PROGRAM}: ${what}${suggestion === undefined ? '' : `; did you mean ${suggestion}?`} (commands: ${names.join(', ')})`);
+    context.err(`Run \`${PROGRAM} --help\` for usage.`);
+    return 2;
+  }
+  const name = command.spec.name;
+  if (wantsHelp(rest)) {
+    io.stdout.write(commandHelp(PROGRAM, command.spec));
     return 0;
   }
   try {
-    switch (command) {
-      case 'storm':
-        await storm(args);
-        return 0;
-      default:
-        console.error(`converge: unknown command ${JSON.stringify(command)}\n\n${HELP}`);
-        return 2;
-    }
+    const parsed = parseCommand(command.spec, rest);
+    return await command.run(parsed, context);
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    console.error(`converge ${command}: ${error instanceof Error ? error.message : String(error)}${typeof code === 'string' ? ` (${code})` : ''}`);
+    if (error instanceof UsageError || error instanceof ValidationError) {
+      context.err(`${PROGRAM} ${name}: ${error.message}`);
+      context.err(`Run \`${PROGRAM} ${name} --help\` for usage.`);
+      return 2;
+    }
+    if (error instanceof CliError) {
+      context.err(error.message);
+      return error.exitCode;
+    }
+    if (error instanceof ConvergeError) {
+      context.err(`${PROGRAM} ${name}: ${error.message} (${error.code})`);
+      return 1;
+    }
+    // Not an error we expected: say so, and keep the stack for whoever reports it.
+    context.err(`${PROGRAM} ${name}: unexpected failure: ${error instanceof Error ? error.message : String(error)}`);
+    if (io.env.CONVERGE_DEBUG === '1') context.err(error instanceof Error ? (error.stack ?? '') : '');
+    else context.err('Run again with CONVERGE_DEBUG=1 for the stack trace, and please report it.');
     return 1;
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+/** Entry point: Ctrl-C / SIGTERM abort the running command (it cleans up and exits 0); a second one exits at once. */
+async function run(): Promise<void> {
+  const controller = new AbortController();
+  const stop = (): void => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  const argv = process.argv.slice(2);
+  const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env }, controller.signal);
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  if (EXIT_WHEN_DONE.has(argv[0] ?? '')) process.exit(code);
+  process.exitCode = code;
+}
+
+/** True when this file is the process's main module (also through the npm bin symlink). */
+function isMain(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return pathToFileURL(realpathSync(script)).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) await run();

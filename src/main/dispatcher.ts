@@ -2,15 +2,17 @@
  * Main-thread side of the dispatch ring: runs subscription handlers for the batches the convergence
  * worker decided, and acknowledges each dispatch when its handler settles.
  *
- * Acknowledgements go back through the ingest ring, after anything the handler emitted (the same
- * producer, in order), which is what lets the worker count a handler's derived changes before it
- * releases the handler's own dispatch. Synchronous handlers of one batch are acknowledged together
- * in one frame; asynchronous ones as they settle, coalesced per microtask.
+ * Acknowledgements go back through a ring of their own (the ack ring), so they never queue behind
+ * event writes: with the ingest ring full and the worker at `maxInFlight`, the acks that let it
+ * resume still get through. A handler's emitted events are written (or declared pending) before its
+ * acknowledgement, so the worker counts them before the dispatch is released. Synchronous handlers
+ * of one batch are acknowledged together in one frame; asynchronous ones as they settle, coalesced
+ * per microtask.
  */
-import { ProtocolError, serializeError } from '../shared/errors.js';
+import { ProtocolError, type SerializedError, serializeError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
 import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
-import { type AckError, DispatchTag, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
+import { type AckError, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
 import { seqCompare } from '../shared/ring-layout.js';
 
@@ -22,6 +24,45 @@ export interface Dispatch {
   /** `convergence:dispatch:<subscriptionId>` */
   readonly key: string;
   readonly episodeId: string;
+  /**
+   * Emits changes derived from this dispatch: like `engine.dispatchChange`, with this dispatch as
+   * their cause (so they count against `episodeBudget` and `maxDerivationDepth`, and feed
+   * `detectCycle`), also after an await.
+   */
+  dispatchChange(events: PageChangeEvent | readonly PageChangeEvent[], options?: { sourceId?: string }): Promise<void>;
+}
+
+/** Writes events derived from a dispatch (the engine's dispatchChange with the dispatch as cause). */
+export type DerivedWriter = (events: PageChangeEvent | readonly PageChangeEvent[], options: { sourceId?: string } | undefined, dispatch: Dispatch) => Promise<void>;
+
+/** The object a handler receives: its methods live on the prototype, so one costs four fields. */
+class DispatchHandle implements Dispatch {
+  readonly id: number;
+  readonly subscriptionId: string;
+  readonly key: string;
+  readonly episodeId: string;
+  readonly #write: DerivedWriter;
+
+  constructor(id: number, subscriptionId: string, key: string, episodeId: string, write: DerivedWriter) {
+    this.id = id;
+    this.subscriptionId = subscriptionId;
+    this.key = key;
+    this.episodeId = episodeId;
+    this.#write = write;
+  }
+
+  dispatchChange(events: PageChangeEvent | readonly PageChangeEvent[], options?: { sourceId?: string }): Promise<void> {
+    return this.#write(events, options, this);
+  }
+
+  toJSON(): { id: number; subscriptionId: string; key: string; episodeId: string } {
+    return { id: this.id, subscriptionId: this.subscriptionId, key: this.key, episodeId: this.episodeId };
+  }
+}
+
+/** Whether `value` is a dispatch this thread handed to a handler. */
+export function isDispatch(value: unknown): value is Dispatch {
+  return value instanceof DispatchHandle;
 }
 
 /** A main-thread subscription handler. Its promise (if any) keeps the engine from quiescence until it settles. */
@@ -56,19 +97,35 @@ interface HandlerEntry {
  */
 const MAX_FRAMES_BEFORE_TRIM = 4;
 
+/**
+ * Frames whose events are held at most. Past it (a backlog in the ingest ring) frames are written
+ * without a seq and their dispatches carry the events: memory stays bounded whatever the backlog.
+ */
+const MAX_REMEMBERED_FRAMES = 64;
+
 /** Frames drained per macrotask, so a storm of dispatches cannot starve the embedder's event loop. */
 const FRAMES_PER_TURN = 64;
 
 /**
- * The subscription whose handler is running synchronously right now, for observed causality
- * (`detectCycle`). Deliberately not an AsyncLocalStorage: on Node 20 that installs promise hooks
- * that tax every promise in the embedder's process (measured ~0.25 µs per event on the ingest
- * path). Changes a handler emits after an await are attributed with
- * `engine.dispatchChange(events, { causedBy: dispatch.subscriptionId })`.
+ * The dispatch whose handler is running synchronously right now: what `engine.dispatchChange`
+ * called from inside it is derived from. Deliberately not an AsyncLocalStorage: on Node 20 that
+ * installs promise hooks that tax every promise in the embedder's process (measured ~0.25 µs per
+ * event on the ingest path). Changes a handler emits after an await are attributed with
+ * `dispatch.dispatchChange(events)` or `engine.dispatchChange(events, { causedBy: dispatch })`.
  */
 export const dispatchContext = {
-  current: undefined as string | undefined,
+  current: undefined as Dispatch | undefined,
 };
+
+/** Failed dispatches reported per ACKS frame, and the longest message kept in one. */
+const ERRORS_PER_ACK_FRAME = 32;
+const ACK_MESSAGE_CHARS = 500;
+
+/** What an ACKS frame says about a failure: name, code and the start of the message. */
+function ackError(error: unknown): SerializedError {
+  const full = serializeError(error);
+  return { name: full.name, code: full.code, message: full.message.length > ACK_MESSAGE_CHARS ? `${full.message.slice(0, ACK_MESSAGE_CHARS)}…` : full.message };
+}
 
 export class MainDispatcher {
   readonly #consumer: RingConsumer;
@@ -80,6 +137,8 @@ export class MainDispatcher {
   readonly #onError: (info: DispatchErrorInfo) => void;
   readonly #onFatal: (error: unknown) => void;
   readonly #runTask: (task: PoolTaskMessage) => Promise<unknown>;
+  readonly #writeDerived: DerivedWriter;
+  readonly #afterAck: () => void;
   /** Event objects of this thread's ingest frames, by frame seq, until the worker releases them. */
   readonly #sent = new Map<number, readonly PageChangeEvent[]>();
   #settled = 0;
@@ -101,8 +160,14 @@ export class MainDispatcher {
     onError: (info: DispatchErrorInfo) => void;
     onFatal: (error: unknown) => void;
     runTask: (task: PoolTaskMessage) => Promise<unknown>;
+    /** Writes what a handler emits through `dispatch.dispatchChange`. */
+    writeDerived: DerivedWriter;
+    /** Called after an ACKS frame is written (the worker parks on the ingest ring: nudge it). */
+    afterAck?: () => void;
   }) {
     this.#runTask = options.runTask;
+    this.#writeDerived = options.writeDerived;
+    this.#afterAck = options.afterAck ?? (() => undefined);
     this.#consumer = options.consumer;
     this.#producer = options.producer;
     this.#decoder = options.decoder;
@@ -149,6 +214,13 @@ export class MainDispatcher {
   }
 
   /** Keeps a frame's events so that dispatches can refer to them instead of carrying copies. */
+  /** Whether the next frame may be remembered (false under a backlog; see MAX_REMEMBERED_FRAMES). */
+  canRemember(): boolean {
+    if (this.#sent.size < MAX_REMEMBERED_FRAMES) return true;
+    this.trim();
+    return this.#sent.size < MAX_REMEMBERED_FRAMES;
+  }
+
   remember(seq: number, events: readonly PageChangeEvent[]): void {
     this.#sent.set(seq, events);
     if (this.#sent.size > MAX_FRAMES_BEFORE_TRIM) this.trim();
@@ -207,11 +279,8 @@ export class MainDispatcher {
   }
 
   readonly #visit = (view: Uint8Array): void => {
-    const frame = this.#decoder.decode(view);
-    if (frame[0] !== DispatchTag.DISPATCH) throw new Error(`unexpected dispatch frame tag ${String(frame[0])}`);
-    const episodeId = frame[1] as string;
-    let dispatchId = frame[2] as number;
-    const groups = frame[3] as [unknown, number[]][];
+    const [, episodeId, firstDispatchId, groups] = this.#decoder.decodeDispatch(view);
+    let dispatchId = firstDispatchId;
     for (const [ref, handles] of groups) {
       const event = typeof ref === 'number' ? this.#lookup(ref) : tupleToEvent(ref);
       for (const handle of handles) this.#run(handle, event, dispatchId++, episodeId);
@@ -233,15 +302,15 @@ export class MainDispatcher {
       this.#settled++;
       return;
     }
-    const dispatch: Dispatch = { id: dispatchId, subscriptionId: entry.id, key: entry.key, episodeId };
+    const dispatch = new DispatchHandle(dispatchId, entry.id, entry.key, episodeId, this.#writeDerived);
     let result: unknown;
     try {
       if (entry.task !== undefined) {
         // Structured clone per pool dispatch: pool tasks are coarse units of work, not the hot path.
-        result = this.#runTask({ module: entry.task.module, name: entry.task.name, event, dispatch });
+        result = this.#runTask({ module: entry.task.module, name: entry.task.name, event, dispatch: dispatch.toJSON() });
       } else {
         const outer = dispatchContext.current;
-        dispatchContext.current = entry.id;
+        dispatchContext.current = dispatch;
         try {
           result = entry.handler!(event, dispatch);
         } finally {
@@ -283,7 +352,9 @@ export class MainDispatcher {
   }
 
   #fail(subscriptionId: string, dispatchId: number, event: PageChangeEvent, error: unknown): void {
-    this.#errors.push([dispatchId, subscriptionId, serializeError(error)]);
+    // The worker only counts failures; the error itself goes to the engine's listeners. A short
+    // form keeps every ACKS frame small whatever the handler threw.
+    this.#errors.push([dispatchId, subscriptionId, ackError(error)]);
     try {
       this.#onError({ error, subscriptionId, dispatchId, event });
     } catch {
@@ -293,12 +364,18 @@ export class MainDispatcher {
 
   #flush(): void {
     if (this.#stopped || (this.#settled === 0 && this.#errors.length === 0)) return;
-    const frame = this.#encoder.encode([IngestTag.ACKS, this.#settled, this.#errors]);
+    const frames: Uint8Array[] = [];
+    const errors = this.#errors;
+    // Errors in frames of ERRORS_PER_ACK_FRAME; the settled count goes with the first.
+    for (let i = 0; i === 0 || i < errors.length; i += ERRORS_PER_ACK_FRAME) {
+      frames.push(this.#encoder.encodeIngest([IngestTag.ACKS, i === 0 ? this.#settled : 0, errors.slice(i, i + ERRORS_PER_ACK_FRAME)]));
+    }
     this.#settled = 0;
     this.#errors = [];
     try {
-      const pending = this.#producer.write(frame);
-      if (pending !== undefined) pending.catch((error: unknown) => this.#onFatal(error));
+      const pending = this.#producer.write(frames);
+      if (pending !== undefined) pending.then(this.#afterAck, (error: unknown) => this.#onFatal(error));
+      else this.#afterAck();
     } catch (error) {
       // Never thrown into the embedder's microtask: the engine decides what a failed write means.
       this.#onFatal(error);

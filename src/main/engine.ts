@@ -16,22 +16,27 @@ import type { NumericTolerance, PagePredicate } from '../shared/predicates.js';
 import {
   type BudgetExhaustedInfo,
   type ChangeFeedEntry,
+  type ControlFrame,
   type EngineCounters,
   type EngineState,
   IngestTag,
   MainSlot,
+  type QueryKind,
   type QuiescenceReport,
+  type RingStallInfo,
   type SubscriptionSpec,
+  type WorkerStatus,
 } from '../shared/protocol.js';
-import { Ring, RingConsumer, type RingStats } from '../shared/ring.js';
+import { Ring, RingConsumer, RingProducer, type RingStats } from '../shared/ring.js';
 import { parseInput } from '../shared/validation.js';
-import { type DispatchErrorInfo, dispatchContext, MainDispatcher, type SubscriptionHandler } from './dispatcher.js';
+import { type Dispatch, type DispatchErrorInfo, dispatchContext, isDispatch, MainDispatcher, type SubscriptionHandler } from './dispatcher.js';
 import { IngestWriter } from './ingest-writer.js';
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from './options.js';
 import { EngineScope, type ScopeHost, type SerializedScope, SerializedScopeSchema } from './scope.js';
 import { type ContextPageSource, type MappedSource, SourceBridges, warnSourceError } from './source-bridge.js';
 import { parseSubscribeOptions, type SubscribeOptions, type Subscription } from './subscription.js';
 import { TaskPool, type TaskPoolStats } from './task-pool.js';
+import type { TaskStore } from '../coordination/task-store.js';
 import { WorkerLink } from './worker-link.js';
 
 export type { ContextPageSource, MappedSource } from './source-bridge.js';
@@ -61,9 +66,34 @@ export interface EngineEvents {
   'source-error': [info: { sourceId: string; error: unknown }];
   /** An episode's budget or depth limit refused derived dispatches; a process warning when unheard. */
   'budget-exhausted': [info: BudgetExhaustedInfo];
+  /**
+   * A thread died while writing into a ring (between reserving space and publishing it): after the
+   * stall timeout the reservation was skipped and its frames lost (counted in `getStatus().ring`
+   * as `stalledReservations`). A process warning when unheard.
+   */
+  'ring-stalled': [info: RingStallInfo];
 }
 
-const DispatchOptionsSchema = z.object({ sourceId: z.string().min(1).optional(), causedBy: z.string().min(1).optional() }).strict();
+/** What `engine.dispatchChange` takes besides the events. */
+export interface DispatchChangeOptions {
+  /** Fills `sourceId` in events that lack one. */
+  sourceId?: string;
+  /**
+   * The dispatch these events derive from (a handler's `dispatch`, or a pool task's `ctx.dispatch`):
+   * they then count against `episodeBudget` and `maxDerivationDepth`. A subscription id only
+   * records causality for `detectCycle`.
+   */
+  causedBy?: string | Pick<Dispatch, 'id' | 'subscriptionId'>;
+}
+
+const DispatchLike = z.custom<Pick<Dispatch, 'id' | 'subscriptionId'>>(
+  (v) =>
+    isDispatch(v) ||
+    (v !== null && typeof v === 'object' && Number.isSafeInteger((v as Dispatch).id) && typeof (v as Dispatch).subscriptionId === 'string'),
+  'must be a subscription id or a dispatch ({ id, subscriptionId })',
+);
+const DispatchOptionsSchema = z.object({ sourceId: z.string().min(1).optional(), causedBy: z.union([z.string().min(1), DispatchLike]).optional() }).strict();
+const DerivedOptionsSchema = z.object({ sourceId: z.string().min(1).optional() }).strict();
 const WaitOptionsSchema = z.object({ timeoutMs: z.number().finite().nonnegative().optional() }).strict();
 const FeedOptionsSchema = z.object({ limit: z.number().finite().optional() }).strict();
 const IdSchema = z.string().min(1);
@@ -82,6 +112,7 @@ export class Engine {
   readonly #link: WorkerLink;
   readonly #ingest: Ring;
   readonly #dispatchRing: Ring;
+  readonly #acks: Ring;
   readonly #writer: IngestWriter;
   readonly #dispatcher: MainDispatcher;
   readonly #pool: TaskPool;
@@ -98,8 +129,13 @@ export class Engine {
     describe: (id) => this.#subscriptions.get(id)?.spec,
   };
   #nextHandle = 1;
-  /** True from a write until the worker is seen idle after it (see #refreshRef). */
+  /** True from a write until the worker is seen idle after it (see #checkIdle). */
   #busy = false;
+  /** An idle probe (a status query in ring order) is in flight. */
+  #probing = false;
+  /** Something happened while the probe was in flight: ask again if its answer is "busy". */
+  #reprobe = false;
+  #probeId = 0;
   #closingRef = false;
   #state: Lifecycle = 'running';
   #failure: ConvergeError | undefined;
@@ -110,15 +146,19 @@ export class Engine {
     this.#options = options;
     const ingest = Ring.allocate(options.ringBytes);
     const dispatch = Ring.allocate(options.ringBytes);
+    const acks = Ring.allocate(ACK_RING_BYTES);
     const main = new SharedArrayBuffer(MainSlot.SIZE * 4);
     this.#ingest = new Ring(ingest);
     this.#dispatchRing = new Ring(dispatch);
-    this.#pool = new TaskPool(ingest, options.pool);
+    this.#acks = new Ring(acks);
+    this.#pool = new TaskPool(ingest, options.pool, options.store as TaskStore | undefined);
     this.#link = new WorkerLink(
       {
         ingest,
         dispatch,
         main,
+        acks,
+        maxInFlight: options.maxInFlight,
         episodeBudget: options.episodeBudget,
         maxDerivationDepth: options.maxDerivationDepth,
         rateLimit: { ...options.rateLimit },
@@ -129,26 +169,46 @@ export class Engine {
       () => this.#ingest.nudge(),
       {
         onWake: () => this.#dispatcher.wake(),
-        onQuiescence: (report) => this.#emitter.emit('quiescence', report),
-        onSettled: () => this.#refreshRef(),
+        onQuiescence: (report) => {
+          this.#emitter.emit('quiescence', report);
+          this.#checkIdle();
+        },
+        // The idle probe's own reply is handled where it was sent.
+        onSettled: (requestId) => requestId !== this.#probeId && this.#checkIdle(),
         onBudgetExhausted: (info) => this.#onBudgetExhausted(info),
+        onRingStalled: (info) => this.#onRingStalled(info),
         onFailure: (error) => this.#onFailure(error),
       },
     );
     this.#sources = new SourceBridges({
       ingest,
       onChange: () => this.#refreshRef(),
+      onQuiescence: (listener) => {
+        this.#emitter.on('quiescence', listener);
+        return () => this.#emitter.off('quiescence', listener);
+      },
       dispatch: (events) => this.dispatchChange(events),
       reportError: (sourceId, error) => {
         // Loud, never silent: a process warning when nobody listens for source errors.
         if (!this.#emitter.emit('source-error', { sourceId, error })) warnSourceError(sourceId, error);
       },
     });
-    this.#writer = new IngestWriter(this.#ingest, options.onFull, (seq, events) => this.#dispatcher.remember(seq, events));
+    this.#writer = new IngestWriter(this.#ingest, options.onFull, {
+      canRemember: () => this.#dispatcher.canRemember(),
+      remember: (seq, events) => this.#dispatcher.remember(seq, events),
+    });
+    // Acknowledgements have a ring of their own and always wait for space there: losing one would
+    // hold quiescence forever, and queueing one behind events could wedge the bound. Derived events
+    // share it (one producer: a handler's events stay ahead of its ack), so that a handler awaiting
+    // them is never stuck behind a full ingest ring while the worker waits for its ack.
+    const ackProducer = new RingProducer(this.#acks, { onFull: 'wait' });
+    this.#writer.routeDerived(ackProducer, () => this.#ingest.nudge());
     this.#dispatcher = new MainDispatcher({
       consumer: new RingConsumer(this.#dispatchRing),
-      // Acknowledgements always wait for space: losing one would hold quiescence forever.
-      producer: this.#writer.controlProducer,
+      producer: ackProducer,
+      // The worker parks on the ingest ring's signal only.
+      afterAck: () => this.#ingest.nudge(),
+      writeDerived: (events, options, dispatch) => this.#dispatchDerived(events, options, dispatch),
       decoder: new FrameDecoder(),
       encoder: new FrameEncoder(),
       flags: new Int32Array(main),
@@ -186,7 +246,12 @@ export class Engine {
     if (input.tolerance !== undefined) spec.tolerance = input.tolerance;
     if (input.outputs !== undefined) spec.outputs = input.outputs;
     if (ownerId !== undefined) spec.ownerId = ownerId;
-    if (input.task !== undefined) spec.task = { module: input.task.module, name: input.task.name };
+    if (input.task !== undefined) {
+      spec.task = { module: input.task.module, name: input.task.name };
+      // Load the module in a pool thread now: a typo fails here, naming the field, not per dispatch.
+      await this.#pool.check(input.task.module, input.task.name, 'subscription.');
+      this.#assertRunning();
+    }
     // Register the handler before the worker can dispatch to it.
     this.#dispatcher.register(spec.handle, subscriptionId, input.handler, input.task);
     try {
@@ -215,27 +280,60 @@ export class Engine {
   /**
    * Puts one event or an array of events into the ingest ring. Every event is validated first; if
    * any is invalid, none is written (ValidationError names it, e.g. `events[3].kind`). Resolves
-   * once the events are in the ring. Called from inside a handler, the events are counted before
-   * that handler's own dispatch is released. `sourceId` fills events that lack one; `causedBy`
-   * names the subscription whose handler emitted them (automatic while a handler runs
-   * synchronously; pass `dispatch.subscriptionId` after an await) for `detectCycle`.
+   * once the events are in the ring; while the ring is full (the worker at `maxInFlight`, or simply
+   * behind) it waits for space — or, with `onFull: 'throw'`, rejects with RingFullError and writes
+   * nothing. `sourceId` fills events that lack one.
+   *
+   * Events are *external* unless they are derived from a dispatch: called synchronously inside a
+   * handler they are (automatically); after an await pass `causedBy: dispatch` (or use
+   * `dispatch.dispatchChange`). Derived events count against `episodeBudget` and
+   * `maxDerivationDepth`; `causedBy` as a subscription id only records causality for `detectCycle`.
    */
-  dispatchChange(events: PageChangeEvent | readonly PageChangeEvent[], options: { sourceId?: string; causedBy?: string } = {}): Promise<void> {
+  dispatchChange(events: PageChangeEvent | readonly PageChangeEvent[], options: DispatchChangeOptions = {}): Promise<void> {
     try {
       this.#assertRunning();
       // Most calls pass no options: skip zod for them (it costs more than encoding a small batch).
       const { sourceId, causedBy } = isEmpty(options) ? NO_OPTIONS : parseInput(DispatchOptionsSchema, options, 'options');
-      if (!this.#busy) this.#markBusy();
-      return this.#writer.writeEvents(events, sourceId, causedBy ?? dispatchContext.current) ?? Promise.resolve();
+      let cause: string | undefined;
+      let parent: number | undefined;
+      if (causedBy === undefined) {
+        const context = dispatchContext.current;
+        if (context !== undefined) {
+          cause = context.subscriptionId;
+          parent = context.id;
+        }
+      } else if (typeof causedBy === 'string') {
+        cause = causedBy;
+      } else {
+        cause = causedBy.subscriptionId;
+        parent = causedBy.id;
+      }
+      return this.#writeEvents(events, sourceId, cause, parent);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
+  /** `dispatch.dispatchChange(events, options)`: events derived from `dispatch`. */
+  #dispatchDerived(events: PageChangeEvent | readonly PageChangeEvent[], options: { sourceId?: string } | undefined, dispatch: Dispatch): Promise<void> {
+    try {
+      this.#assertRunning();
+      const { sourceId } = options === undefined || isEmpty(options) ? NO_OPTIONS : parseInput(DerivedOptionsSchema, options, 'options');
+      return this.#writeEvents(events, sourceId, dispatch.subscriptionId, dispatch.id);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #writeEvents(events: PageChangeEvent | readonly PageChangeEvent[], sourceId: string | undefined, cause: string | undefined, parent: number | undefined): Promise<void> {
+    if (!this.#busy) this.#markBusy();
+    return this.#writer.writeEvents(events, sourceId, cause, parent) ?? Promise.resolve();
+  }
+
   /**
    * Resolves with the report of the episode in progress once it reaches quiescence (the last
    * report, at once, if the engine is idle; a zeroed report if no episode ever ran), or with null
-   * after `timeoutMs`.
+   * after `timeoutMs` (the waiter is then forgotten on both threads).
    */
   async waitForQuiescence(options: { timeoutMs?: number } = {}): Promise<QuiescenceReport | null> {
     this.#assertRunning();
@@ -246,7 +344,9 @@ export class Engine {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<null>((resolve) => {
       timer = setTimeout(() => {
+        // Free the waiter here and in the worker, which would otherwise keep it until quiescence.
         this.#link.forget(requestId);
+        if (this.#state === 'running') this.#write([IngestTag.CANCEL_WAIT, requestId]);
         resolve(null);
       }, timeoutMs);
     });
@@ -257,10 +357,13 @@ export class Engine {
     }
   }
 
-  /** State, counters, rings and subscriptions. */
+  /**
+   * State, counters, rings and subscriptions. Answered in ring order: it observes every event this
+   * thread wrote before the call (read your writes), like the other queries.
+   */
   async getStatus(): Promise<EngineStatus> {
     this.#assertRunning();
-    const worker = await this.#link.query((control) => control.status());
+    const worker = (await this.#request(IngestTag.QUERY, 'status' satisfies QueryKind)) as WorkerStatus;
     const ingest = this.#ingest.stats();
     return {
       state: worker.state,
@@ -275,18 +378,18 @@ export class Engine {
     };
   }
 
-  /** The newest `limit` change-feed entries, oldest first; `limit <= 0` gives []. */
+  /** The newest `limit` change-feed entries, oldest first; `limit <= 0` gives []. In ring order. */
   async getChangeFeed(options: { limit?: number } = {}): Promise<ChangeFeedEntry[]> {
     this.#assertRunning();
     const { limit = 50 } = parseInput(FeedOptionsSchema, options, 'options');
     if (limit <= 0) return [];
-    return this.#link.query((control) => control.changeFeed(Math.floor(limit)));
+    return (await this.#request(IngestTag.QUERY, 'feed' satisfies QueryKind, Math.floor(limit))) as ChangeFeedEntry[];
   }
 
-  /** Subscription cycles, from declared outputs and from observed handler causality. */
+  /** Subscription cycles, from declared outputs and from observed handler causality. In ring order. */
   async detectCycle(): Promise<string[][]> {
     this.#assertRunning();
-    return this.#link.query((control) => control.detectCycle());
+    return (await this.#request(IngestTag.QUERY, 'cycles' satisfies QueryKind)) as string[][];
   }
 
   /**
@@ -375,6 +478,8 @@ export class Engine {
     this.#refreshRef();
     // Bridges stop first (and write what they hold), so that the settle below includes their events.
     const bridgesStopped = this.#sources.close().catch(() => undefined);
+    // Pool tasks see ctx.signal abort; close still waits for them to settle (up to closeTimeoutMs).
+    this.#pool.abortAll();
     if (this.#state === 'running') {
       this.#state = 'closing';
       this.#link.stopping();
@@ -396,6 +501,7 @@ export class Engine {
     this.#state = 'closed';
     this.#ingest.close();
     this.#dispatchRing.close();
+    this.#acks.close();
     this.#link.dispose(new ClosedError());
   }
 
@@ -456,16 +562,16 @@ export class Engine {
     if (this.#state !== 'running') throw new ClosedError();
   }
 
-  #write(frame: unknown[]): void {
+  #write(frame: ControlFrame): void {
     const pending = this.#writer.writeControl(frame);
     if (pending !== undefined) pending.catch((error: unknown) => this.#link.fail(error));
   }
 
-  async #request(tag: number, payload: unknown): Promise<unknown> {
+  async #request(tag: number, ...payload: unknown[]): Promise<unknown> {
     const { id: requestId, reply } = this.#link.request();
     try {
-      // Control frames must not be refused by onFull 'throw': they wait for space like acknowledgements.
-      const pending = this.#writer.writeControl([tag, requestId, payload]);
+      // Control frames must not be refused by onFull 'throw': they wait for space.
+      const pending = this.#writer.writeControl([tag, requestId, ...payload] as ControlFrame);
       if (pending !== undefined) await pending;
     } catch (error) {
       this.#link.forget(requestId);
@@ -487,6 +593,18 @@ export class Engine {
     );
   }
 
+  /** Loud, never silent: frames lost to a producer that died mid-write. */
+  #onRingStalled(info: RingStallInfo): void {
+    if (this.#emitter.listenerCount('ring-stalled') > 0) {
+      this.#emitter.emit('ring-stalled', info);
+      return;
+    }
+    process.emitWarning(
+      `a producer died while writing into the ${info.ring} ring: its reservation of ${info.bytes} bytes was skipped after ${Math.round(info.waitedMs)} ms; the frames it held are lost`,
+      { type: 'ConvergeRingWarning', code: 'CONVERGE_RING_STALLED' },
+    );
+  }
+
   #onFailure(error: ConvergeError): void {
     if (this.#state === 'closed') return;
     this.#state = 'failed';
@@ -494,6 +612,7 @@ export class Engine {
     this.#dispatcher.stop();
     this.#ingest.close();
     this.#dispatchRing.close();
+    this.#acks.close();
     this.#refreshRef();
   }
 
@@ -504,6 +623,43 @@ export class Engine {
   #markBusy(): void {
     this.#busy = true;
     this.#refreshRef();
+  }
+
+  /**
+   * After a quiescence or a reply: if this thread wrote since the worker was last seen idle, ask the
+   * worker (in ring order, behind everything written so far) whether it is idle now. It is when
+   * nothing is in flight or deferred and no episode is open, and nothing was written after the
+   * question. Then the worker stops holding the process open. If it is not idle, its episode will
+   * end with a quiescence, which asks again.
+   */
+  #checkIdle(): void {
+    if (this.#probing) {
+      this.#reprobe = true;
+      return;
+    }
+    if (!this.#busy || this.#state !== 'running' || this.#link.pending > 0) {
+      this.#refreshRef();
+      return;
+    }
+    this.#probing = true;
+    this.#reprobe = false;
+    const { id, reply } = this.#link.request();
+    this.#probeId = id;
+    this.#write([IngestTag.QUERY, id, 'status' satisfies QueryKind]);
+    const mark = this.#writer.writes;
+    reply.then(
+      (value) => {
+        this.#probing = false;
+        const status = value as WorkerStatus;
+        const idle = status.inFlight === 0 && status.deferred === 0 && status.state !== 'converging' && this.#writer.writes === mark && this.#dispatcher.running === 0;
+        if (idle) this.#busy = false;
+        if (!idle && this.#reprobe) this.#checkIdle();
+        else this.#refreshRef();
+      },
+      () => {
+        this.#probing = false;
+      },
+    );
   }
 
   #refreshRef(): void {
@@ -526,7 +682,10 @@ async function within<T>(promise: Promise<T>, deadline: number): Promise<T | fal
   }
 }
 
-const NO_OPTIONS: { sourceId?: string; causedBy?: string } = Object.freeze({});
+const NO_OPTIONS: DispatchChangeOptions = Object.freeze({});
+
+/** Bytes of the ack ring: ACKS frames are a few bytes each (failures add a short error each). */
+const ACK_RING_BYTES = 256 * 1024;
 
 function isEmpty(value: object): boolean {
   if (value === null || typeof value !== 'object') return false;

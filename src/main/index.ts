@@ -32,6 +32,12 @@ export {
 } from '../shared/events.js';
 export type { PageChangeEvent, PageChangeInit, PageChangeKind } from '../shared/events.js';
 
+// Input rules (shared-input): the hot path's event check, plain data.
+export { isWellFormedEvent } from '../shared/events.js';
+export { MAX_PLAIN_DEPTH, plainObjectProblem } from '../shared/validation.js';
+export type { PlainDataProblem } from '../shared/validation.js';
+export type { RingStallInfo } from '../shared/protocol.js';
+
 // Pure convergence logic, for single-threaded use.
 export {
   compilePredicate,
@@ -55,7 +61,7 @@ export type { FindCyclesOptions } from '../shared/cycles.js';
 
 // The data plane, for embedders that build their own producers.
 export { Ring, RingConsumer, RingProducer } from '../shared/ring.js';
-export type { OnFull, RingStats } from '../shared/ring.js';
+export type { OnFull, RingConsumerOptions, RingProducerOptions, RingStats, StalledReservation } from '../shared/ring.js';
 export { FrameDecoder, FrameEncoder } from '../shared/framing.js';
 
 // Errors.
@@ -125,6 +131,7 @@ export type { JobAgentOutcome, JobAgentTask, ToolFailureClass } from '../shared/
 // Colony (DESIGN §6): the pool, its event bus, and the worker contract.
 export { Colony, COLONY_DEFAULTS } from './colony.js';
 export type {
+  ColonyEngine,
   ColonyEvents,
   ColonyOptions,
   ColonyStats,
@@ -147,8 +154,10 @@ export type {
   PublishInput,
   WaitForOptions,
 } from './event-bus.js';
-export { TASK_POOL_DEFAULTS } from './task-pool.js';
-export type { PoolTaskHandle } from './task-pool.js';
+export { TASK_POOL_DEFAULTS, TASK_TOPIC } from './task-pool.js';
+export type { PoolTaskHandle, SharedTaskPayload } from './task-pool.js';
+export { runTaskWorker, TASK_WORKER_DEFAULTS } from './colony-worker.js';
+export type { TaskWorker, TaskWorkerOptions } from './colony-worker.js';
 export type { ColonyWorkerContext, ColonyWorkerResult, TaskContext, TaskDispatch } from '../shared/pool-protocol.js';
 
 // Sources and watchers (DESIGN §4).
@@ -157,4 +166,21 @@ export { NO_WATCH_CONTEXT, WORKER_HOSTED } from '../watchers/source.js';
 export type { PageRecord, WatchContext } from '../watchers/source.js';
 export { LOCAL_FS_DEFAULTS, LocalFsWatcher } from '../watchers/local-fs-watcher.js';
 export type { LocalFsWatcherOptions } from '../watchers/local-fs-watcher.js';
+export { WEBHOOK_PROVIDERS, WebhookEventBuilder } from '../watchers/webhook-event-builder.js';
+export type { WebhookEventOptions, WebhookProvider } from '../watchers/webhook-event-builder.js';
+export { WEBHOOK_DEFAULTS, WebhookReceiver, WebhookSource } from '../watchers/webhook-receiver.js';
+export type { WebhookReceiverOptions, WebhookRouteOptions } from '../watchers/webhook-receiver.js';
+export { diffSnapshots, SourcePollWatcher } from '../watchers/source-poll-watcher.js';
+export type { SourcePollWatcherOptions } from '../watchers/source-poll-watcher.js';
+export { CompositeWatcher } from '../watchers/composite-watcher.js';
+export type { CompositeWatcherOptions } from '../watchers/composite-watcher.js';
+export { GitRemoteWatcher, gitChangeEvents } from '../watchers/git-remote-watcher.js';
+export type { GitRemoteWatcherOptions, LeaderGate } from '../watchers/git-remote-watcher.js';
+export { GitRepoSource } from '../watchers/git-repo-source.js';
+export type { GitRepoSourceOptions } from '../watchers/git-repo-source.js';
+export { CHECKPOINT_TAG_PREFIX, GitCheckpointer } from '../watchers/checkpoint.js';
+export type { GitCheckpointerOptions } from '../watchers/checkpoint.js';
+export { BlackboardSource } from '../watchers/blackboard-source.js';
+export type { BlackboardRelation, BlackboardSourceOptions } from '../watchers/blackboard-source.js';
+export { editDiff } from '../watchers/edit-diff.js';
 export { CheckpointError, GitFetchError, SourceError, SourceNotFoundError, WatcherBackendError, WatcherErrorCode } from '../watchers/errors.js';

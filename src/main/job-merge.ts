@@ -105,6 +105,8 @@ export function validateEffects(output: unknown): JobEffect[] {
     const e = raw as Record<string, unknown>;
     if (e.op !== 'set' && e.op !== 'append' && e.op !== 'remove') throw new ValidationError(`${field}.op`, `must be 'set', 'append' or 'remove', got ${JSON.stringify(e.op)}`);
     if (typeof e.key !== 'string' || e.key === '') throw new ValidationError(`${field}.key`, 'must be a non-empty string');
+    // Assigning `__proto__` on a plain object would replace its prototype, not set a key.
+    if (e.key === '__proto__') throw new ValidationError(`${field}.key`, '"__proto__" cannot be a context key');
     const out: Record<string, unknown> = { op: e.op, key: e.key };
     if (e.op !== 'remove') {
       if (e.value === undefined) throw new ValidationError(`${field}.value`, `is required for '${e.op}'`);

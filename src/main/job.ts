@@ -394,6 +394,11 @@ class JobRun {
     for (const agent of this.#x.agents) {
       if (recorded !== undefined) {
         if (recorded.eligible.includes(agent.name)) selected.push(agent);
+        else {
+          // Not selected but recorded: its eligible() threw in the recorded run.
+          const failed = recorded.agents.find((run) => run.agent === agent.name);
+          if (failed !== undefined) eligibleRuns.push(failed);
+        }
         continue;
       }
       let eligible = true;

@@ -3,6 +3,7 @@
  * runs with ({@link ResolvedEngineOptions}), resolved once against frozen defaults in one place.
  */
 import { z } from 'zod';
+import type { TaskPoolOptions } from './task-pool.js';
 import { DEFAULT_RING_BYTES, MAX_RING_BYTES, MIN_RING_BYTES } from '../shared/ring-layout.js';
 import { parseInput } from '../shared/validation.js';
 import { DEFAULT_MAX_DERIVATION_DEPTH } from '../shared/protocol.js';
@@ -71,6 +72,23 @@ const OptionsSchema = z
         minThreads: z.number().int().nonnegative().max(ENGINE_LIMITS.poolThreads).optional(),
         maxThreads: z.number().int().positive().max(ENGINE_LIMITS.poolThreads).optional(),
         idleTimeout: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
+        // The colony pool's own options (see TaskPoolOptions in task-pool.ts).
+        resourceLimits: z
+          .object({
+            maxOldGenerationSizeMb: z.number().positive().optional(),
+            maxYoungGenerationSizeMb: z.number().positive().optional(),
+            codeRangeSizeMb: z.number().positive().optional(),
+            stackSizeMb: z.number().positive().optional(),
+          })
+          .strict()
+          .optional(),
+        concurrency: z.number().int().positive().max(4096).optional(),
+        capacity: z.number().int().positive().max(1 << 20).optional(),
+        slotBytes: z.number().int().min(64).max(1 << 24).optional(),
+        lingerMs: z.number().int().nonnegative().max(MAX_TIMER_MS).optional(),
+        maxAttempts: z.number().int().positive().max(1000).optional(),
+        claimTtlMs: z.number().int().positive().max(MAX_TIMER_MS).optional(),
+        runLocally: z.boolean().optional(),
       })
       .strict()
       .optional(),
@@ -93,7 +111,7 @@ export interface ResolvedEngineOptions {
   readonly subscriptionCapacity: number;
   readonly closeTimeoutMs: number;
   readonly maxInFlight: number;
-  readonly pool: Readonly<{ minThreads?: number; maxThreads?: number; idleTimeout?: number }>;
+  readonly pool: Readonly<TaskPoolOptions>;
   readonly store: unknown;
 }
 

@@ -40,6 +40,8 @@ export interface SourceBridgeHost {
   dispatch(events: PageChangeEvent[]): Promise<void>;
   /** Reports a source's failure (`source-error`). */
   reportError(sourceId: string, error: unknown): void;
+  /** Subscribes to the engine's quiescence announcements; returns an unsubscribe. */
+  onQuiescence?(listener: () => void): () => void;
   /** Called when the set of bridges changes (the engine keeps the process alive while any exists). */
   onChange?(): void;
 }
@@ -114,10 +116,13 @@ export class SourceBridges {
       this.#watchWorker ??= new WatchWorkerLink(this.#host);
       return this.#watchWorker.watch(describeSource(source), descriptor);
     }
-    return new MainThreadBridge(source, this.#host, this.#hold, () => {
+    const bridge = new MainThreadBridge(source, this.#host, this.#hold, () => {
       this.#bridges.delete(source);
       this.#host.onChange?.();
     });
+    // A source that announces readiness is mapped once it watches (or fails to start: rejected).
+    if (source.reportsReady === true) await bridge.started;
+    return bridge;
   }
 
   /** Stops the bridge of `source`; false if it was not mapped. */
@@ -158,6 +163,14 @@ class MainThreadBridge implements Bridge {
   #release: (() => void) | undefined;
   #flushScheduled = false;
   #writing: Promise<void> | undefined;
+  #ready = false;
+  #resolveStarted!: () => void;
+  #rejectStarted!: (error: unknown) => void;
+  /** Settles when the source reports ready, yields its first event, ends, or fails before either. */
+  readonly started = new Promise<void>((resolve, reject) => {
+    this.#resolveStarted = resolve;
+    this.#rejectStarted = reject;
+  });
 
   constructor(source: ContextPageSource, host: SourceBridgeHost, hold: IngestHold, onEnd: () => void) {
     this.sourceId = describeSource(source);
@@ -170,6 +183,9 @@ class MainThreadBridge implements Bridge {
     let failure: { error: unknown } | undefined;
     const signal = this.#controller.signal;
     const context: WatchContext = { hold: () => this.#hold.hold(), report: (error) => this.#host.reportError(this.sourceId, error) };
+    if (this.#host.onQuiescence !== undefined) context.onQuiescence = this.#host.onQuiescence;
+    context.ready = () => this.#markReady();
+    this.started.catch(() => undefined);
     let iterator: AsyncIterator<PageChangeEvent> | undefined;
     const aborted = new Promise<IteratorResult<PageChangeEvent>>((resolve) =>
       signal.addEventListener('abort', () => resolve({ done: true, value: undefined }), { once: true }),
@@ -180,6 +196,7 @@ class MainThreadBridge implements Bridge {
         // Race the abort: a source that ignores its signal must not keep unmap waiting.
         const result = await Promise.race([iterator.next(), aborted]);
         if (result.done === true || signal.aborted) break;
+        this.#markReady();
         this.#buffer.push(result.value);
         this.#release ??= this.#hold.hold();
         if (this.#buffer.length >= MAX_BUFFERED_EVENTS) await this.#flushNow();
@@ -196,7 +213,20 @@ class MainThreadBridge implements Bridge {
     }
     // Forget the bridge before reporting, so a listener that maps the source again gets a new one.
     onEnd();
+    if (failure !== undefined && !this.#ready) {
+      // Failed to start: mapSource rejects with the error (a source that announces readiness).
+      this.#ready = true;
+      this.#rejectStarted(failure.error);
+      if (source.reportsReady === true) return;
+    }
+    this.#markReady();
     if (failure !== undefined) this.#host.reportError(this.sourceId, failure.error);
+  }
+
+  #markReady(): void {
+    if (this.#ready) return;
+    this.#ready = true;
+    this.#resolveStarted();
   }
 
   #scheduleFlush(): void {

@@ -14,11 +14,15 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { TaskManager } from '../coordination/task-manager.js';
+import type { Task } from '../coordination/task.js';
 import type { TaskStore } from '../coordination/task-store.js';
-import { ConvergeError, deserializeError, ErrorCode, type SerializedError, WorkerCrashedError } from '../shared/errors.js';
-import type { LaneMessage, LaneStart, MainMessage, PoolThreadData, TaskOutcome, TaskPayload } from '../shared/pool-protocol.js';
+import { ConvergeError, deserializeError, ErrorCode, type SerializedError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
+import type { PageChangeEvent } from '../shared/events.js';
+import { FrameEncoder } from '../shared/framing.js';
+import type { LaneMessage, LaneStart, MainMessage, PoolThreadData, TaskDispatch, TaskOutcome, TaskPayload } from '../shared/pool-protocol.js';
 import { TaskKind } from '../shared/pool-protocol.js';
-import type { PoolTaskMessage } from '../shared/protocol.js';
+import { IngestTag, MAX_EVENTS_PER_FRAME, type PoolTaskMessage } from '../shared/protocol.js';
+import { Ring, RingProducer } from '../shared/ring.js';
 import { MAX_LANES, SlotFlag, SlotState, TableSlot, TaskTable } from '../shared/task-table.js';
 import { resolveWorkerEntry } from '../shared/worker-entry.js';
 
@@ -53,6 +57,23 @@ export interface TaskPoolOptions {
   maxAttempts?: number;
   /** Claim TTL of the pool's tasks in the store; the pool renews claims at a third of it. Default: none. */
   claimTtlMs?: number;
+  /**
+   * With a shared store (SQLite, PostgreSQL): false leaves task subscriptions' dispatches pending in
+   * the store for `runTaskWorker` processes instead of running them in this process. Default true.
+   */
+  runLocally?: boolean;
+}
+
+/** Topic of the tasks `runTaskWorker` processes claim. */
+export const TASK_TOPIC = 'converge.task';
+
+/** How a shared task subscription's dispatch is stored (plain JSON). */
+export interface SharedTaskPayload {
+  readonly kind: 'subscription';
+  readonly module: string;
+  readonly name: string;
+  readonly event: PageChangeEvent;
+  readonly dispatch: TaskDispatch;
 }
 
 /** `engine.getStatus().pool` */
@@ -83,8 +104,15 @@ export interface PoolTaskHandle {
 /** Per-task hooks. */
 export interface SubmitHooks {
   onEmit?: (type: string, data: unknown) => void;
+  /** A colony worker's `ctx.dispatchChange(events)`. */
+  onChanges?: (events: readonly PageChangeEvent[]) => void;
   /** Skip the TaskManager record (internal probes such as module checks). */
   internal?: boolean;
+  /**
+   * Leave the result unsettled when the pool is destroyed (the engine's dispatches: after close
+   * their acknowledgement has nowhere to go, so a late settle must not happen at all).
+   */
+  abandonOnDestroy?: boolean;
 }
 
 interface Entry {
@@ -106,6 +134,9 @@ interface Lane {
 }
 
 let poolSeq = 0;
+/** One waitUntilDone round for a task another process runs (the wait repeats until it ends). */
+const REMOTE_WAIT_MS = 60_000;
+const ABANDON_ON_DESTROY: SubmitHooks = Object.freeze({ abandonOnDestroy: true });
 
 /** See the file comment. */
 export class TaskPool {
@@ -133,6 +164,13 @@ export class TaskPool {
   #failed = 0;
   #closed = false;
   #draining = false;
+  #fillQueued = false;
+  /** Tasks waiting on other processes. */
+  #remote = 0;
+  #reaper: NodeJS.Timeout | undefined;
+  #producer: RingProducer | undefined;
+  #encoder: FrameEncoder | undefined;
+  readonly #runLocally: boolean;
 
   constructor(ingest: SharedArrayBuffer | undefined, options: TaskPoolOptions = {}, store?: TaskStore) {
     this.#ingest = ingest;
@@ -148,6 +186,7 @@ export class TaskPool {
     this.#lingerMs = options.lingerMs ?? TASK_POOL_DEFAULTS.lingerMs;
     this.#maxAttempts = options.maxAttempts ?? TASK_POOL_DEFAULTS.maxAttempts;
     this.#claimTtlMs = options.claimTtlMs;
+    this.#runLocally = options.runLocally ?? true;
   }
 
   /** The TaskManager the pool's tasks are recorded and claimed in. */
@@ -162,32 +201,36 @@ export class TaskPool {
 
   /** Runs one dispatch of a `task` subscription (the dispatcher's `runTask`). */
   run(task: PoolTaskMessage): Promise<unknown> {
-    return this.submit([TaskKind.SUBSCRIPTION, task.module, task.name, task.event, task.dispatch]).result;
+    return this.#enqueue([TaskKind.SUBSCRIPTION, task.module, task.name, task.event, task.dispatch], ABANDON_ON_DESTROY).result;
   }
 
   /** Calls `module[name](...args)` in a pool thread. */
   call(module: string, name: string, args: readonly unknown[]): Promise<unknown> {
-    return this.submit([TaskKind.CALL, module, name, args]).result;
+    return this.#enqueue([TaskKind.CALL, module, name, args], undefined).result;
   }
 
   /**
    * Loads `module` in a pool thread and checks that `name` is an exported function; rejects with a
    * ValidationError naming `task.filename` or `task.name`. Runs no user function.
    */
-  async check(module: string, name: string): Promise<void> {
-    await this.submit([TaskKind.CHECK, module, name], { internal: true }).result;
+  async check(module: string, name: string, fieldPrefix = ''): Promise<void> {
+    try {
+      await this.submit([TaskKind.CHECK, module, name], { internal: true }).result;
+    } catch (error) {
+      if (error instanceof ValidationError && fieldPrefix !== '') throw new ValidationError(`${fieldPrefix}${error.field}`, error.message.slice(error.field.length + 2), { cause: error });
+      throw error;
+    }
+  }
+
+  /** Aborts every running task's `ctx.signal` (they still settle normally); tasks submitted later are not affected. */
+  abortAll(): void {
+    for (const entry of this.#slots) if (entry !== undefined) this.#signalAbort(entry);
   }
 
   /** Submits a task; see {@link PoolTaskHandle}. */
   submit(payload: TaskPayload, hooks?: SubmitHooks): PoolTaskHandle {
-    let resolve!: (value: unknown) => void;
-    let reject!: (error: unknown) => void;
-    const result = new Promise<unknown>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    const entry: Entry = { payload, hooks, resolve, reject, taskId: '', fencingToken: undefined, slot: -1, attempts: 0, aborted: false, settled: false, inbox: undefined };
-    const handle: PoolTaskHandle = {
+    const { entry, result } = this.#enqueue(payload, hooks);
+    return {
       get taskId() {
         return entry.taskId;
       },
@@ -195,14 +238,25 @@ export class TaskPool {
       abort: () => this.#abort(entry),
       send: (message) => this.#send(entry, message),
     };
+  }
+
+  /** Creates and admits an entry (no handle: the hot paths `run` and `call` need only the promise). */
+  #enqueue(payload: TaskPayload, hooks: SubmitHooks | undefined): { entry: Entry; result: Promise<unknown> } {
+    let resolve!: (value: unknown) => void;
+    let reject!: (error: unknown) => void;
+    const result = new Promise<unknown>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const entry: Entry = { payload, hooks, resolve, reject, taskId: '', fencingToken: undefined, slot: -1, attempts: 0, aborted: false, settled: false, inbox: undefined };
     if (this.#closed) {
       entry.settled = true;
-      reject(new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
-      return handle;
+      if (hooks?.abandonOnDestroy !== true) reject(new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
+      return { entry, result };
     }
     this.#admitting++;
     void this.#admit(entry);
-    return handle;
+    return { entry, result };
   }
 
   stats(): TaskPoolStats {
@@ -224,9 +278,14 @@ export class TaskPool {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    clearInterval(this.#reaper);
     const closed = (): ConvergeError => new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED });
     for (const entry of this.#slots) if (entry !== undefined) this.#abort(entry);
-    for (const entry of [...this.#backlog, ...this.#slots]) if (entry !== undefined) this.#settle(entry, false, closed());
+    for (const entry of [...this.#backlog, ...this.#slots]) {
+      if (entry === undefined) continue;
+      if (entry.hooks?.abandonOnDestroy === true) entry.settled = true;
+      else this.#settle(entry, false, closed());
+    }
     this.#backlog = [];
     this.#backlogHead = 0;
     this.#table.close();
@@ -242,8 +301,26 @@ export class TaskPool {
   async #admit(entry: Entry): Promise<void> {
     try {
       if (entry.hooks?.internal !== true) {
-        const task = await this.#manager.submit({ payload: entry.payload, ...(this.#claimTtlMs === undefined ? {} : { claimTtlMs: this.#claimTtlMs }) });
+        const ttl = this.#claimTtlMs === undefined ? {} : { claimTtlMs: this.#claimTtlMs };
+        let shared = this.#shareable(entry.payload);
+        let task: Task | undefined;
+        if (shared !== undefined) {
+          try {
+            task = await this.#manager.submit({ payload: shared, topic: TASK_TOPIC, ...ttl });
+          } catch (error) {
+            // An event the store cannot keep as JSON (a Uint8Array in `extra`): it runs here.
+            if (!(error instanceof ValidationError)) throw error;
+            shared = undefined;
+          }
+        }
+        task ??= await this.#manager.submit({ payload: describe(entry.payload), ...ttl });
         entry.taskId = task.id;
+        if (shared !== undefined && !this.#runLocally) {
+          // Left pending for `runTaskWorker` processes sharing the store.
+          this.#admitting--;
+          void this.#awaitElsewhere(entry);
+          return;
+        }
         const claimed = await this.#manager.claimTask(this.#agent, task.id);
         if (claimed === null) {
           // Another agent sharing the store took it (e.g. a `converge worker` on PostgreSQL).
@@ -261,7 +338,8 @@ export class TaskPool {
     this.#admitting--;
     if (entry.settled) return;
     if (this.#closed) {
-      this.#settle(entry, false, new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
+      if (entry.hooks?.abandonOnDestroy === true) entry.settled = true;
+      else this.#settle(entry, false, new ConvergeError('colony pool is closed', { code: ErrorCode.CLOSED }));
       return;
     }
     if (entry.aborted) {
@@ -269,24 +347,94 @@ export class TaskPool {
       return;
     }
     this.#backlog.push(entry);
-    this.#fill();
+    // One fill per burst of admissions: one announce (and at most one notify) for all of them.
+    if (!this.#fillQueued) {
+      this.#fillQueued = true;
+      queueMicrotask(this.#fillSoon);
+    }
   }
 
+  readonly #fillSoon = (): void => {
+    this.#fillQueued = false;
+    this.#fill();
+  };
+
+  /**
+   * The complete payload, for a task other processes may run (`runTaskWorker`): task subscriptions'
+   * dispatches when the store is shared (not in memory). Undefined otherwise.
+   */
+  #shareable(payload: TaskPayload): SharedTaskPayload | undefined {
+    if (payload[0] !== TaskKind.SUBSCRIPTION || this.#manager.store.kind === 'memory') return undefined;
+    return { kind: 'subscription', module: payload[1], name: payload[2], event: payload[3], dispatch: payload[4] };
+  }
+
+  /** Waits for a task another process claimed; what it emitted goes into the ring before it settles. */
   async #awaitElsewhere(entry: Entry): Promise<void> {
-    const done = await this.#manager.waitUntilDone(entry.taskId, { timeoutMs: 2 ** 31 - 1 }).catch(() => null);
-    if (done === null) this.#settle(entry, false, new ConvergeError('task was not settled', { code: ErrorCode.UNKNOWN }));
-    else if (done.state === 'completed') this.#settle(entry, true, done.result);
-    else this.#settle(entry, false, toError(done.result));
+    this.#remote++;
+    this.#startReaper();
+    let done: Awaited<ReturnType<TaskManager['waitUntilDone']>> = null;
+    try {
+      while (done === null && !this.#closed && !entry.settled) {
+        done = await this.#manager.waitUntilDone(entry.taskId, { timeoutMs: REMOTE_WAIT_MS }).catch(() => null);
+      }
+    } finally {
+      this.#remote--;
+    }
+    if (done === null || entry.settled) return;
+    if (done.state !== 'completed') {
+      this.#settle(entry, false, toError(done.result));
+      return;
+    }
+    const events = (done.result as { events?: PageChangeEvent[] } | null)?.events;
+    if (events !== undefined && events.length > 0 && entry.payload[0] === TaskKind.SUBSCRIPTION) {
+      try {
+        await this.#writeDerived(entry.payload[4], events);
+      } catch (error) {
+        this.#settle(entry, false, error);
+        return;
+      }
+    }
+    this.#settle(entry, true, null);
+  }
+
+  /** Writes events a remote task emitted into the ingest ring, derived from its dispatch. */
+  async #writeDerived(dispatch: TaskDispatch, events: readonly PageChangeEvent[]): Promise<void> {
+    if (this.#ingest === undefined) return;
+    this.#producer ??= new RingProducer(new Ring(this.#ingest), { onFull: 'wait' });
+    this.#encoder ??= new FrameEncoder();
+    const meta = { cause: dispatch.subscriptionId, parent: dispatch.id };
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < events.length; i += MAX_EVENTS_PER_FRAME / 2) frames.push(this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events.slice(i, i + MAX_EVENTS_PER_FRAME / 2)));
+    for (const frame of frames) {
+      const pending = this.#producer.write(frame);
+      if (pending !== undefined) await pending;
+    }
+  }
+
+  /** While tasks wait on other processes: return the claims of dead ones (expired TTL) to pending. */
+  #startReaper(): void {
+    if (this.#reaper !== undefined || this.#claimTtlMs === undefined) return;
+    this.#reaper = setInterval(() => {
+      if (this.#remote === 0) {
+        clearInterval(this.#reaper);
+        this.#reaper = undefined;
+        return;
+      }
+      this.#manager.releaseExpiredClaims().catch(() => undefined);
+    }, Math.max(1, Math.floor(this.#claimTtlMs / 2)));
+    this.#reaper.unref();
   }
 
   /** Moves backlog entries into free slots and makes sure enough lanes run. */
   #fill(): void {
     const backlog = this.#backlog;
+    let published = 0;
     while (this.#backlogHead < backlog.length && this.#freeSlots.length > 0) {
       const entry = backlog[this.#backlogHead]!;
       backlog[this.#backlogHead++] = undefined;
-      if (!entry.settled) this.#publish(entry, this.#freeSlots.pop()!);
+      if (!entry.settled && this.#publish(entry, this.#freeSlots.pop()!)) published++;
     }
+    if (published > 0) this.#table.announce(published);
     if (this.#backlogHead === backlog.length) {
       this.#backlog = [];
       this.#backlogHead = 0;
@@ -294,25 +442,26 @@ export class TaskPool {
     this.#ensureLanes();
   }
 
-  #publish(entry: Entry, slot: number): void {
+  /** Writes the entry into `slot` and queues it (announced by the caller). False when it could not be encoded. */
+  #publish(entry: Entry, slot: number): boolean {
     entry.slot = slot;
     this.#slots[slot] = entry;
     this.#inTable++;
-    let fits: boolean;
     try {
-      fits = this.#table.write(slot, entry.payload);
+      // A payload too large for its slot is fetched by the lane (LEN = -1).
+      this.#table.write(slot, entry.payload);
     } catch (error) {
       this.#release(slot);
       this.#settle(entry, false, error);
-      return;
+      return false;
     }
-    void fits; // a payload too large for its slot is fetched by the lane (LEN = -1)
     this.#table.publish(slot);
     if (entry.inbox !== undefined) this.#table.setFlag(slot, SlotFlag.INBOX);
     if (this.#claimTtlMs !== undefined && this.#heartbeat === undefined) {
       this.#heartbeat = setInterval(() => this.#renewClaims(), Math.max(1, Math.floor(this.#claimTtlMs / 3)));
       this.#heartbeat.unref();
     }
+    return true;
   }
 
   #renewClaims(): void {
@@ -365,6 +514,7 @@ export class TaskPool {
           // Run it again: same claim in the store, a fresh slot state.
           this.#table.write(entry.slot, entry.payload);
           this.#table.publish(entry.slot);
+          this.#table.announce(1);
         } else {
           this.#settle(entry, false, crash);
           this.#release(entry.slot);
@@ -389,6 +539,11 @@ export class TaskPool {
         } catch (error) {
           process.emitWarning(`colony event listener threw: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_COLONY_EMIT' });
         }
+        break;
+      }
+      case 'changes': {
+        const entry = this.#slots[message.slot];
+        if (entry !== undefined && !entry.settled) entry.hooks?.onChanges?.(message.events);
         break;
       }
       case 'done':
@@ -472,11 +627,19 @@ export class TaskPool {
   #settle(entry: Entry, ok: boolean, value: unknown): void {
     if (entry.settled) return;
     entry.settled = true;
-    if (ok) this.#completed++;
-    else this.#failed++;
+    if (entry.hooks?.internal !== true) {
+      if (ok) this.#completed++;
+      else this.#failed++;
+    }
     if (entry.taskId !== '' && entry.fencingToken !== undefined && !this.#closed) {
+      const holder = { fencingToken: entry.fencingToken };
       const recorded = ok
-        ? this.#manager.report(this.#agent, entry.taskId, value ?? null, { fencingToken: entry.fencingToken })
+        ? this.#manager.report(this.#agent, entry.taskId, value ?? null, holder).catch((error: unknown) => {
+            // A result the store cannot keep as JSON (a Uint8Array, a Map…) still completes the
+            // task there; the value itself went to the caller.
+            if (!(error instanceof ValidationError)) throw error;
+            return this.#manager.report(this.#agent, entry.taskId, { unrecorded: `result is not JSON: ${error.message}` }, holder);
+          })
         : this.#manager.failTask(entry.taskId, errorRecord(value), { agentId: this.#agent, fencingToken: entry.fencingToken });
       recorded.catch((error: unknown) => {
         if (!this.#closed) process.emitWarning(`colony pool could not record task ${entry.taskId}: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_POOL_RECORD' });
@@ -502,6 +665,12 @@ export class TaskPool {
       this.#settle(entry, false, stoppedError());
       return;
     }
+    this.#signalAbort(entry);
+  }
+
+  #signalAbort(entry: Entry): void {
+    if (entry.settled || entry.slot < 0) return;
+    const slot = entry.slot;
     this.#table.setFlag(slot, SlotFlag.ABORT);
     const state = this.#table.state(slot);
     if (state >= SlotState.CLAIMED) this.#post(state - SlotState.CLAIMED, { t: 'abort', slot });
@@ -546,6 +715,26 @@ export class TaskPool {
     });
     this.#maxLanes = Math.min(MAX_LANES, pool.options.maxThreads);
     return pool;
+  }
+}
+
+/**
+ * What the store records as the task's payload: plain JSON naming what runs and for whom. The full
+ * payload (events, inputs: anything msgpack carries, Uint8Array included) lives in the shared slot,
+ * so stores that keep only JSON (SQLite, PostgreSQL, a strict memory store) never refuse it.
+ */
+function describe(payload: TaskPayload): unknown {
+  switch (payload[0]) {
+    case TaskKind.CALL:
+      return { kind: 'call', module: payload[1], name: payload[2] };
+    case TaskKind.SUBSCRIPTION:
+      return { kind: 'subscription', module: payload[1], name: payload[2], subscriptionId: payload[4].subscriptionId, dispatchId: payload[4].id, pageId: payload[3].pageId };
+    case TaskKind.COLONY:
+      return { kind: 'colony', module: payload[1], task: payload[3], workerId: payload[4] };
+    case TaskKind.CHECK:
+      return { kind: 'check', module: payload[1], name: payload[2] };
+    default:
+      return payload satisfies never;
   }
 }
 

@@ -15,7 +15,7 @@ import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threa
 import { type Remote, wrap } from 'comlink';
 import { ClosedError, ConvergeError, deserializeError, WorkerCrashedError } from '../shared/errors.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
-import type { BudgetExhaustedInfo, ConvergenceControl, ConvergenceWorkerData, QuiescenceReport, WorkerMessage } from '../shared/protocol.js';
+import type { BudgetExhaustedInfo, ConvergenceControl, ConvergenceWorkerData, QuiescenceReport, RingStallInfo, WorkerMessage } from '../shared/protocol.js';
 import { startWorker } from '../shared/worker-entry.js';
 
 const CONVERGENCE_WORKER = new URL('../workers/convergence.worker.js', import.meta.url);
@@ -25,10 +25,15 @@ export interface WorkerLinkListener {
   /** The worker wrote dispatches while the main thread was parked. */
   onWake(): void;
   onQuiescence(report: QuiescenceReport): void;
-  /** A request's reply or a query's answer arrived (the engine re-evaluates whether it is idle). */
-  onSettled(): void;
+  /**
+   * A request's reply or a query's answer arrived, or a request was forgotten (the engine
+   * re-evaluates whether it is idle). `requestId` is undefined for a Comlink query.
+   */
+  onSettled(requestId?: number): void;
   /** An episode's budget or derivation-depth limit refused a derived dispatch (once per reason and episode). */
   onBudgetExhausted?(info: BudgetExhaustedInfo): void;
+  /** A producer died mid-write and the worker skipped its ring reservation (see RingStallInfo). */
+  onRingStalled?(info: RingStallInfo): void;
   /** Called once, when the link fails; pending requests are already rejected with `error`. */
   onFailure(error: ConvergeError): void;
 }
@@ -107,7 +112,7 @@ export class WorkerLink {
 
   /** Stops waiting for a request's reply (its promise stays pending). */
   forget(id: number): void {
-    if (this.#requests.delete(id)) this.#listener.onSettled();
+    if (this.#requests.delete(id)) this.#listener.onSettled(id);
   }
 
   /**
@@ -178,7 +183,7 @@ export class WorkerLink {
         this.#requests.delete(message.requestId);
         if (message.error !== undefined) request.reject(deserializeError(message.error));
         else request.resolve(message.value);
-        this.#listener.onSettled();
+        this.#listener.onSettled(message.requestId);
         return;
       }
       case 'quiescence':
@@ -187,6 +192,11 @@ export class WorkerLink {
       case 'budget-exhausted': {
         const { type: _type, ...info } = message;
         this.#listener.onBudgetExhausted?.(info);
+        return;
+      }
+      case 'ring-stalled': {
+        const { type: _type, ...info } = message;
+        this.#listener.onRingStalled?.(info);
         return;
       }
       case 'fatal':

@@ -92,6 +92,33 @@ export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string
 /** What an {@link IngestTag.QUERY} frame asks for. */
 export type QueryKind = 'status' | 'feed' | 'cycles';
 
+/** The ingest frames written by `FrameEncoder.encodeIngest` (EVENTS frames go through `encodeEvents`). */
+export type ControlFrame = Exclude<IngestFrame, [typeof IngestTag.EVENTS, ...unknown[]]>;
+
+/**
+ * Positions of the columns in an EVENTS frame's packed events: written in this order by the event
+ * codec's encoder and read by these names by its decoder (the layout is described in event-codec.ts).
+ */
+export const EventColumn = {
+  COUNT: 0,
+  KIND: 1,
+  PAGE_ID: 2,
+  SOURCE_ID: 3,
+  DATA_TYPE: 4,
+  SCOPE_ID: 5,
+  RELATED: 6,
+  EDGE_TYPE: 7,
+  REASON: 8,
+  EDIT_DIFF: 9,
+  EXTRA: 10,
+  TS: 11,
+  SHAPES: 12,
+  DICT: 13,
+  POOL: 14,
+  /** Number of columns. */
+  LENGTH: 15,
+} as const;
+
 /** Who wrote an event batch. */
 export interface IngestMeta {
   /**
@@ -135,8 +162,10 @@ export function parseEventRef(ref: number): [number, number] {
  *
  * ACKS frames travel in the ingest ring, or — when {@link ConvergenceWorkerData.acks} is given — in
  * that dedicated ring, which the worker drains before every ingest drain, so acknowledgements never
- * queue behind events. A writer of the ack ring nudges the ingest ring (`Ring#nudge`) after
- * each write: the worker parks on the ingest ring's signal only.
+ * queue behind events. The ack ring also carries *derived* EVENTS frames (with `parent`, without
+ * `seq`), so that a handler awaiting its derived write is never stuck behind a full ingest ring
+ * while the worker waits at `maxInFlight` for that handler's ack. A writer of the ack ring nudges the
+ * ingest ring (`Ring#nudge`) after each write: the worker parks on the ingest ring's signal only.
  */
 export type AckError = [number, string, SerializedError];
 
@@ -259,7 +288,24 @@ export type WorkerMessage =
   | { type: 'reply'; requestId: number; error?: SerializedError; value?: unknown }
   | { type: 'quiescence'; report: QuiescenceReport }
   | ({ type: 'budget-exhausted' } & BudgetExhaustedInfo)
+  | ({ type: 'ring-stalled' } & RingStallInfo)
   | { type: 'fatal'; error: SerializedError };
+
+/**
+ * A ring reservation whose producer died before publishing it (a thread killed mid-write): the
+ * convergence worker skipped it after the stall timeout; the frames it held are lost. Also counted
+ * in the ring's stats (`stalledReservations`, `stalledBytes`).
+ */
+export interface RingStallInfo {
+  /** Which ring the worker consumes: the ingest ring or the acknowledgement ring. */
+  ring: 'ingest' | 'acks';
+  /** Ring position (free-running byte counter) where the reservation started. */
+  position: number;
+  /** Ring bytes it held. */
+  bytes: number;
+  /** How long the worker waited on it before skipping it, in ms. */
+  waitedMs: number;
+}
 
 /** workerData of the convergence worker. */
 export interface ConvergenceWorkerData {
@@ -279,6 +325,8 @@ export interface ConvergenceWorkerData {
    * producers wait.
    */
   maxInFlight?: number;
+  /** How long an unpublished ring reservation may wait before its producer is taken for dead (default 5 s; see RingConsumerOptions). */
+  stallTimeoutMs?: number;
   episodeBudget: number;
   /** Derived events more than this many hops from an external event are not dispatched (default {@link DEFAULT_MAX_DERIVATION_DEPTH}). */
   maxDerivationDepth?: number;

@@ -165,7 +165,7 @@ export class TaskTable {
 
   // ── main thread ──────────────────────────────────────────────────────────
 
-  /** Marks `slot` pending (its payload already written) and appends it to the claim queue. */
+  /** Marks `slot` pending (its payload already written) and appends it to the claim queue; see {@link announce}. */
   publish(slot: number): void {
     const i = this.i32;
     Atomics.store(i, this.#meta + slot * SLOT_INTS + META_FLAGS, 0);
@@ -173,8 +173,16 @@ export class TaskTable {
     const tail = Atomics.load(i, TableSlot.TAIL);
     Atomics.store(i, this.#queue + (tail % this.capacity), slot);
     Atomics.store(i, TableSlot.TAIL, tail + 1);
+  }
+
+  /**
+   * After one or more {@link publish}es: bumps SEQ and wakes up to `count` parked lanes. One call per
+   * batch, because `Atomics.notify` takes a lock and a system call; only when some lane is parked.
+   */
+  announce(count: number): void {
+    const i = this.i32;
     Atomics.add(i, TableSlot.SEQ, 1);
-    if (Atomics.load(i, TableSlot.IDLE) > 0) Atomics.notify(i, TableSlot.SEQ, 1);
+    if (Atomics.load(i, TableSlot.IDLE) > 0) Atomics.notify(i, TableSlot.SEQ, count);
   }
 
   /** PENDING → CANCELLED. False when a lane claimed it first. */

@@ -86,6 +86,8 @@ export class FsWatchCore {
   #ready = false;
   #stopped = false;
   #release: (() => void) | undefined;
+  /** Raw events that arrived while the baseline was being taken (see start). */
+  readonly #baselineEvents = new Map<string, ParcelEvent['type']>();
   readonly stats: FsWatchStats = { backend: 'none', rawEvents: 0, flushes: 0, rescans: 0, suspectWindows: 0, emitted: 0 };
 
   constructor(root: string, options: FsWatchCoreOptions, sink: FsWatchSink) {
@@ -110,6 +112,15 @@ export class FsWatchCore {
     // Baseline after subscribing: a change during the scan is either in the baseline or an event.
     const baseline = await this.#tree.reconcileSet('');
     await forEachLimited(baseline, async (rel) => void (await this.#tree!.check(rel, false)));
+    // A change reported after the subscription opened is a change after the watch started, even if
+    // the scan already saw its result: a created file is reported as added, an updated one as replaced.
+    for (const [rel, type] of this.#baselineEvents) {
+      const state = this.#tree.files.get(rel);
+      if (state === undefined) continue;
+      if (type === 'create') this.#tree.files.delete(rel);
+      else if (type === 'update') state.hash = '';
+    }
+    this.#baselineEvents.clear();
     this.#ready = true;
     if (this.#stopped) return;
     if (this.stats.backend === 'none') this.#startPolling();
@@ -155,6 +166,8 @@ export class FsWatchCore {
       const rel = this.#relative(event.path);
       if (rel === undefined) continue;
       this.#dirty.add(rel);
+      // During the baseline scan, the scan may have caught this change already: remember what it was.
+      if (!this.#ready && !this.#baselineEvents.has(rel)) this.#baselineEvents.set(rel, event.type);
     }
     this.stats.rawEvents += events.length;
     this.#windowEvents += events.length;

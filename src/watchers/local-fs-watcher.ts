@@ -46,6 +46,7 @@ const OptionsSchema = z
 
 export class LocalFsWatcher implements ContextPageSource {
   readonly static = false;
+  readonly reportsReady = true;
   /** `file:<absolute root>` */
   readonly sourceId: string;
   readonly root: string;
@@ -83,6 +84,7 @@ export class LocalFsWatcher implements ContextPageSource {
     try {
       if (signal.aborted) return;
       await core.start();
+      context.ready?.();
       yield* queue;
     } finally {
       signal.removeEventListener('abort', onAbort);

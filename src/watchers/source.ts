@@ -11,6 +11,8 @@ export interface PageRecord {
   /** Anything that changes when the page's content changes (a hash, a version, an etag). */
   version: string;
   dataType?: string;
+  /** Ids of the records the page is made of (a replaced page's events list what came and went). */
+  records?: string[];
   /** Free-form fields copied into the events' `extra`. */
   extra?: Record<string, unknown>;
 }
@@ -25,11 +27,20 @@ export interface WatchContext {
   hold(): () => void;
   /** Reports a non-fatal problem (the engine emits it as `source-error`). */
   report?(error: unknown): void;
+  /**
+   * A source that sets `reportsReady` calls this once it is watching (baseline taken, subscriptions
+   * open); `engine.mapSource` resolves only then, so a change made right after it is never missed.
+   */
+  ready?(): void;
+  /** Calls `listener` at each quiescence of the engine the source is mapped into; returns an unsubscribe. */
+  onQuiescence?(listener: () => void): () => void;
 }
 
 /** A source of page changes. `static` sources are refused by `engine.mapSource`. */
 export interface ContextPageSource {
   readonly static: boolean;
+  /** True if `watch` calls `context.ready()` once it is watching (see {@link WatchContext.ready}). */
+  readonly reportsReady?: boolean;
   /** Yields the source's changes until `signal` aborts (then it returns). */
   watch?(signal: AbortSignal, context?: WatchContext): AsyncIterable<PageChangeEvent>;
   /** The source's pages now, for polling diffs. */

@@ -6,8 +6,8 @@
  * after `lingerMs` with nothing running it retires, which ends its Piscina task and lets the thread
  * go idle (unref'd).
  */
-import { ClosedError, serializeError, ValidationError } from '../shared/errors.js';
-import { type PageChangeEvent, validateEvents } from '../shared/events.js';
+import { ClosedError, InvalidStateError, serializeError, ValidationError } from '../shared/errors.js';
+import { eventWithDefaults, type PageChangeEvent, validateEvents } from '../shared/events.js';
 import { FrameEncoder } from '../shared/framing.js';
 import {
   type ColonyWorkerContext,
@@ -25,6 +25,8 @@ import { SlotFlag, SlotState, TableSlot, TaskTable, tablePackr } from '../shared
 
 /** Tasks run back to back before the lane yields to its event loop (port messages, timers). */
 const TASKS_PER_TURN = 256;
+/** Queue checks an idle lane makes before it parks (a few microseconds). */
+const SPIN_CHECKS = 2_000;
 /** Park timeout while tasks are running (they finish by resolving, which wakes the loop anyway). */
 const BUSY_PARK_MS = 1000;
 
@@ -120,8 +122,7 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
     if (env.ingest === undefined) throw new ClosedError('ingest ring (this pool has no engine attached)');
     producer ??= new RingProducer(new Ring(env.ingest), { onFull: 'wait' });
     encoder ??= new FrameEncoder();
-    const now = Date.now();
-    const list = validateEvents(events).map((e) => (e.ts === undefined ? { ...e, ts: now } : e));
+    const list = stamped(events);
     const frames: Uint8Array[] = [];
     for (let i = 0; i < list.length; i += MAX_EVENTS_PER_FRAME / 2) {
       frames.push(encoder.encodeEvents(IngestTag.EVENTS, meta, list.slice(i, i + MAX_EVENTS_PER_FRAME / 2)));
@@ -208,13 +209,19 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
           const fn = await loadFunction(payload[1], payload[2]);
           const dispatch = payload[4];
           const meta = { cause: dispatch.subscriptionId, parent: dispatch.id };
+          // Without an engine in this process (a `runTaskWorker` process), what the task emits is
+          // collected and returned; the engine writes it into its ring before it acknowledges.
+          const collected: PageChangeEvent[] | undefined = env.ingest === undefined ? [] : undefined;
           const ctx: TaskContext = {
             dispatch,
             signal: entry.controller.signal,
-            dispatchChange: (events) => writeEvents(meta, events),
+            dispatchChange: (events) => {
+              if (collected === undefined) writeEvents(meta, events);
+              else collected.push(...stamped(events));
+            },
           };
           await fn(payload[3], ctx);
-          value = null;
+          value = collected === undefined ? null : { events: collected };
           break;
         }
         case TaskKind.COLONY: {
@@ -229,7 +236,11 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
               entry.emitted = true;
               post({ t: 'emit', slot, type, data });
             },
-            dispatchChange: (events) => writeEvents({ cause: `colony:${payload[4]}` }, events),
+            dispatchChange: (events) => {
+              if (!payload[6]) throw new InvalidStateError('ctx.dispatchChange needs an engine: create the Colony with { engine }');
+              entry.emitted = true;
+              post({ t: 'changes', slot, events: stamped(events) });
+            },
           };
           value = await fn(payload[3], ctx);
           break;
@@ -278,7 +289,10 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
       await new Promise<void>((resolve) => (wakeLoop = resolve));
       continue;
     }
-    // Nothing to claim. Park on SEQ (or until a running task settles), then look again.
+    // Nothing to claim. Spin a little first: the main thread is usually about to publish the next
+    // burst, and catching it here saves a park, a notify and a thread wake-up.
+    if (spinForWork(table)) continue;
+    // Park on SEQ (or until a running task settles), then look again.
     const seen = Atomics.load(table.i32, TableSlot.SEQ);
     Atomics.add(table.i32, TableSlot.IDLE, 1);
     let outcome: string;
@@ -294,6 +308,18 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
     wakeLoop = undefined;
     if (outcome === 'timed-out' && inFlight === 0 && table.retire(lane)) return;
   }
+}
+
+/** Validated events, with `ts` filled in. */
+function stamped(events: PageChangeEvent | readonly PageChangeEvent[]): PageChangeEvent[] {
+  const now = Date.now();
+  return validateEvents(events).map((e) => (e.ts === undefined ? eventWithDefaults(e, undefined, now) : e));
+}
+
+/** Checks for pending work for a few microseconds; true as soon as there is some. */
+function spinForWork(table: TaskTable): boolean {
+  for (let k = 0; k < SPIN_CHECKS; k++) if (table.hasPending()) return true;
+  return false;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

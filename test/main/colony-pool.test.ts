@@ -144,3 +144,12 @@ describe('TaskPool', () => {
     await expect(p.call(math, 'add', [1, 2])).rejects.toMatchObject({ code: 'CONVERGE_CLOSED' });
   });
 });
+
+describe('TaskPool store records', () => {
+  it('a result the store cannot keep as JSON still completes the task there; the caller gets the value', async () => {
+    const p = pool(undefined, { maxThreads: 1 });
+    const handle = p.submit([TaskKind.CALL, math, 'bytes', [3]]);
+    expect(await handle.result).toEqual(new Uint8Array([0, 1, 2]));
+    expect(await p.manager.getTask(handle.taskId)).toMatchObject({ state: 'completed', result: { unrecorded: expect.stringContaining('not JSON') } });
+  });
+});

@@ -21,6 +21,7 @@ function dispatcher(flags: Int32Array): MainDispatcher {
       throw error;
     },
     runTask: () => Promise.resolve(),
+    writeDerived: () => Promise.resolve(),
   });
 }
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { applyDominance, canonicalJson, CircuitBreaker, ToolCallError, type ConflictClaim } from '../../src/main/index.js';
-import { applyRound, findConflicts } from '../../src/main/job-merge.js';
+import { applyRound, findConflicts, validateEffects } from '../../src/main/job-merge.js';
 import { ToolBox } from '../../src/main/job-tools.js';
 
 describe('CircuitBreaker (injected clock)', () => {
@@ -125,6 +125,15 @@ describe('merge', () => {
     expect(applyDominance('newer', claims)).toEqual({ by: 'dominance', rule: 'newer', agent: 'a', op: 'set', value: 1 });
     expect(applyDominance('newer', [claims[0]!, { ...claims[2]!, at: 10 }])).toBeNull();
     expect(applyDominance('higher-confidence', [claims[2]!])).toBeNull();
+  });
+
+  it('validates effects, naming the field', () => {
+    expect(validateEffects(null)).toEqual([]);
+    expect(validateEffects({ effects: [{ op: 'remove', key: 'k', extra: 1 }] })).toEqual([{ op: 'remove', key: 'k' }]);
+    expect(() => validateEffects([{ op: 'set', key: 'k' }])).toThrow(/effects\[0\]\.value/);
+    expect(() => validateEffects([{ op: 'set', key: '__proto__', value: {} }])).toThrow(/effects\[0\]\.key/);
+    expect(() => validateEffects([{ op: 'append', key: 'k', value: 1, confidence: 2 }])).toThrow(/confidence/);
+    expect(() => validateEffects('nope')).toThrow(/effects/);
   });
 
   it('canonical JSON ignores key order and refuses what JSON cannot hold', () => {

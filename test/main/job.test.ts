@@ -80,6 +80,26 @@ describe('ConvergeJob', () => {
     expect(replayed.status).toBe(first.status);
   });
 
+  it('an eligible() that throws fails that agent (recorded, replayed), not the job', async () => {
+    const job = new ConvergeJob({
+      pool,
+      agents: [
+        agent('seed'),
+        agent('double', {
+          optional: true,
+          eligible: () => {
+            throw new Error('cannot tell');
+          },
+        }),
+      ],
+    });
+    const result = await job.run({});
+    expect(result).toMatchObject({ status: 'converged', tier: 'degraded', context: { a: 1 } });
+    expect(result.failures[0]!.error.message).toMatch(/eligible\(\) threw: cannot tell/);
+    const replayed = await ConvergeJob.replay(result.trace, { pool });
+    expect(JSON.stringify(replayed.trace)).toBe(JSON.stringify(result.trace));
+  });
+
   it('replay refuses a trace the agents no longer match', async () => {
     const job = new ConvergeJob({ pool, tools: { search: () => 'ok' }, agents: [agent('lookup')] });
     const result = await job.run({ topic: 'a' });

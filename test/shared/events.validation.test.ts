@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/shared/errors.js';
-import { PAGE_CHANGE_KINDS, PageChangeEventSchema, isWellFormedEvent, validateEvent, validateEvents } from '../../src/shared/events.js';
+import { PAGE_CHANGE_KINDS, PageChangeEventSchema, eventWithDefaults, isWellFormedEvent, validateEvent, validateEvents } from '../../src/shared/events.js';
 import { MAX_PLAIN_DEPTH, plainObjectProblem } from '../../src/shared/validation.js';
 
 class Point {
@@ -219,5 +219,25 @@ describe('strings must be well-formed UTF-16 (refused, never turned into U+FFFD)
 
   it('a surrogate pair is fine', () => {
     expect(validateEvent({ kind: 'page_added', pageId: '😀', sourceId: 's' }).pageId).toBe('😀');
+  });
+});
+
+describe('eventWithDefaults', () => {
+  it('is the spread copy with sourceId and ts filled in, minus keys whose value is undefined (property)', () => {
+    fc.assert(
+      fc.property(junkEvent, fc.option(fc.string({ minLength: 1 }), { nil: undefined }), (value, sourceId) => {
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) return;
+        const event = value as Record<string, unknown>;
+        const before = { ...event };
+        const copy = eventWithDefaults(event as never, sourceId, 42) as unknown as Record<string, unknown>;
+        const spread: Record<string, unknown> = { ...event, sourceId: event['sourceId'] ?? sourceId, ts: event['ts'] ?? 42 };
+        const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+        expect(defined(copy)).toStrictEqual(defined(spread));
+        expect(Object.entries(event)).toEqual(Object.entries(before));
+        // Same verdict (and so the same error) as the spread copy would get.
+        expect(isWellFormedEvent(copy)).toBe(isWellFormedEvent(spread));
+      }),
+      { numRuns: 1_000 },
+    );
   });
 });

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ProtocolError, ValidationError } from '../../src/shared/errors.js';
 import { PAGE_CHANGE_KINDS, type PageChangeEvent } from '../../src/shared/events.js';
 import { EVENT_FIELDS, FrameDecoder, FrameEncoder, eventToTuple, readEvents, tupleToEvent } from '../../src/shared/framing.js';
+import { DispatchTag, IngestTag } from '../../src/shared/protocol.js';
 
 /** Copies bytes into a SharedArrayBuffer, as a ring would hold them. */
 function shared(bytes: Uint8Array): Uint8Array {
@@ -273,5 +274,42 @@ describe('tuples and generic frames', () => {
     const frame = [3, 17, { id: 'sub_1', handle: 2, predicate: { dataType: ['a', 'b'] }, target: 'main' }];
     expect(decoder.decode(shared(encoder.encode(frame)))).toEqual(frame);
     expect(decoder.decode(shared(encoder.encode([6])))).toEqual([6]);
+  });
+});
+
+describe('typed ingest and dispatch frames', () => {
+  const encoder = new FrameEncoder();
+  const decoder = new FrameDecoder();
+
+  it('control and dispatch frames round-trip through their typed encode/decode', () => {
+    const control = [
+      [IngestTag.ACKS, 3, []],
+      [IngestTag.SUBSCRIBE, 1, { id: 's', handle: 0, predicate: {}, target: 'main' }],
+      [IngestTag.UNSUBSCRIBE, 2, ['s']],
+      [IngestTag.AWAIT_QUIESCENCE, 4],
+      [IngestTag.CANCEL_WAIT, 4],
+      [IngestTag.QUERY, 5, 'feed', 10],
+      [IngestTag.CLOSE],
+    ] as const;
+    for (const frame of control) expect(decoder.decodeIngest(shared(encoder.encodeIngest(frame as never)))).toEqual(frame);
+    const events: PageChangeEvent[] = [{ kind: 'page_added', pageId: 'p', sourceId: 's' }];
+    const [tag, meta, packed] = decoder.decodeIngest(shared(encoder.encodeEvents(IngestTag.EVENTS, { seq: 1 }, events)));
+    expect([tag, meta]).toEqual([IngestTag.EVENTS, { seq: 1 }]);
+    expect(readEvents(packed)).toEqual(events);
+    const dispatch = [DispatchTag.DISPATCH, 'ep', 7, [[-1, [1, 2]], [eventToTuple(events[0]!), [3]]]] as const;
+    expect(decoder.decodeDispatch(shared(encoder.encodeDispatch(dispatch as never)))).toEqual(dispatch);
+  });
+
+  it.each([
+    ['an unknown ingest tag', [99, 1], 'ingest'],
+    ['an ACKS frame without a count', [IngestTag.ACKS, 'x', []], 'ingest'],
+    ['a SUBSCRIBE frame without a spec', [IngestTag.SUBSCRIBE, 1], 'ingest'],
+    ['a QUERY frame without a kind', [IngestTag.QUERY, 1], 'ingest'],
+    ['an EVENTS frame without events', [IngestTag.EVENTS, {}, 'x'], 'ingest'],
+    ['an unknown dispatch tag', [IngestTag.ACKS, 1, []], 'dispatch'],
+    ['a DISPATCH frame without groups', [DispatchTag.DISPATCH, 'ep', 1], 'dispatch'],
+  ])('%s → ProtocolError', (_what, frame, ring) => {
+    const bytes = shared(encoder.encode(frame));
+    expect(() => (ring === 'ingest' ? decoder.decodeIngest(bytes) : decoder.decodeDispatch(bytes))).toThrow(ProtocolError);
   });
 });

@@ -2,6 +2,7 @@
  * The convergence worker's decisions, tested on `ConvergenceRuntime` itself: it is pure (frames and
  * a clock in, dispatches and messages out), so no thread and no timing is involved.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PageChange, type PageChangeEvent } from '../../src/shared/events.js';
 import { eventToTuple, tupleToEvent } from '../../src/shared/framing.js';
@@ -202,6 +203,49 @@ describe('determinism: decisions on event time', () => {
     expect(first.dispatched.length).toBeGreaterThan(20);
     expect(first.feed.some((f) => (f as { reason?: string }).reason === 'rate_limited')).toBe(true);
     expect(second).toEqual(first);
+  });
+
+  it('property: frame boundaries, tick points and the worker clock never change a decision', () => {
+    const eventArb = fc.record({
+      page: fc.constantFrom('a', 'b', 'c'),
+      kind: fc.constantFrom('added', 'replaced', 'invalidated', 'edge'),
+      dt: fc.integer({ min: 0, max: 80 }),
+      value: fc.integer({ min: 0, max: 3 }),
+    });
+    fc.assert(
+      fc.property(fc.array(eventArb, { minLength: 1, maxLength: 60 }), fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1 }), (specs, cuts) => {
+        let ts = 0;
+        const events = specs.map(({ page, kind, dt, value }) => {
+          ts += dt;
+          const init = { dataType: 'doc', extra: { value }, ts };
+          if (kind === 'added') return PageChange.added(page, init);
+          if (kind === 'replaced') return PageChange.replaced(page, page, init);
+          if (kind === 'invalidated') return PageChange.invalidated(page, 'gone', init);
+          return PageChange.edgeAdded('root', page, undefined, init);
+        });
+        const play = (split: (i: number) => number, clock: (i: number) => number): unknown => {
+          const h = new Harness({ rateLimit: { minIntervalMs: 100, burst: 2, trailing: true } });
+          h.subscribe({ dataType: 'doc' }, { tolerance: { mode: 'absolute', value: 1 } });
+          h.subscribe({ edgeReach: { root: 'root', maxHops: 1 } });
+          h.drained = false; // the sequence is still being written: no idle release in between
+          for (let i = 0, n = 0; i < events.length; n++) {
+            const size = split(n);
+            h.now = clock(n);
+            h.events(events.slice(i, i + size));
+            h.tick();
+            h.ackAll();
+            i += size;
+          }
+          h.drained = true;
+          h.settle();
+          return { dispatched: h.dispatched.map((d) => `${d.handle}:${d.event.kind}:${d.event.pageId}:${String(d.event.ts)}`), feed: h.feed() };
+        };
+        const whole = play(() => events.length, () => 0);
+        const pieces = play((n) => cuts[n % cuts.length]!, (n) => 1e12 + n * 997);
+        expect(pieces).toEqual(whole);
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('a trailing delivery goes out when event time passes its due time, before the later event', () => {
