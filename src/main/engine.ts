@@ -197,11 +197,15 @@ export class Engine {
       canRemember: () => this.#dispatcher.canRemember(),
       remember: (seq, events) => this.#dispatcher.remember(seq, events),
     });
+    // Acknowledgements have a ring of their own and always wait for space there: losing one would
+    // hold quiescence forever, and queueing one behind events could wedge the bound. Derived events
+    // share it (one producer: a handler's events stay ahead of its ack), so that a handler awaiting
+    // them is never stuck behind a full ingest ring while the worker waits for its ack.
+    const ackProducer = new RingProducer(this.#acks, { onFull: 'wait' });
+    this.#writer.routeDerived(ackProducer, () => this.#ingest.nudge());
     this.#dispatcher = new MainDispatcher({
       consumer: new RingConsumer(this.#dispatchRing),
-      // Acknowledgements have a ring of their own and always wait for space there: losing one would
-      // hold quiescence forever, and queueing one behind events could wedge the bound.
-      producer: new RingProducer(this.#acks, { onFull: 'wait' }),
+      producer: ackProducer,
       // The worker parks on the ingest ring's signal only.
       afterAck: () => this.#ingest.nudge(),
       writeDerived: (events, options, dispatch) => this.#dispatchDerived(events, options, dispatch),
