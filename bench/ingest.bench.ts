@@ -1,73 +1,51 @@
 /**
- * Ingest benchmark (issue 3): dispatchChange batches → convergence worker (match, limit, damp) →
- * main-thread handlers, at 10 / 1k / 10k / 100k subscriptions, against a single-threaded
- * EventEmitter with a linear predicate scan measured in the same run. Also: latency under an
- * offered load of 100k events/s, and how long after the last handler settles quiescence is
- * announced.
+ * Ingest benchmark (issues 3 and 10): the same events and subscriptions through three paths, side by
+ * side, at 10 / 10 k / 100 k subscriptions (~1.5 dispatches per event at every size):
+ *   - naive: an EventEmitter whose listener checks every predicate (`matchesPredicate`) per event;
+ *   - the fair baseline: this package's `SubscriptionIndex` used inline on one thread, with the same
+ *     boundary validation the engine does and the handler called per match;
+ *   - the engine: `dispatchChange` batches of 1,024 → convergence worker (match, limit, damp) →
+ *     main-thread handler → quiescence.
+ * Then the per-event costs issue 10 sets goals for, latency under an offered load of 100 k events/s,
+ * and how long after the last handler settles quiescence is announced. A quiescence wait that times
+ * out fails the bench.
  *
  *   npx tsx bench/ingest.bench.ts [--quick]
  */
 import { EventEmitter } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import { Bench } from 'tinybench';
-import { createEngine, type Engine, matchesPredicate, type PageChangeEvent, type PagePredicate } from '../src/main/index.js';
+import { createEngine, type Engine, matchesPredicate, PageChange, type PageChangeEvent, type PagePredicate, SubscriptionIndex } from '../src/main/index.js';
+import { validateEvents } from '../src/shared/events.js';
+import { events, predicates } from './ingest-mix.js';
 import type { BenchRatio, BenchReport } from './run.js';
 
-const BATCH = 1000;
-/**
- * The space of data types and sources interests are spread over, for `count` subscriptions: it
- * grows with the number of subscribers (more subscribers watch more kinds of pages, not all the same
- * ones), so an event matches about as many subscriptions at 100 k as at 1 k. Every event is a new page.
- */
-function space(count: number): { types: number; sources: number } {
-  return { types: Math.max(500, Math.floor(count / 2)), sources: Math.max(200, Math.floor(count / 20)) };
-}
+const BATCH = 1024;
 
-/**
- * A realistic mix: mostly data-type subscriptions, many source-prefix ones (narrowed by data
- * type), some exact page lists, a few unindexed. Interests are spread over a space that grows with
- * the number of subscribers (more subscribers watch more kinds of pages, not all the same ones), so
- * an event matches a handful of subscriptions whatever their number; what grows is the number of
- * subscriptions that do NOT match, which is what the index must not pay for.
- */
-export function predicates(count: number): PagePredicate[] {
-  const { types: DATA_TYPES, sources: SOURCES } = space(count);
-  const out: PagePredicate[] = [];
-  for (let i = 0; i < count; i++) {
-    const r = i % 20;
-    if (i < 8) out.push({ anyOf: [{ kinds: ['page_invalidated'] }, { scopeId: `scope-${i}` }] }); // unindexed, few
-    else if (r < 12) out.push({ dataType: `type-${i % DATA_TYPES}`, kinds: ['page_added', 'page_replaced'] });
-    else if (r < 18) out.push({ sourcePrefix: `file:/repo-${i % SOURCES}/`, dataType: `type-${(i * 7) % DATA_TYPES}` });
-    else out.push({ pageIdIn: [`file:src/m${i % 1000}/f${i}.ts`] });
-  }
-  return out;
-}
-
-export function events(count: number, offset = 0, subscriptions = 1000): PageChangeEvent[] {
-  const { types: DATA_TYPES, sources: SOURCES } = space(subscriptions);
-  const out: PageChangeEvent[] = [];
-  for (let k = 0; k < count; k++) {
-    const i = k + offset;
-    const page = i;
-    out.push({
-      kind: i % 10 === 0 ? 'page_replaced' : 'page_added',
-      pageId: `file:src/m${page % 1000}/f${page}.ts`,
-      sourceId: `file:/repo-${i % SOURCES}/`,
-      dataType: `type-${i % DATA_TYPES}`,
-      ...(i % 10 === 0 ? { related: [`file:src/m${page % 1000}/old${page}.ts`] } : {}),
-      extra: { relativePath: `src/m${page % 1000}/f${page}.ts`, value: i % 7 },
-      ts: 1_795_312_028_434 + i,
-    });
-  }
-  return out;
-}
-
-/** The baseline: what a Node user writes first — one emitter, every predicate checked per event. */
+/** The naive baseline: what a Node user writes first — one emitter, every predicate checked per event. */
 class LinearEmitter extends EventEmitter {
   readonly subs: { predicate: PagePredicate; handler: (e: PageChangeEvent) => void }[] = [];
-  publish(batch: readonly PageChangeEvent[]): void {
-    for (const event of batch) {
+  constructor() {
+    super();
+    this.on('change', (event: PageChangeEvent) => {
       for (const sub of this.subs) if (matchesPredicate(sub.predicate, event)) sub.handler(event);
+    });
+  }
+  publish(batch: readonly PageChangeEvent[]): void {
+    for (const event of validateEvents(batch)) this.emit('change', event);
+  }
+}
+
+/**
+ * The fair baseline: this package's own index used inline on one thread — the same validation the
+ * engine's boundary does, the compiled index, the handler called for every match.
+ */
+class InlineIndex {
+  readonly index = new SubscriptionIndex<{ handler: (e: PageChangeEvent) => void }>({ capacity: 1_000_000 });
+  publish(batch: readonly PageChangeEvent[]): void {
+    for (const event of validateEvents(batch)) {
+      const hits = this.index.match(event);
+      for (let i = 0; i < hits.length; i++) hits[i]!.handler(event);
     }
   }
 }
@@ -82,14 +60,6 @@ async function engineWith(subscriptions: number, handler: (e: PageChangeEvent) =
   return engine;
 }
 
-interface Row {
-  subscriptions: number;
-  'engine events/s': string;
-  'baseline events/s': string;
-  ratio: string;
-  'dispatches/event': string;
-}
-
 /** A task's statistics; a benchmark whose task failed must not print a figure. */
 function completed<R extends { state: string }>(result: R): Extract<R, { state: 'completed' }> {
   if (result.state !== 'completed') throw new Error(`benchmark task ended ${result.state}: ${JSON.stringify((result as { error?: unknown }).error ?? '')}`);
@@ -100,54 +70,142 @@ function fmt(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : n.toFixed(0);
 }
 
-async function throughput(quick: boolean, ratios: BenchRatio[]): Promise<Row[]> {
-  const rows: Row[] = [];
-  const sizes = quick ? [10, 1000] : [10, 1000, 10_000, 100_000];
-  const eventsPerIteration = quick ? 5_000 : 50_000;
-  for (const subscriptions of sizes) {
-    let dispatched = 0;
-    const engine = await engineWith(subscriptions, () => void dispatched++);
-    // Each iteration sends pages never seen before (the limiter would otherwise defer repeats).
-    const iterations = (quick ? 2 : 5) + 2;
-    const rounds: PageChangeEvent[][][] = [];
-    for (let r = 0; r < iterations; r++) {
-      const all = events(eventsPerIteration, r * eventsPerIteration, subscriptions);
-      const batches: PageChangeEvent[][] = [];
-      for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
-      rounds.push(batches);
-    }
-    const all = rounds[0]!.flat();
-    let round = 0;
-    const baseline = new LinearEmitter();
-    for (const predicate of predicates(subscriptions)) baseline.subs.push({ predicate, handler: () => undefined });
-    const baselineEvents = Math.max(200, Math.min(eventsPerIteration, Math.floor(2e8 / subscriptions / 50)));
-    const baselineBatch = all.slice(0, baselineEvents);
+/** Waits for quiescence; a timeout (null) fails the bench rather than printing a figure for unfinished work. */
+async function quiesce(engine: Engine, what: string): Promise<void> {
+  const report = await engine.waitForQuiescence({ timeoutMs: 120_000 });
+  if (report === null) throw new Error(`${what}: no quiescence within 120 s`);
+}
 
-    const bench = new Bench({ iterations: quick ? 2 : 5, warmup: true, warmupIterations: 1, time: 0 });
-    bench.add('engine', async () => {
-      for (const batch of rounds[round++ % rounds.length]!) void engine.dispatchChange(batch);
-      await engine.waitForQuiescence({ timeoutMs: 120_000 });
-    });
-    bench.add('baseline', () => baseline.publish(baselineBatch));
-    dispatched = 0;
-    await bench.run();
-    const [engineResult, baselineResult] = bench.tasks.map((task) => completed(task.result));
-    const engineMs = engineResult!.latency.mean;
-    const baseMs = baselineResult!.latency.mean;
-    const engineRate = eventsPerIteration / (engineMs / 1000);
-    const baseRate = baselineEvents / (baseMs / 1000);
-    const runs = engineResult!.latency.samplesCount ?? 1;
-    ratios.push({ measure: `engine, ${subscriptions.toLocaleString('en-US')} subscriptions`, value: engineRate, unit: 'events/s', baseline: 'linear emitter, same predicates', baselineValue: baseRate });
-    rows.push({
-      subscriptions,
-      'engine events/s': fmt(engineRate),
-      'baseline events/s': fmt(baseRate),
-      ratio: `${(engineRate / baseRate).toFixed(1)}×`,
-      'dispatches/event': (dispatched / (eventsPerIteration * (runs + 1))).toFixed(2),
-    });
-    await engine.close();
+interface SizeResult {
+  subscriptions: number;
+  naive: number;
+  index: number;
+  engine: number;
+  perEvent: { naive: number; index: number; engine: number };
+}
+
+async function measureSize(subscriptions: number, quick: boolean): Promise<SizeResult> {
+  const eventsPerIteration = quick ? 8 * BATCH : 64 * BATCH;
+  const iterations = quick ? 2 : 5;
+  let engineCalls = 0;
+  const engine = await engineWith(subscriptions, () => void engineCalls++);
+  // Each engine iteration sends pages never seen before (the limiter would otherwise defer repeats).
+  const rounds: PageChangeEvent[][][] = [];
+  for (let r = 0; r < iterations + 1; r++) {
+    const all = events(eventsPerIteration, r * eventsPerIteration, subscriptions);
+    const batches: PageChangeEvent[][] = [];
+    for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
+    rounds.push(batches);
   }
-  return rows;
+  let round = 0;
+  const preds = predicates(subscriptions);
+  let naiveCalls = 0;
+  const naive = new LinearEmitter();
+  for (const predicate of preds) naive.subs.push({ predicate, handler: () => void naiveCalls++ });
+  let indexCalls = 0;
+  const inline = new InlineIndex();
+  for (let i = 0; i < preds.length; i++) inline.index.add({ id: `s${i}`, predicate: preds[i]!, handler: () => void indexCalls++ });
+  // The naive scan costs ~subscriptions × 0.05 µs per event: give it a slice of the same events.
+  const naiveEvents = Math.max(BATCH, Math.min(eventsPerIteration, Math.floor(4e8 / subscriptions / 50)));
+  const naiveBatch = rounds[0]!.flat().slice(0, naiveEvents);
+  const indexBatches = rounds[0]!;
+
+  const engineTask = async (): Promise<void> => {
+    for (const batch of rounds[round++ % rounds.length]!) void engine.dispatchChange(batch);
+    await quiesce(engine, `engine at ${subscriptions} subscriptions`);
+  };
+  const indexTask = (): void => {
+    for (const batch of indexBatches) inline.publish(batch);
+  };
+  const naiveTask = (): void => naive.publish(naiveBatch);
+  // One counted pass of each path first (also a warm-up): how many handler calls an event makes.
+  await engineTask();
+  indexTask();
+  naiveTask();
+  const perEvent = { engine: engineCalls / eventsPerIteration, index: indexCalls / eventsPerIteration, naive: naiveCalls / naiveEvents };
+
+  const bench = new Bench({ iterations, warmup: false, time: 0 });
+  bench.add('engine', engineTask);
+  bench.add('index', indexTask);
+  bench.add('naive', naiveTask);
+  await bench.run();
+  await engine.close();
+  const [engineResult, indexResult, naiveResult] = bench.tasks.map((task) => completed(task.result));
+  return {
+    subscriptions,
+    engine: eventsPerIteration / (engineResult!.latency.mean / 1000),
+    index: eventsPerIteration / (indexResult!.latency.mean / 1000),
+    naive: naiveEvents / (naiveResult!.latency.mean / 1000),
+    perEvent,
+  };
+}
+
+/**
+ * The three paths side by side (issue 10's table): same events, same subscriptions, same run. A mix
+ * whose paths disagree on how many handler calls an event makes is a broken bench, not a figure.
+ */
+async function throughput(quick: boolean, ratios: BenchRatio[]): Promise<Record<string, string>[]> {
+  const sizes = quick ? [10, 10_000] : [10, 10_000, 100_000];
+  const results: SizeResult[] = [];
+  for (const subscriptions of sizes) {
+    const r = await measureSize(subscriptions, quick);
+    const { naive, index, engine } = r.perEvent;
+    if (engine < 0.5 || Math.abs(engine - index) > 0.05 || Math.abs(naive - index) > 0.25) {
+      throw new Error(`${subscriptions} subscriptions: dispatches per event disagree or are too few (naive ${naive.toFixed(2)}, index ${index.toFixed(2)}, engine ${engine.toFixed(2)})`);
+    }
+    results.push(r);
+    const label = `${subscriptions.toLocaleString('en-US')} subscriptions`;
+    ratios.push({ measure: `engine, ${label}`, value: r.engine, unit: 'events/s', baseline: 'SubscriptionIndex inline, one thread', baselineValue: r.index, goal: 2 });
+    ratios.push({ measure: `engine, ${label}`, value: r.engine, unit: 'events/s', baseline: 'naive EventEmitter + linear scan', baselineValue: r.naive });
+  }
+  const col = (r: SizeResult): string => `${r.subscriptions.toLocaleString('en-US')} subs`;
+  const row = (path: string, cell: (r: SizeResult) => string): Record<string, string> => {
+    const out: Record<string, string> = { path };
+    for (const r of results) out[col(r)] = cell(r);
+    return out;
+  };
+  return [
+    row('naive: EventEmitter + linear predicate scan, one thread (events/s)', (r) => fmt(r.naive)),
+    row('SubscriptionIndex.match inline, one thread, with validation (events/s)', (r) => fmt(r.index)),
+    row(`engine: dispatchChange batches of ${BATCH} → worker → handler → quiescence (events/s)`, (r) => fmt(r.engine)),
+    row('engine ÷ index (goal ≥ 2×)', (r) => `${(r.engine / r.index).toFixed(2)}×`),
+    row('engine ÷ naive', (r) => `${(r.engine / r.naive).toFixed(1)}×`),
+    row('dispatches per event (engine / index / naive)', (r) => `${r.perEvent.engine.toFixed(2)} / ${r.perEvent.index.toFixed(2)} / ${r.perEvent.naive.toFixed(2)}`),
+  ];
+}
+
+/**
+ * The per-event costs issue 10 sets goals for, one thread, µs per event (p50 of tinybench runs):
+ * `SubscriptionIndex.match` at 10 k subscriptions (≤ 0.5), a `PageChange` factory (≤ 0.2), and the
+ * boundary's validation (part of the main thread's ≤ 0.5).
+ */
+async function microCosts(quick: boolean): Promise<Record<string, string>[]> {
+  const N = 10_000;
+  const index = new SubscriptionIndex({ capacity: N });
+  predicates(N).forEach((predicate, i) => index.add({ id: `s${i}`, predicate }));
+  const sample = events(BATCH, 0, N);
+  const bench = new Bench({ time: quick ? 100 : 1000, warmupTime: quick ? 20 : 200 });
+  let sink = 0;
+  bench.add('SubscriptionIndex.match, 10k subscriptions', () => {
+    for (let i = 0; i < sample.length; i++) sink += index.match(sample[i]!).length;
+  });
+  bench.add('PageChange.added(pageId, { sourceId, dataType, extra })', () => {
+    for (let i = 0; i < sample.length; i++) {
+      const e = sample[i]!;
+      sink += PageChange.added(e.pageId, { sourceId: e.sourceId, dataType: e.dataType, extra: e.extra }).pageId.length;
+    }
+  });
+  bench.add('validateEvents (the boundary check)', () => {
+    sink += validateEvents(sample).length;
+  });
+  await bench.run();
+  if (sink < 0) console.log(sink);
+  const goals: Record<string, number> = { 'SubscriptionIndex.match, 10k subscriptions': 0.5, 'PageChange.added(pageId, { sourceId, dataType, extra })': 0.2 };
+  return bench.tasks.map((task) => {
+    const us = (completed(task.result).latency.p50 ?? Number.NaN) * 1000 / sample.length;
+    const goal = goals[task.name];
+    return { cost: task.name, 'µs/event (p50)': us.toFixed(3), goal: goal === undefined ? '' : `≤ ${goal}`, met: goal === undefined ? '' : us <= goal ? 'yes' : 'NO' };
+  });
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -176,7 +234,7 @@ async function latency(quick: boolean, rate = 100_000): Promise<Record<string, s
     }
     await new Promise((resolve) => setImmediate(resolve));
   }
-  await engine.waitForQuiescence({ timeoutMs: 120_000 });
+  await quiesce(engine, 'latency run');
   const elapsed = (performance.now() - start) / 1000;
   await engine.close();
   latencies.sort((a, b) => a - b);
@@ -215,6 +273,8 @@ export async function run(options: { quick: boolean }): Promise<BenchReport> {
   const ratios: BenchRatio[] = [];
   console.log('\n## ingest: dispatchChange → convergence worker → main-thread handler');
   console.table(await throughput(options.quick, ratios));
+  console.log('per-event costs, one thread');
+  console.table(await microCosts(options.quick));
   console.log('latency at an offered load (10k subscriptions)');
   console.table([await latency(options.quick)]);
   console.log('quiescence announced after the last handler settled');

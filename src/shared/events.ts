@@ -79,9 +79,6 @@ export const PageChangeEventSchema = z
   });
 
 const KIND_SET: ReadonlySet<string> = new Set(PAGE_CHANGE_KINDS);
-const KNOWN_FIELDS: ReadonlySet<string> = new Set([
-  'kind', 'pageId', 'sourceId', 'dataType', 'scopeId', 'related', 'edgeType', 'reason', 'editDiff', 'extra', 'ts',
-]);
 
 /** A required or optional (when `undefined`) non-empty, well-formed string. */
 function isId(v: unknown): boolean {
@@ -106,6 +103,36 @@ export function isWellFormedEvent(value: unknown): value is PageChangeEvent {
   const e = value as Record<string, unknown>;
   const kind = e['kind'];
   if (typeof kind !== 'string' || !KIND_SET.has(kind)) return false;
+  for (const key in e) if (!isKnownField(key)) return false;
+  return hasWellFormedFields(e, kind);
+}
+
+/**
+ * Whether `key` is a {@link PageChangeEvent} field. A switch rather than a Set: property keys are
+ * internalized strings, compared by identity, where a Set lookup hashes (it was the largest cost
+ * of checking a factory-built event).
+ */
+function isKnownField(key: string): boolean {
+  switch (key) {
+    case 'kind':
+    case 'pageId':
+    case 'sourceId':
+    case 'dataType':
+    case 'scopeId':
+    case 'related':
+    case 'edgeType':
+    case 'reason':
+    case 'editDiff':
+    case 'extra':
+    case 'ts':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** The field rules of {@link isWellFormedEvent} for an object whose kind is valid and keys are known. */
+function hasWellFormedFields(e: Record<string, unknown>, kind: string): boolean {
   if (!isId(e['pageId']) || !isId(e['sourceId'])) return false;
   if (!isOptionalId(e['dataType']) || !isOptionalId(e['scopeId']) || !isOptionalId(e['edgeType'])) return false;
   if (!isOptionalText(e['reason']) || !isOptionalText(e['editDiff'])) return false;
@@ -117,7 +144,6 @@ export function isWellFormedEvent(value: unknown): value is PageChangeEvent {
     for (let i = 0; i < related.length; i++) if (!isId(related[i])) return false;
   }
   if (kind !== 'page_added' && kind !== 'page_invalidated' && (related === undefined || (related as unknown[]).length === 0)) return false;
-  for (const key in e) if (!KNOWN_FIELDS.has(key)) return false;
   const extra = e['extra'];
   return extra === undefined || plainObjectProblem(extra) === undefined;
 }
@@ -143,7 +169,10 @@ export function validateEvents(value: unknown, name = 'events'): PageChangeEvent
 /** Optional fields a factory accepts besides the ones its arguments fix. */
 export type PageChangeInit = Partial<Omit<PageChangeEvent, 'kind' | 'pageId' | 'related'>>;
 
-const INIT_FIELDS: ReadonlySet<string> = new Set(['sourceId', 'dataType', 'scopeId', 'edgeType', 'reason', 'editDiff', 'extra', 'ts']);
+/** Whether a factory's `init` may hold `key` (a switch, like {@link isKnownField}). */
+function isInitField(key: string): boolean {
+  return key !== 'kind' && key !== 'pageId' && key !== 'related' && isKnownField(key);
+}
 
 /**
  * Builds an event as one literal plus field stores in a fixed order (no object spread: V8 makes a
@@ -152,7 +181,7 @@ const INIT_FIELDS: ReadonlySet<string> = new Set(['sourceId', 'dataType', 'scope
  */
 function build(kind: PageChangeKind, pageId: string, related: string[] | undefined, init: PageChangeInit, reason?: string, edgeType?: string): PageChangeEvent {
   if (init === null || typeof init !== 'object') throw new ValidationError('init', 'must be an object');
-  for (const key in init) if (!INIT_FIELDS.has(key)) return buildSlowly(kind, pageId, related, init, reason, edgeType);
+  for (const key in init) if (!isInitField(key)) return buildSlowly(kind, pageId, related, init, reason, edgeType);
   const event: PageChangeEvent = { kind, pageId, sourceId: init.sourceId ?? 'manual' };
   if (init.dataType !== undefined) event.dataType = init.dataType;
   if (init.scopeId !== undefined) event.scopeId = init.scopeId;
@@ -164,7 +193,8 @@ function build(kind: PageChangeKind, pageId: string, related: string[] | undefin
   if (init.editDiff !== undefined) event.editDiff = init.editDiff;
   if (init.extra !== undefined) event.extra = init.extra;
   if (init.ts !== undefined) event.ts = init.ts;
-  return validateEvent(event);
+  // Its kind is one of ours and it has only known keys, by construction: only the fields are checked.
+  return hasWellFormedFields(event as unknown as Record<string, unknown>, kind) ? event : validateEvent(event);
 }
 
 function buildSlowly(kind: PageChangeKind, pageId: string, related: string[] | undefined, init: PageChangeInit, reason?: string, edgeType?: string): PageChangeEvent {
@@ -182,7 +212,7 @@ function buildSlowly(kind: PageChangeKind, pageId: string, related: string[] | u
  * schema does not know is copied with a spread, so that validation still sees and names that key.
  */
 export function eventWithDefaults(event: PageChangeEvent, sourceId: string | undefined, ts: number): PageChangeEvent {
-  for (const key in event) if (!KNOWN_FIELDS.has(key)) return { ...event, sourceId: event.sourceId ?? sourceId, ts: event.ts ?? ts } as PageChangeEvent;
+  for (const key in event) if (!isKnownField(key)) return { ...event, sourceId: event.sourceId ?? sourceId, ts: event.ts ?? ts } as PageChangeEvent;
   const out = { kind: event.kind, pageId: event.pageId, sourceId: event.sourceId ?? sourceId } as PageChangeEvent;
   if (event.dataType !== undefined) out.dataType = event.dataType;
   if (event.scopeId !== undefined) out.scopeId = event.scopeId;

@@ -319,6 +319,23 @@ describe('SubscriptionIndex', () => {
     });
   });
 
+  it('prefixes whose probe hashes collide are told apart, and removing one keeps the other', () => {
+    // 'src-270398/' and 'src-818116/' share a 30-bit FNV-1a hash (the prefix table's key).
+    const index = new SubscriptionIndex();
+    index.add({ id: 'a', predicate: { sourcePrefix: 'src-270398/' } });
+    index.add({ id: 'b', predicate: { sourcePrefix: 'src-818116/' } });
+    index.add({ id: 'c', predicate: { sourcePrefix: 'src-' } });
+    expect(ids(index.match(event({ sourceId: 'src-270398/x' })))).toEqual(['a', 'c']);
+    expect(ids(index.match(event({ sourceId: 'src-818116/x' })))).toEqual(['b', 'c']);
+    expect(index.remove('a')).toBe(true);
+    expect(ids(index.match(event({ sourceId: 'src-270398/x' })))).toEqual(['c']);
+    expect(ids(index.match(event({ sourceId: 'src-818116/x' })))).toEqual(['b', 'c']);
+    index.add({ id: 'a2', predicate: { sourcePrefix: 'src-270398/' } });
+    expect(index.remove('b')).toBe(true);
+    expect(ids(index.match(event({ sourceId: 'src-270398/x' })))).toEqual(['c', 'a2']);
+    expect(ids(index.match(event({ sourceId: 'src-818116/x' })))).toEqual(['c']);
+  });
+
   it('the same page id list over many subscriptions stays exact', () => {
     const index = new SubscriptionIndex();
     for (const [i, page] of PAGE_IDS.entries()) index.add({ id: `s${i}`, predicate: { pageIdIn: [page, 'shared'] } });
