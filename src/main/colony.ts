@@ -10,6 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import type { TaskStore } from '../coordination/task-store.js';
 import { ClosedError, DuplicateIdError, InvalidStateError, NotFoundError } from '../shared/errors.js';
+import type { PageChangeEvent } from '../shared/events.js';
 import { type ColonyWorkerResult, TaskKind } from '../shared/pool-protocol.js';
 import { parseInput } from '../shared/validation.js';
 import { type BusEvent, EventBus, type EventBusOptions } from './event-bus.js';
@@ -91,7 +92,7 @@ export interface OverseerHandle {
 
 /** Options of {@link Colony}. */
 export interface ColonyOptions {
-  /** A module (path or URL) whose default export is `async (task: string, ctx: ColonyWorkerContext) => result`. */
+  /** A module (path, file: or data: URL) whose default export is `async (task: string, ctx: ColonyWorkerContext) => result`. */
   workerModule: string | URL;
   /** Stamped as `colonyId` on the colony's events. Default `primary`. */
   id?: string;
@@ -108,6 +109,13 @@ export interface ColonyOptions {
   events?: Omit<EventBusOptions, 'maxHistory' | 'now'>;
   /** Epoch-ms clock (idempotency TTL, retention TTL, durations). Default `Date.now`. */
   now?: () => number;
+  /** An engine for the workers' `ctx.dispatchChange(events)` (forwarded to `engine.dispatchChange`). */
+  engine?: ColonyEngine;
+}
+
+/** What a colony needs of an engine (an `Engine` fits). */
+export interface ColonyEngine {
+  dispatchChange(events: readonly PageChangeEvent[]): Promise<unknown>;
 }
 
 /** Events the colony publishes on its bus (workers add their own via `ctx.emit`). */
@@ -131,6 +139,7 @@ const OptionsSchema = z.strictObject({
   pool: z.record(z.string(), z.unknown()).optional(),
   events: z.record(z.string(), z.unknown()).optional(),
   now: fn('a function returning epoch ms').optional(),
+  engine: z.custom<ColonyEngine>((v) => typeof v === 'object' && v !== null && typeof (v as ColonyEngine).dispatchChange === 'function', 'must be an Engine').optional(),
 });
 const SpawnSchema = z.strictObject({ count: z.number().int().min(1).max(10_000).optional(), input: z.unknown().optional() });
 const BatchSchema = z.array(z.strictObject({ task: z.string(), data: z.unknown().optional() }));
@@ -176,6 +185,7 @@ export class Colony {
   readonly #idempotencyMax: number;
   readonly #now: () => number;
   readonly #pool: TaskPool;
+  readonly #engine: ColonyEngine | undefined;
   readonly #workers = new Map<string, WorkerRecord>();
   /** Finished workers, oldest first (retention order). */
   readonly #finished = new Set<string>();
@@ -195,7 +205,7 @@ export class Colony {
   constructor(options: ColonyOptions) {
     const o = parseInput(OptionsSchema, options, 'options');
     const module = o.workerModule;
-    this.#module = module instanceof URL ? module.href : module.startsWith('file:') ? module : pathToFileURL(module).href;
+    this.#module = module instanceof URL ? module.href : /^(file|data):/.test(module) ? module : pathToFileURL(module).href;
     this.#id = o.id ?? COLONY_DEFAULTS.id;
     this.#maxConcurrent = o.maxConcurrentWorkers ?? COLONY_DEFAULTS.maxConcurrentWorkers;
     this.#retentionMax = o.resultRetention?.max ?? COLONY_DEFAULTS.resultRetention.max;
@@ -203,6 +213,7 @@ export class Colony {
     this.#idempotencyTtl = o.idempotency?.ttlMs ?? COLONY_DEFAULTS.idempotency.ttlMs;
     this.#idempotencyMax = o.idempotency?.maxKeys ?? COLONY_DEFAULTS.idempotency.maxKeys;
     this.#now = o.now ?? Date.now;
+    this.#engine = o.engine;
     this.events = new EventBus<ColonyEvents>({ ...(options.events ?? {}), maxHistory: o.maxHistory ?? COLONY_DEFAULTS.maxHistory, now: this.#now });
     // Every admitted worker runs at once (the colony bounds them), so one thread can interleave
     // them all; an overseer takes one more.
@@ -496,8 +507,14 @@ export class Colony {
     if (!record.persistent) this.#active++;
     record.state = 'running';
     record.startedAt = this.#now();
-    const handle = this.#pool.submit([TaskKind.COLONY, this.#module, 'default', record.task, record.id, record.input], {
+    const engine = this.#engine;
+    const handle = this.#pool.submit([TaskKind.COLONY, this.#module, 'default', record.task, record.id, record.input, engine !== undefined], {
       onEmit: (type, data) => this.#publish({ type, data, workerId: record.id, streamId: `worker:${record.id}` }),
+      onChanges: (events) => {
+        engine?.dispatchChange(events).catch((error: unknown) => {
+          if (this.#state === 'running') process.emitWarning(`colony worker ${record.id}: engine refused its changes: ${messageOf(error)}`, { code: 'CONVERGE_COLONY_CHANGES' });
+        });
+      },
     });
     record.handle = handle;
     for (const message of record.inbox.splice(0)) handle.send(message);

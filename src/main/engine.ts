@@ -1,10 +1,15 @@
 /**
  * The embedding API: {@link createEngine} and the {@link Engine} facade (DESIGN §3).
  *
- * The facade validates at the boundary and keeps its machinery in private fields. It owns two rings
- * shared with the convergence worker — ingest (events, acknowledgements, subscription changes and
- * quiescence waits, in one order) and dispatch (batches for main-thread handlers) — and a Comlink
- * proxy for read-only queries.
+ * The facade validates at the boundary and keeps its machinery in private fields: the worker link
+ * (worker-link.ts: thread, port, replies, failure), the ingest writer (ingest-writer.ts), the
+ * dispatcher (dispatcher.ts), the source bridges (source-bridge.ts). It shares three rings with the
+ * convergence worker — ingest (events, subscription changes, quiescence waits and queries, in one
+ * order), acks (acknowledgements, never behind events) and dispatch (batches for main-thread
+ * handlers). Comlink serves only the start-up ping and close's report, which must not wait behind events.
+ *
+ * Lifetime: the worker holds the process open only while this thread wrote something the worker has
+ * not been seen to finish (see #checkIdle), a request is pending, a source is mapped, or close() runs.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -197,11 +202,15 @@ export class Engine {
       canRemember: () => this.#dispatcher.canRemember(),
       remember: (seq, events) => this.#dispatcher.remember(seq, events),
     });
+    // Acknowledgements have a ring of their own and always wait for space there: losing one would
+    // hold quiescence forever, and queueing one behind events could wedge the bound. Derived events
+    // share it (one producer: a handler's events stay ahead of its ack), so that a handler awaiting
+    // them is never stuck behind a full ingest ring while the worker waits for its ack.
+    const ackProducer = new RingProducer(this.#acks, { onFull: 'wait' });
+    this.#writer.routeDerived(ackProducer, () => this.#ingest.nudge());
     this.#dispatcher = new MainDispatcher({
       consumer: new RingConsumer(this.#dispatchRing),
-      // Acknowledgements have a ring of their own and always wait for space there: losing one would
-      // hold quiescence forever, and queueing one behind events could wedge the bound.
-      producer: new RingProducer(this.#acks, { onFull: 'wait' }),
+      producer: ackProducer,
       // The worker parks on the ingest ring's signal only.
       afterAck: () => this.#ingest.nudge(),
       writeDerived: (events, options, dispatch) => this.#dispatchDerived(events, options, dispatch),

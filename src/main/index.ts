@@ -5,7 +5,7 @@
 
 // The engine.
 export { createEngine, Engine } from './engine.js';
-export type { ContextPageSource, EngineEvents, EngineStatus, SubscribeOptions, Subscription } from './engine.js';
+export type { ContextPageSource, DispatchChangeOptions, EngineEvents, EngineStatus, SubscribeOptions, Subscription } from './engine.js';
 export { ENGINE_DEFAULTS, ENGINE_LIMITS, resolveEngineOptions } from './options.js';
 export type { EngineOptions, ResolvedEngineOptions } from './options.js';
 export { EngineScope, SCOPE_FORMAT_VERSION } from './scope.js';
@@ -131,6 +131,7 @@ export type { JobAgentOutcome, JobAgentTask, ToolFailureClass } from '../shared/
 // Colony (DESIGN §6): the pool, its event bus, and the worker contract.
 export { Colony, COLONY_DEFAULTS } from './colony.js';
 export type {
+  ColonyEngine,
   ColonyEvents,
   ColonyOptions,
   ColonyStats,

@@ -28,6 +28,8 @@ export class IngestWriter {
   readonly #frames: FrameKeeper;
   #nextFrameSeq = 1;
   #writes = 0;
+  /** Where derived events go (see {@link routeDerived}); undefined: the ingest ring, like the rest. */
+  #derived: { producer: RingProducer; afterWrite: () => void } | undefined;
 
   /** `frames` keeps each frame's event objects until the worker releases them (see MainDispatcher). */
   constructor(ring: Ring, onFull: 'wait' | 'throw', frames: FrameKeeper) {
@@ -37,6 +39,20 @@ export class IngestWriter {
     // With onFull 'wait' one producer keeps every frame of this thread in call order. With 'throw',
     // event writes never queue, so a separate waiting producer cannot overtake them.
     this.#waitingProducer = onFull === 'wait' ? this.#producer : new RingProducer(ring, { onFull: 'wait' });
+  }
+
+  /**
+   * Sends derived events (those with a `parent` dispatch) through `producer` — the ack ring, which
+   * the worker drains even while it is at `maxInFlight` — instead of the ingest ring. Otherwise a
+   * handler awaiting its derived write behind a full ingest ring would never settle, its dispatch
+   * would never be acknowledged, and the worker would never drain the ring: a deadlock. They carry
+   * no frame `seq` (the worker may read them before older ingest frames, so they are not referred
+   * to by seq: their dispatches carry the events themselves) and always wait for space (never
+   * refused by onFull 'throw', like acknowledgements). The budget bounds how many there are.
+   * `afterWrite` runs once they are in the ring (the worker parks on the ingest ring: nudge it).
+   */
+  routeDerived(producer: RingProducer, afterWrite: () => void): void {
+    this.#derived = { producer, afterWrite };
   }
 
   /** Frames handed to the ring so far (any kind): tells whether anything was written since a moment. */
@@ -58,9 +74,14 @@ export class IngestWriter {
     const list = prepareEvents(events, sourceId);
     if (list.length === 0) return undefined;
     const frames: Uint8Array[] = [];
-    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), i, cause, parent, frames);
-    const pending = this.#producer.write(frames);
+    const derived = parent === undefined ? undefined : this.#derived;
+    const limit = derived === undefined ? this.#ring.maxFrameBytes : derived.producer.ring.maxFrameBytes;
+    for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), i, cause, parent, derived === undefined, limit, frames);
     this.#writes++;
+    if (derived === undefined) return this.#producer.write(frames);
+    const pending = derived.producer.write(frames);
+    if (pending === undefined) derived.afterWrite();
+    else void pending.then(derived.afterWrite, () => undefined); // a closed ring rejects the caller's promise
     return pending;
   }
 
@@ -72,17 +93,26 @@ export class IngestWriter {
   }
 
   /** `first`: the index of `events[0]` in the caller's batch, to name an event too large on its own. */
-  #encodeChunk(events: readonly PageChangeEvent[], first: number, cause: string | undefined, parent: number | undefined, out: Uint8Array[]): void {
+  /** `withSeq`: the frame may be numbered and its events kept (derived frames never are). */
+  #encodeChunk(
+    events: readonly PageChangeEvent[],
+    first: number,
+    cause: string | undefined,
+    parent: number | undefined,
+    withSeq: boolean,
+    limit: number,
+    out: Uint8Array[],
+  ): void {
     // A frame with a seq is remembered, so dispatches refer to its events instead of carrying
     // copies. Under a backlog (many frames unreleased) frames go without: the worker then sends
     // the events themselves, and this thread holds no objects for events still waiting in the ring.
-    const keep = this.#frames.canRemember();
+    const keep = withSeq && this.#frames.canRemember();
     const seq = this.#nextFrameSeq;
     const meta: IngestMeta = keep ? { seq } : {};
     if (cause !== undefined) meta.cause = cause;
     if (parent !== undefined) meta.parent = parent;
     const frame = this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events);
-    if (frame.length <= this.#ring.maxFrameBytes) {
+    if (frame.length <= limit) {
       if (keep) {
         this.#nextFrameSeq++;
         this.#frames.remember(seq, events);
@@ -90,10 +120,10 @@ export class IngestWriter {
       out.push(frame);
       return;
     }
-    if (events.length === 1) throw new FrameTooLargeError(frame.length, this.#ring.maxFrameBytes, { field: `events[${first}]` });
+    if (events.length === 1) throw new FrameTooLargeError(frame.length, limit, { field: `events[${first}]` });
     const half = events.length >> 1;
-    this.#encodeChunk(events.slice(0, half), first, cause, parent, out);
-    this.#encodeChunk(events.slice(half), first + half, cause, parent, out);
+    this.#encodeChunk(events.slice(0, half), first, cause, parent, withSeq, limit, out);
+    this.#encodeChunk(events.slice(half), first + half, cause, parent, withSeq, limit, out);
   }
 }
 

@@ -104,6 +104,8 @@ export interface PoolTaskHandle {
 /** Per-task hooks. */
 export interface SubmitHooks {
   onEmit?: (type: string, data: unknown) => void;
+  /** A colony worker's `ctx.dispatchChange(events)`. */
+  onChanges?: (events: readonly PageChangeEvent[]) => void;
   /** Skip the TaskManager record (internal probes such as module checks). */
   internal?: boolean;
   /**
@@ -537,6 +539,11 @@ export class TaskPool {
         } catch (error) {
           process.emitWarning(`colony event listener threw: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_COLONY_EMIT' });
         }
+        break;
+      }
+      case 'changes': {
+        const entry = this.#slots[message.slot];
+        if (entry !== undefined && !entry.settled) entry.hooks?.onChanges?.(message.events);
         break;
       }
       case 'done':

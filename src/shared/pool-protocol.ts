@@ -32,7 +32,7 @@ export interface TaskDispatch {
 export type TaskPayload =
   | readonly [kind: typeof TaskKind.CALL, module: string, name: string, args: readonly unknown[]]
   | readonly [kind: typeof TaskKind.SUBSCRIPTION, module: string, name: string, event: PageChangeEvent, dispatch: TaskDispatch]
-  | readonly [kind: typeof TaskKind.COLONY, module: string, name: string, task: string, workerId: string, input: unknown]
+  | readonly [kind: typeof TaskKind.COLONY, module: string, name: string, task: string, workerId: string, input: unknown, hasEngine: boolean]
   | readonly [kind: typeof TaskKind.CHECK, module: string, name: string];
 
 /** A task's outcome: `[true, value]` or `[false, error]`. */
@@ -62,6 +62,8 @@ export type LaneMessage =
   | { readonly t: 'wake' }
   /** `ctx.emit(type, data)` of the task in `slot`. */
   | { readonly t: 'emit'; readonly slot: number; readonly type: string; readonly data: unknown }
+  /** `ctx.dispatchChange(events)` of the colony worker in `slot` (validated; the colony forwards them to its engine). */
+  | { readonly t: 'changes'; readonly slot: number; readonly events: readonly PageChangeEvent[] }
   /** The task in `slot` finished; the outcome is here, or in the slot when absent. */
   | { readonly t: 'done'; readonly slot: number; readonly outcome?: TaskOutcome }
   /** The slot's payload did not fit in the slot: send it. */
@@ -102,7 +104,7 @@ export interface ColonyWorkerContext {
   readonly inbox: AsyncIterable<unknown>;
   /** Publishes `{ type, data }` on the colony's EventBus, attributed to this worker. */
   emit(type: string, data?: unknown): void;
-  /** Writes changes into the attached engine's ingest ring (a colony with an `engine`). */
+  /** Hands changes to the colony's `engine` (`engine.dispatchChange`); throws when it has none. */
   dispatchChange(events: PageChangeEvent | readonly PageChangeEvent[]): void;
 }
 

@@ -162,8 +162,10 @@ export function parseEventRef(ref: number): [number, number] {
  *
  * ACKS frames travel in the ingest ring, or — when {@link ConvergenceWorkerData.acks} is given — in
  * that dedicated ring, which the worker drains before every ingest drain, so acknowledgements never
- * queue behind events. A writer of the ack ring nudges the ingest ring (`Ring#nudge`) after
- * each write: the worker parks on the ingest ring's signal only.
+ * queue behind events. The ack ring also carries *derived* EVENTS frames (with `parent`, without
+ * `seq`), so that a handler awaiting its derived write is never stuck behind a full ingest ring
+ * while the worker waits at `maxInFlight` for that handler's ack. A writer of the ack ring nudges the
+ * ingest ring (`Ring#nudge`) after each write: the worker parks on the ingest ring's signal only.
  */
 export type AckError = [number, string, SerializedError];
 

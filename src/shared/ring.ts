@@ -277,8 +277,16 @@ export class RingProducer {
       for (;;) {
         if (ring.isClosed()) throw new ClosedError('ring');
         const signal = Atomics.load(ring.ctl, Slot.SPACE_SIGNAL);
-        // On success the write leaves PENDING itself, before it publishes (see the file comment).
-        if (tryWriteFrames(ring, list, true)) return (written = true);
+        // On success the write leaves PENDING itself, before it publishes (see the file comment); it
+        // can throw only after that (a reservation skipped as stalled).
+        let done: boolean;
+        try {
+          done = tryWriteFrames(ring, list, true);
+        } catch (error) {
+          written = true;
+          throw error;
+        }
+        if (done) return (written = true);
         const left = deadline - performance.now();
         if (left <= 0) return false;
         Atomics.wait(ring.ctl, Slot.SPACE_SIGNAL, signal, Math.min(left, 1_000));

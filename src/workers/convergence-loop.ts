@@ -3,9 +3,10 @@
  * write dispatch batches to the main thread, park when idle.
  *
  * Backpressure: with a dedicated ack ring (`data.acks`) and `data.maxInFlight`, acknowledgements
- * are drained before every ingest drain, and ingest frames are taken one at a time while fewer than
- * `maxInFlight` dispatches are unacknowledged. Past the bound the worker reads acks only: the ingest
- * ring fills and its producers wait, while the acks that lift the bound still get through.
+ * (and derived events, see protocol.ts) are drained before every ingest frame, and ingest frames are
+ * taken one at a time while fewer than `maxInFlight` dispatches are unacknowledged. Past the bound
+ * the worker reads the ack ring only: the ingest ring fills and its producers wait, while the acks
+ * that lift the bound — and the derived writes the handlers holding it await — still get through.
  *
  * The thread must also serve Comlink queries, which arrive as MessagePort messages and so need the
  * event loop. It therefore parks in Atomics.wait (cheap, precise wake by producers) and, after
@@ -51,6 +52,7 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   const stallTimeoutMs = data.stallTimeoutMs;
   const consumer = new RingConsumer(ingestRing, { spinIterations: CONSUMER_SPIN_ITERATIONS, stallTimeoutMs, onStall: onStall('ingest') });
   const dispatchRing = new Ring(data.dispatch);
+  const ackRing = data.acks === undefined ? undefined : new Ring(data.acks);
   const dispatchProducer = new RingProducer(dispatchRing, { onFull: 'wait' });
   const mainFlags = new Int32Array(data.main);
   const decoder = new FrameDecoder();
@@ -101,7 +103,8 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
       Atomics.store(mainFlags, MainSlot.RELEASED, seq);
     },
     post,
-    ingestDrained: () => ingestRing.isDrained(),
+    // Derived events may travel in the ack ring too: both must be empty for quiescence.
+    ingestDrained: () => ingestRing.isDrained() && (ackRing === undefined || ackRing.isDrained()),
   });
 
   const control: ConvergenceControl = {
@@ -114,14 +117,17 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   const visit = (view: Uint8Array): void => runtime.handleFrame(decoder.decodeIngest(view), performance.timeOrigin + performance.now());
   // Acks get a path of their own only when the main thread provides one; only then can the worker
   // stop reading events without also stopping the acks that would let it resume.
-  const acks = data.acks === undefined ? undefined : new RingConsumer(new Ring(data.acks), { spinIterations: 0, stallTimeoutMs, onStall: onStall('acks') });
+  const acks = ackRing === undefined ? undefined : new RingConsumer(ackRing, { spinIterations: 0, stallTimeoutMs, onStall: onStall('acks') });
   const maxInFlight = acks === undefined ? Infinity : (data.maxInFlight ?? Infinity);
   const drainIngest = (): number => {
-    if (maxInFlight === Infinity) return consumer.drain(visit, FRAMES_PER_DRAIN);
+    if (acks === undefined) return consumer.drain(visit, FRAMES_PER_DRAIN);
     let frames = 0;
-    // One frame at a time, so the bound is overshot by at most one frame's dispatches.
-    while (frames < FRAMES_PER_DRAIN && runtime.inFlight < maxInFlight) {
-      if (consumer.drain(visit, 1) === 0) break;
+    // One frame at a time, so the bound is overshot by at most one frame's dispatches. The ack ring
+    // is drained after an ingest frame is seen and before it is read: whatever was published there
+    // before that frame (a handler's derived events, then its query) is handled first.
+    while (frames < FRAMES_PER_DRAIN && runtime.inFlight < maxInFlight && consumer.hasData()) {
+      acks.drain(visit);
+      if (runtime.inFlight >= maxInFlight || consumer.drain(visit, 1) === 0) break;
       frames++;
     }
     return frames;

@@ -6,7 +6,7 @@
  * after `lingerMs` with nothing running it retires, which ends its Piscina task and lets the thread
  * go idle (unref'd).
  */
-import { ClosedError, serializeError, ValidationError } from '../shared/errors.js';
+import { ClosedError, InvalidStateError, serializeError, ValidationError } from '../shared/errors.js';
 import { eventWithDefaults, type PageChangeEvent, validateEvents } from '../shared/events.js';
 import { FrameEncoder } from '../shared/framing.js';
 import {
@@ -236,7 +236,11 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
               entry.emitted = true;
               post({ t: 'emit', slot, type, data });
             },
-            dispatchChange: (events) => writeEvents({ cause: `colony:${payload[4]}` }, events),
+            dispatchChange: (events) => {
+              if (!payload[6]) throw new InvalidStateError('ctx.dispatchChange needs an engine: create the Colony with { engine }');
+              entry.emitted = true;
+              post({ t: 'changes', slot, events: stamped(events) });
+            },
           };
           value = await fn(payload[3], ctx);
           break;

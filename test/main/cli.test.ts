@@ -4,7 +4,7 @@
  * stack traces, help on every subcommand, colour only when asked for, and the serve and worker
  * commands against real HTTP and a real PostgreSQL.
  */
-import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -14,11 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PoolManager, PostgresStore, TaskManager } from '../../src/coordination/index.js';
 import { main } from '../../src/main/cli.js';
+import { CLI_ARGS, startCli as start, type Started } from '../helpers/cli.js';
 import { dropSchema, describePg, uniqueSchema } from '../helpers/pg.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const dist = process.env.CONVERGE_TEST_TARGET === 'dist';
-const cli = dist ? [join(root, 'dist/main/cli.js')] : ['--import', 'tsx', join(root, 'src/main/cli.ts')];
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
 const scratch = mkdtempSync(join(tmpdir(), 'converge-cli-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -32,7 +31,7 @@ interface Result {
 /** Runs `converge …` to completion (never rejects). Output is not a terminal here. */
 function converge(args: string[], env: Record<string, string> = {}): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [...cli, ...args], { cwd: root, env: { ...process.env, NO_COLOR: '', FORCE_COLOR: '', ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [...CLI_ARGS, ...args], { cwd: root, env: { ...process.env, NO_COLOR: '', FORCE_COLOR: '', ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : -1;
       resolve({ code, stdout, stderr });
     });
@@ -60,57 +59,6 @@ async function refused(args: string[]): Promise<string> {
 }
 
 /** Starts a long-running `converge …`; resolves once a stdout line matches `ready`. */
-interface Started {
-  child: ChildProcessWithoutNullStreams;
-  match: RegExpMatchArray;
-  output: () => string;
-  exited: Promise<number | null>;
-  /** Resolves with the first match of `pattern` in stdout (now or later); rejects after `timeoutMs`. */
-  until(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-}
-
-function start(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<Started> {
-  const child = spawn(process.execPath, [...cli, ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1', ...env } });
-  let stdout = '';
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const deadline = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no line matching ${ready} within 30 s\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, 30_000);
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      const match = stdout.match(ready);
-      if (match !== null) {
-        clearTimeout(deadline);
-        const until = (pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> =>
-          new Promise((found, fail) => {
-            const check = (): boolean => {
-              const hit = stdout.match(pattern);
-              if (hit === null) return false;
-              clearTimeout(timer);
-              child.stdout.off('data', check);
-              found(hit);
-              return true;
-            };
-            const timer = setTimeout(() => {
-              child.stdout.off('data', check);
-              fail(new Error(`no output matching ${pattern} within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-            }, timeoutMs);
-            if (!check()) child.stdout.on('data', check);
-          });
-        resolve({ child, match, output: () => stdout + stderr, exited, until });
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(deadline);
-      reject(new Error(`exited ${code} before ready\nstdout: ${stdout}\nstderr: ${stderr}`));
-    });
-  });
-}
-
 describe('converge: version, help, bad input', () => {
   it('prints its version and an overview of every command', async () => {
     expect(await converge(['--version'])).toMatchObject({ code: 0, stdout: `${version}\n` });

@@ -24,6 +24,16 @@ afterEach(async () => {
 
 const root = (id: string, depth: number): PageChangeEvent => PageChange.added(id, { dataType: 'chain', sourceId: 'test', extra: { level: 0, depth } });
 
+/** Subscribes the task export `name` and returns once its first dispatch is running (it emits a `running` page). */
+async function runningTask(e: Engine, name: string): Promise<void> {
+  await e.subscribe({ predicate: { dataType: 'chain' }, task: { filename: tasks, name } });
+  let started!: () => void;
+  const running = new Promise<void>((resolve) => (started = resolve));
+  await e.subscribe({ predicate: { dataType: 'running' }, handler: () => started() });
+  await e.dispatchChange(root(name, 0));
+  await running;
+}
+
 describe('task subscriptions on the colony pool', () => {
   it('quiescence is exact while pool tasks emit further changes, several hops deep', async () => {
     const store = new MemoryStore();
@@ -71,10 +81,7 @@ describe('task subscriptions on the colony pool', () => {
   it('ctx.signal aborts on close; a task running at close neither crashes the host nor holds close', async () => {
     // Far longer than the test's timeout: close returns only because the task saw its signal.
     const e = await engine({ pool: { maxThreads: 1 }, closeTimeoutMs: 600_000 });
-    await e.subscribe({ predicate: { dataType: 'chain' }, task: { filename: tasks, name: 'untilClose' } });
-    const running = new Promise<void>((resolve) => void e.subscribe({ predicate: { dataType: 'running' }, handler: () => resolve() }));
-    await e.dispatchChange(root('slow', 0));
-    await running;
+    await runningTask(e, 'untilClose');
     // An uncaught error here (a late settle after close) would fail the run as an unhandled error.
     await e.close();
     expect((await e.getStatus().catch((err: unknown) => err)) as Error).toMatchObject({ code: 'CONVERGE_CLOSED' });
@@ -82,10 +89,7 @@ describe('task subscriptions on the colony pool', () => {
 
   it('a task that ignores ctx.signal and outlives closeTimeoutMs is abandoned without a late settle crashing the host', async () => {
     const e = await engine({ pool: { maxThreads: 1 }, closeTimeoutMs: 100 });
-    await e.subscribe({ predicate: { dataType: 'chain' }, task: { filename: tasks, name: 'stubborn' } });
-    const running = new Promise<void>((resolve) => void e.subscribe({ predicate: { dataType: 'running' }, handler: () => resolve() }));
-    await e.dispatchChange(root('stuck', 0));
-    await running;
+    await runningTask(e, 'stubborn');
     await e.close();
     // Let any late settle run its course: a throw would surface as an unhandled error of this run.
     await new Promise((resolve) => setImmediate(resolve));

@@ -3,7 +3,7 @@
  * (test/fixtures/colony/worker.mjs). No sleeps: tests wait on reports, inbox messages and events.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Colony, DuplicateIdError, InvalidStateError, NotFoundError, ValidationError } from '../../src/main/index.js';
+import { Colony, createEngine, DuplicateIdError, InvalidStateError, NotFoundError, ValidationError } from '../../src/main/index.js';
 import type { ColonyOptions } from '../../src/main/index.js';
 
 const workerModule = new URL('../fixtures/colony/worker.mjs', import.meta.url);
@@ -215,6 +215,23 @@ describe('Colony', () => {
     await expect(colony.spawn('echo')).rejects.toMatchObject({ code: 'CONVERGE_CLOSED' });
     expect(colony.getStats()).toMatchObject({ running: false, activeWorkers: 0 });
     expect(colony.sendToWorker(id!, 'x')).toBe(false);
+  });
+
+  it('ctx.dispatchChange hands changes to the colony engine; without one the worker fails', async () => {
+    const engine = await createEngine();
+    try {
+      const seen = new Promise<string>((resolve) => void engine.subscribe({ predicate: { dataType: 'from-colony' }, handler: (event) => resolve(event.pageId) }));
+      const colony = await started({ engine });
+      const [id] = await colony.spawn('derive');
+      expect((await colony.waitForWorkerReports([id!]))[0]!.status).toBe('success');
+      expect(await seen).toBe(`from:${id}`);
+      const bare = await started();
+      const [lonely] = await bare.spawn('derive');
+      const [report] = await bare.waitForWorkerReports([lonely!]);
+      expect(report).toMatchObject({ status: 'failed', error: expect.stringContaining('needs an engine') });
+    } finally {
+      await engine.close();
+    }
   });
 
   it('validates its options and arguments', async () => {

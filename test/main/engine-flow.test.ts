@@ -2,33 +2,25 @@
  * Derivation marking, backpressure and read-your-writes on the main thread (issue 7 §2, §4, §5),
  * with real threads.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type BudgetExhaustedInfo,
-  createEngine,
-  type Engine,
-  type EngineOptions,
   PageChange,
   type PageChangeEvent,
+  type Engine,
+  type QuiescenceReport,
 } from '../../src/main/index.js';
+import { useEngines } from '../helpers/engines.js';
 
-const engines: Engine[] = [];
-async function engine(options: EngineOptions = {}): Promise<Engine> {
-  const e = await createEngine(options);
-  engines.push(e);
-  return e;
-}
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
+const engine = useEngines();
 
-const loop = (id: string): PageChangeEvent => PageChange.added(id, { dataType: 'loop', sourceId: 'test' });
-
-async function settled(e: Engine) {
+async function settled(e: Engine): Promise<QuiescenceReport> {
   const report = await e.waitForQuiescence({ timeoutMs: 30_000 });
   expect(report, 'engine did not reach quiescence').not.toBeNull();
   return report!;
 }
+
+const loop = (id: string): PageChangeEvent => PageChange.added(id, { dataType: 'loop', sourceId: 'test' });
 
 describe('derived events', () => {
   for (const how of ['dispatch.dispatchChange', 'causedBy: dispatch', 'synchronously inside the handler'] as const) {

@@ -62,3 +62,33 @@ describe('engine input', () => {
     expect((await e.getStatus()).counters.eventsReceived).toBe(0);
   });
 });
+
+describe('nothing changed in transit', () => {
+  it('extra arrives exactly as sent on the direct path and on the rate-limited (re-encoded) path', async () => {
+    const e = await engine({ rateLimit: { minIntervalMs: 1000, burst: 1, trailing: true } });
+    const got: PageChangeEvent[] = [];
+    await e.subscribe({ predicate: { dataType: 'doc' }, handler: (ev) => void got.push(ev) });
+    const extra = (n: number): Record<string, unknown> => ({
+      n,
+      z: -0,
+      nan: NaN,
+      big: 2n ** 64n - 1n,
+      bytes: new Uint8Array([1, 2, n]),
+      nothing: undefined,
+      nested: { list: [1, 'two', null, { deep: -0 }] },
+      text: 'é😀',
+    });
+    // Same page, same event time: the second is limited and delivered later as a trailing delivery.
+    const first = { ...event(0, extra(1)), ts: 1_000 };
+    const second = { ...event(0, extra(2)), ts: 1_000 };
+    await e.dispatchChange([first, second]);
+    const report = await e.waitForQuiescence({ timeoutMs: 20_000 });
+    expect(report?.counters.dispatchesDeferred).toBe(1);
+    expect(got).toHaveLength(2);
+    expect(got[0]).toStrictEqual(first);
+    expect(got[1]).toStrictEqual(second);
+    expect(got[1]).not.toBe(second); // it was re-encoded, not referred to
+    expect(Object.getPrototypeOf(got[1]!.extra!['bytes'])).toBe(Uint8Array.prototype);
+    expect(Object.is(got[1]!.extra!['z'], -0)).toBe(true);
+  });
+});

@@ -4,10 +4,9 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createEngine,
-  type Engine,
   type EngineOptions,
   PageChange,
   type PageChangeEvent,
@@ -16,28 +15,23 @@ import {
   ValidationError,
   WorkerCrashedError,
 } from '../../src/main/index.js';
+import { useEngines } from '../helpers/engines.js';
+
+const engine = useEngines();
+
+/** A promise the test resolves by hand: a barrier, not a sleep. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
 import { ENGINE_LIMITS } from '../../src/main/options.js';
 import { WorkerLink } from '../../src/main/worker-link.js';
 import { MainSlot } from '../../src/shared/protocol.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const fromDist = process.env.CONVERGE_TEST_TARGET === 'dist';
-
-const engines: Engine[] = [];
-async function engine(options: EngineOptions = {}): Promise<Engine> {
-  const e = await createEngine(options);
-  engines.push(e);
-  return e;
-}
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
-
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
 
 /** Collects process warnings until the returned stop() is called. */
 function captureWarnings(): { warnings: Error[]; stop: () => void } {
@@ -95,6 +89,7 @@ describe('close', () => {
     const closeWarning = warnings.find((w) => w.code === 'CONVERGE_CLOSE_TIMEOUT');
     expect(closeWarning?.message).toContain(result!['ok'] as string);
     expect(closeWarning?.message).toContain(result!['bad'] as string);
+    expect(closeWarning?.message).toContain(result!['task'] as string);
   });
 
   it('rejects calls still pending when close() ends with ClosedError (CONVERGE_CLOSED), not a crash', async () => {
@@ -189,8 +184,10 @@ describe('start and options', () => {
     expect(ENGINE_LIMITS.changeFeedSize).toBeLessThan(2 ** 31 - 1);
   });
 
-  it('a worker that fails at start rejects the pending query with the cause instead of hanging', async () => {
+  /** A worker link on rings of its own, bypassing the engine's option checks. */
+  function startLink(changeFeedSize: number): { link: WorkerLink; ring: Ring } {
     const ingest = Ring.allocate(4096);
+    const ring = new Ring(ingest);
     const link = new WorkerLink(
       {
         ingest,
@@ -198,14 +195,19 @@ describe('start and options', () => {
         main: new SharedArrayBuffer(MainSlot.SIZE * 4),
         episodeBudget: 10,
         rateLimit: { minIntervalMs: 1000, burst: 4, trailing: true },
-        // Past the engine's bound: the worker cannot allocate its change feed and dies at start.
-        changeFeedSize: 2 ** 32,
+        changeFeedSize,
         settleMs: 0,
         subscriptionCapacity: 10,
       },
-      () => new Ring(ingest).nudge(),
+      () => ring.nudge(),
       { onWake: () => undefined, onQuiescence: () => undefined, onSettled: () => undefined, onFailure: () => undefined },
     );
+    return { link, ring };
+  }
+
+  it('a worker that fails at start rejects the pending query with the cause instead of hanging', async () => {
+    // Past the engine's bound: the worker cannot allocate its change feed and dies at start.
+    const { link } = startLink(2 ** 32);
     const pending = link.request();
     const error = await link.query((control) => control.status()).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(WorkerCrashedError);
@@ -216,22 +218,7 @@ describe('start and options', () => {
   });
 
   it('when the worker dies, every pending request and query settles', async () => {
-    const ingest = Ring.allocate(4096);
-    const ring = new Ring(ingest);
-    const link = new WorkerLink(
-      {
-        ingest,
-        dispatch: Ring.allocate(4096),
-        main: new SharedArrayBuffer(MainSlot.SIZE * 4),
-        episodeBudget: 10,
-        rateLimit: { minIntervalMs: 1000, burst: 4, trailing: true },
-        changeFeedSize: 16,
-        settleMs: 0,
-        subscriptionCapacity: 10,
-      },
-      () => ring.nudge(),
-      { onWake: () => undefined, onQuiescence: () => undefined, onSettled: () => undefined, onFailure: () => undefined },
-    );
+    const { link, ring } = startLink(16);
     await link.query((control) => control.status());
     const pending = link.request();
     // A frame the worker cannot decode: a protocol failure, fatal to the worker.

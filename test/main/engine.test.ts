@@ -1,27 +1,19 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ClosedError,
   ConvergeError,
   createEngine,
-  type Engine,
-  type EngineOptions,
   PageChange,
   type PageChangeEvent,
   type QuiescenceReport,
   RingFullError,
   SubscriptionRegistryFullError,
   ValidationError,
+  type Engine,
 } from '../../src/main/index.js';
+import { useEngines } from '../helpers/engines.js';
 
-const engines: Engine[] = [];
-async function engine(options: EngineOptions = {}): Promise<Engine> {
-  const e = await createEngine(options);
-  engines.push(e);
-  return e;
-}
-afterEach(async () => {
-  await Promise.all(engines.splice(0).map((e) => e.close()));
-});
+const engine = useEngines();
 
 /** A promise the test resolves by hand: a barrier, not a sleep. */
 function gate(): { promise: Promise<void>; open: () => void } {

@@ -139,6 +139,9 @@ describe('quiescence with a tiny ring (writes wait for space)', () => {
             const children = Array.from({ length: 6 }, (_, i) =>
               PageChange.added(`${event.pageId}.${i}`, { dataType: 'fan', extra: { depth: depth + 1, pad: 'x'.repeat(120) } }),
             );
+            // After an await, without causedBy: external writes, so they go through the tiny ingest
+            // ring (derived ones travel with the acknowledgements).
+            await Promise.resolve();
             void small.dispatchChange(children.slice(0, 3));
             await small.dispatchChange(children.slice(3));
           }

@@ -4,7 +4,7 @@
  * free-running Int32 counters past 2^31.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { RingFullError } from '../../src/shared/errors.js';
+import { RingFullError, TimeoutError } from '../../src/shared/errors.js';
 import { RESERVED, Slot, seqCompare } from '../../src/shared/ring-layout.js';
 import { Ring, RingConsumer, RingProducer, type StalledReservation } from '../../src/shared/ring.js';
 import { makeFrame } from '../fixtures/ring/frames.js';
@@ -131,6 +131,32 @@ describe('a producer that reserves and dies', () => {
       expect(got).toBe(100);
     });
   }
+
+  it('a producer that was only paused past the timeout gets TimeoutError instead of publishing into skipped space', () => {
+    const ring = new Ring(Ring.allocate(256));
+    let now = 0;
+    const consumer = new RingConsumer(ring, { stallTimeoutMs: 10, clock: () => now });
+    const producer = new RingProducer(ring);
+    let paused = false;
+    // A frame whose length getter "pauses" the producer once it has reserved: meanwhile the consumer
+    // waits past the timeout and skips the reservation.
+    class Paused extends Uint8Array {
+      override get length(): number {
+        if (!paused && Atomics.load(ring.ctl, Slot.TAIL) !== 0) {
+          paused = true;
+          consumer.drain(() => {});
+          now += 11;
+          consumer.drain(() => {});
+        }
+        return super.length;
+      }
+    }
+    expect(() => producer.write(new Paused(20))).toThrow(TimeoutError);
+    expect(paused).toBe(true);
+    expect(ring.stats()).toMatchObject({ stalledReservations: 1, stalledBytes: 24, usedBytes: 0, framesWritten: 0 });
+    expect(producer.write(makeFrame(0, 7, 20))).toBeUndefined();
+    expect(drainAll(consumer)).toEqual([7]);
+  });
 
   it('a dead reservation that is the last thing in the ring is skipped too', () => {
     const ring = new Ring(Ring.allocate(256));

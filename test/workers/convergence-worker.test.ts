@@ -24,6 +24,33 @@ describe('the episode budget', () => {
   });
 });
 
+describe('backpressure and derived writes', () => {
+  it('handlers awaiting their derived writes do not deadlock a worker at maxInFlight behind a full ingest ring', async () => {
+    // A 4 KiB ingest ring holds a handful of these events; the worker stops at 4 unacknowledged
+    // dispatches; every handler awaits a derived write. Were derived events queued behind the
+    // external ones, no handler would settle, no ack would come, and nothing would ever move.
+    const e = await engine({ maxInFlight: 4, ringBytes: 4096, rateLimit: { minIntervalMs: 1, burst: 1_000_000 } });
+    let calls = 0;
+    let children = 0;
+    await e.subscribe({
+      predicate: { dataType: 'ext' },
+      handler: async (event, dispatch) => {
+        calls++;
+        await dispatch.dispatchChange(PageChange.added(`${event.pageId}/child`, { dataType: 'child', extra: { pad: 'x'.repeat(300) } }));
+      },
+    });
+    await e.subscribe({ predicate: { dataType: 'child' }, handler: () => void children++ });
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 200; i++) writes.push(e.dispatchChange(PageChange.added(`p${i}`, { dataType: 'ext', extra: { pad: 'y'.repeat(300) } })));
+    await Promise.all(writes);
+    const report = await e.waitForQuiescence({ timeoutMs: 30_000 });
+    expect(report).not.toBeNull();
+    expect(calls).toBe(200);
+    expect(children).toBe(200);
+    expect((await e.getStatus()).ring.fullWaits).toBeGreaterThan(0);
+  });
+});
+
 describe('runaway derivation', () => {
   /** A subscription whose handler emits a change it matches itself, after an await. */
   async function loop(e: Engine): Promise<{ id: string; calls: () => number }> {

@@ -9,6 +9,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Converge</title>
+<link rel="icon" href="data:,">
 <style>
   :root { color-scheme: light dark; --fg: #1d2330; --muted: #6b7280; --line: #d9dde5; --accent: #2563eb; --bg: #fff; --card: #f6f7f9; }
   @media (prefers-color-scheme: dark) { :root { --fg: #e5e7eb; --muted: #9ca3af; --line: #374151; --accent: #60a5fa; --bg: #111827; --card: #1f2937; } }
@@ -54,7 +55,7 @@ async function refresh() {
     $('counters').replaceChildren(...Object.entries(rows).flatMap(([k, v]) => { const dt = document.createElement('dt'); dt.textContent = k; const dd = document.createElement('dd'); dd.textContent = fmt(v); dd.dataset.counter = k; return [dt, dd]; }));
     const longest = Math.max(1, ...episodes.map((e) => e.durationMs));
     $('timeline').replaceChildren(...episodes.slice(-60).map((e) => { const bar = document.createElement('div'); bar.style.height = Math.max(2, (e.durationMs / longest) * 78) + 'px'; bar.title = e.episodeId + ': ' + e.durationMs.toFixed(1) + ' ms, ' + e.counters.eventsReceived + ' events'; return bar; }));
-    if (episodes.length > 0) { const last = episodes[episodes.length - 1]; $('episodes').textContent = episodes.length + ' episodes; last ' + last.episodeId + ' settled in ' + last.durationMs.toFixed(1) + ' ms'; }
+    if (episodes.length > 0) { const last = episodes[episodes.length - 1]; $('episodes').textContent = episodes.length + (episodes.length === 1 ? ' episode' : ' episodes') + '; last ' + last.episodeId + ' settled in ' + last.durationMs.toFixed(1) + ' ms'; }
   } catch { $('state').textContent = 'unreachable'; }
 }
 refresh();

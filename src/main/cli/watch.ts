@@ -11,10 +11,12 @@ import { resolve } from 'node:path';
 import { PAGE_CHANGE_KINDS, type PageChangeKind } from '../../shared/events.js';
 import { type PagePredicate, validatePredicate } from '../../shared/predicates.js';
 import { ValidationError } from '../../shared/errors.js';
+import type { EngineCounters } from '../../shared/protocol.js';
 import { createEngine } from '../engine.js';
 import type { ContextPageSource } from '../engine.js';
 import { booleanFlag, closest, repeatable, UsageError, valueFlag } from './args.js';
 import { CliError, type CliContext, defineCommand, untilAborted } from './context.js';
+import { LiveScreen, renderWatchScreen, type TerminalStream, type ViewChange } from './live-view.js';
 
 /** `--where` keys: the predicate fields a command line can express. Comma-separated values are lists. */
 const WHERE_KEYS = ['dataType', 'sourcePrefix', 'scopeId', 'pageIdPrefix', 'pageIdIn', 'kinds'] as const;
@@ -93,7 +95,10 @@ export const watch = defineCommand({
   spec: {
     name: 'watch',
     summary: 'Watch a directory (or a git repository) and print its changes and the engine counters as they settle.',
-    details: `--where narrows what is printed; keys: ${WHERE_KEYS.join(', ')} (comma-separated values are lists).`,
+    details:
+      'On a terminal: a live view (counters, episodes, latest changes) redrawn in place. Piped, or with\n' +
+      '--json: one line per change and per settled episode.\n' +
+      `--where narrows what is shown; keys: ${WHERE_KEYS.join(', ')} (comma-separated values are lists).`,
     positionals: [{ name: 'dir', description: 'the directory to watch', required: true }],
     flags: {
       git: booleanFlag('watch the directory as a git repository (commits, branches) instead of files'),
@@ -109,17 +114,34 @@ export const watch = defineCommand({
     const Source = await sourceClass(kind);
     if (Source === undefined) throw new CliError(`converge watch: ${flags.git === true ? 'git repositories' : 'directories'} cannot be watched with this build yet (${kind} is not in it): update converge-engine`);
     const json = flags.json === true;
+    const live = !json && context.stdout.isTTY === true;
     const engine = await createEngine();
+    const view = { title: `converge watch ${root}${flags.git === true ? ' (git)' : ''}`, state: 'starting', counters: undefined as EngineCounters | undefined, episodes: 0, lastEpisode: undefined as { id: string; durationMs: number } | undefined, changes: [] as ViewChange[], changesSeen: 0 };
+    const screen = live ? new LiveScreen(context.stdout as TerminalStream, (width, height) => renderWatchScreen(view, width, height, context.styles)) : undefined;
+    let poll: NodeJS.Timeout | undefined;
+    let refreshSoon = (): void => undefined;
     try {
       await engine.subscribe({
         predicate,
         handler: (event) => {
+          const at = event.ts ?? Date.now();
           if (json) context.out(JSON.stringify({ type: 'change', kind: event.kind, pageId: event.pageId, dataType: event.dataType, sourceId: event.sourceId, ts: event.ts }));
-          else context.out(`${context.styles.dim(new Date(event.ts ?? Date.now()).toISOString().slice(11, 23))} ${event.kind.padEnd(12)} ${event.pageId}`);
+          else if (screen !== undefined) {
+            view.changes.push({ at, kind: event.kind, pageId: event.pageId });
+            if (view.changes.length > 500) view.changes.splice(0, view.changes.length - 200);
+            view.changesSeen++;
+            screen.invalidate();
+          } else context.out(`${context.styles.dim(new Date(at).toISOString().slice(11, 23))} ${event.kind.padEnd(12)} ${event.pageId}`);
         },
       });
       engine.on('quiescence', (report) => {
+        view.episodes++;
+        view.lastEpisode = { id: report.episodeId, durationMs: report.durationMs };
         if (json) context.out(JSON.stringify({ type: 'episode', ...report }));
+        else if (screen !== undefined) {
+          screen.invalidate();
+          refreshSoon();
+        }
         else {
           const c = report.counters;
           context.out(context.styles.cyan(`settled ${report.episodeId} in ${report.durationMs.toFixed(0)} ms: ${c.eventsReceived} events, ${c.dispatchesEmitted} shown, ${c.dispatchesDamped} damped, ${c.dispatchesRateLimited} rate-limited`));
@@ -127,11 +149,26 @@ export const watch = defineCommand({
       });
       await engine.mapSource(Source(root, {}));
       if (json) context.out(JSON.stringify({ type: 'watching', root, git: flags.git === true, predicate }));
-      else context.out(`${context.styles.bold('converge watch')}: watching ${root}${flags.git === true ? ' (git)' : ''}; Ctrl-C to stop`);
+      else if (screen === undefined) context.out(`${context.styles.bold('converge watch')}: watching ${root}${flags.git === true ? ' (git)' : ''}; Ctrl-C to stop`);
+      if (screen !== undefined) {
+        // The counters on screen come from the engine's status, a few times a second.
+        const refresh = async (): Promise<void> => {
+          const status = await engine.getStatus();
+          view.counters = status.counters;
+          view.state = `watching — ${status.state}`;
+          screen.invalidate();
+        };
+        refreshSoon = () => void refresh().catch(() => undefined);
+        await refresh();
+        poll = setInterval(refreshSoon, 250);
+      }
       await untilAborted(context.signal);
     } finally {
+      clearInterval(poll);
+      screen?.close();
       await engine.close();
     }
+    if (screen !== undefined) context.out(`converge watch: stopped after ${view.changesSeen} changes in ${view.episodes} episodes`);
     return 0;
   },
 });
