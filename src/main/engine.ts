@@ -156,7 +156,7 @@ export class Engine {
     this.#ingest = new Ring(ingest);
     this.#dispatchRing = new Ring(dispatch);
     this.#acks = new Ring(acks);
-    this.#pool = new TaskPool(ingest, options.pool, options.store as TaskStore | undefined);
+    this.#pool = new TaskPool(ingest, options.pool, options.store as TaskStore | undefined, acks);
     this.#link = new WorkerLink(
       {
         ingest,
