@@ -8,7 +8,7 @@
 import { NotFoundError, ValidationError } from '../shared/errors.js';
 import type { PageChangeEvent } from '../shared/events.js';
 import { editDiff } from './edit-diff.js';
-import { EventQueue } from './event-queue.js';
+import { Broadcast } from './event-queue.js';
 import { type ContextPageSource, NO_WATCH_CONTEXT, type PageRecord, type WatchContext } from './source.js';
 
 /** A declared relation from one record to another. */
@@ -47,7 +47,7 @@ export class BlackboardSource implements ContextPageSource {
   readonly sourceId: string;
   readonly #dataType: string;
   readonly #entries = new Map<string, Entry>();
-  readonly #queues = new Set<EventQueue<PageChangeEvent>>();
+  readonly #broadcast = new Broadcast<PageChangeEvent>();
 
   constructor(options: BlackboardSourceOptions = {}) {
     this.sourceId = options.sourceId ?? 'blackboard';
@@ -132,9 +132,8 @@ export class BlackboardSource implements ContextPageSource {
     return events;
   }
 
-  async #publish(events: PageChangeEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    await Promise.all([...this.#queues].map((q) => q.push(events)));
+  #publish(events: PageChangeEvent[]): Promise<void> {
+    return this.#broadcast.publish(events);
   }
 
   /** The records now, as pages (for SourcePollWatcher and re-ingestion). */
@@ -142,16 +141,7 @@ export class BlackboardSource implements ContextPageSource {
     return [...this.#entries].map(([key, e]) => ({ pageId: BlackboardSource.pageId(key), version: String(e.version), dataType: this.#dataType, extra: { key } }));
   }
 
-  async *watch(signal: AbortSignal = new AbortController().signal, context: WatchContext = NO_WATCH_CONTEXT): AsyncGenerator<PageChangeEvent> {
-    const queue = new EventQueue<PageChangeEvent>({ context });
-    const onAbort = (): void => queue.end();
-    signal.addEventListener('abort', onAbort, { once: true });
-    this.#queues.add(queue);
-    try {
-      if (!signal.aborted) yield* queue;
-    } finally {
-      this.#queues.delete(queue);
-      signal.removeEventListener('abort', onAbort);
-    }
+  watch(signal: AbortSignal = new AbortController().signal, context: WatchContext = NO_WATCH_CONTEXT): AsyncGenerator<PageChangeEvent> {
+    return this.#broadcast.watch(signal, context);
   }
 }

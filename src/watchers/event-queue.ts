@@ -127,3 +127,35 @@ export class EventQueue<T> implements AsyncIterable<T> {
     };
   }
 }
+
+/**
+ * Fan-out to every iteration in progress: each `watch()` gets a queue of its own, `publish` pushes
+ * to all of them and resolves when every one has room (backpressure). With nobody watching,
+ * `publish` delivers nothing: check `watched` where that must be refused loudly.
+ */
+export class Broadcast<T> {
+  readonly #queues = new Set<EventQueue<T>>();
+
+  /** True while some consumer iterates {@link watch}. */
+  get watched(): boolean {
+    return this.#queues.size > 0;
+  }
+
+  publish(items: readonly T[]): Promise<void> {
+    if (items.length === 0 || this.#queues.size === 0) return Promise.resolve();
+    return Promise.all([...this.#queues].map((q) => q.push(items))).then(() => undefined);
+  }
+
+  async *watch(signal: AbortSignal, context: WatchContext): AsyncGenerator<T> {
+    const queue = new EventQueue<T>({ context });
+    const onAbort = (): void => queue.end();
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.#queues.add(queue);
+    try {
+      if (!signal.aborted) yield* queue;
+    } finally {
+      this.#queues.delete(queue);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+}

@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { ValidationError } from '../shared/errors.js';
 import type { PageChangeEvent } from '../shared/events.js';
 import { parseInput } from '../shared/validation.js';
-import { EventQueue } from './event-queue.js';
+import { Broadcast } from './event-queue.js';
 import { type ContextPageSource, NO_WATCH_CONTEXT, type WatchContext } from './source.js';
 import { parseProvider, type WebhookProvider, WebhookEventBuilder } from './webhook-event-builder.js';
 
@@ -69,7 +69,7 @@ export class WebhookSource implements ContextPageSource {
   readonly sourceId: string;
   /** @internal */ readonly provider: WebhookProvider;
   /** @internal */ readonly options: WebhookRouteOptions;
-  readonly #queues = new Set<EventQueue<PageChangeEvent>>();
+  readonly #broadcast = new Broadcast<PageChangeEvent>();
   readonly #seen = new Set<string>();
   readonly #memory: number;
 
@@ -84,20 +84,11 @@ export class WebhookSource implements ContextPageSource {
 
   /** True while some consumer iterates {@link watch}. */
   get watched(): boolean {
-    return this.#queues.size > 0;
+    return this.#broadcast.watched;
   }
 
-  async *watch(signal: AbortSignal = new AbortController().signal, context: WatchContext = NO_WATCH_CONTEXT): AsyncGenerator<PageChangeEvent> {
-    const queue = new EventQueue<PageChangeEvent>({ context });
-    const onAbort = (): void => queue.end();
-    signal.addEventListener('abort', onAbort, { once: true });
-    this.#queues.add(queue);
-    try {
-      if (!signal.aborted) yield* queue;
-    } finally {
-      this.#queues.delete(queue);
-      signal.removeEventListener('abort', onAbort);
-    }
+  watch(signal: AbortSignal = new AbortController().signal, context: WatchContext = NO_WATCH_CONTEXT): AsyncGenerator<PageChangeEvent> {
+    return this.#broadcast.watch(signal, context);
   }
 
   /** @internal First sighting of a delivery id → true (and remembered); a repeat → false. */
@@ -110,8 +101,8 @@ export class WebhookSource implements ContextPageSource {
   }
 
   /** @internal Hands events to every consumer; resolves when they have room (backpressure). */
-  async deliver(events: PageChangeEvent[]): Promise<void> {
-    await Promise.all([...this.#queues].map((q) => q.push(events)));
+  deliver(events: PageChangeEvent[]): Promise<void> {
+    return this.#broadcast.publish(events);
   }
 }
 

@@ -1,9 +1,9 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEngine, type Engine, GitRepoSource } from '../../src/main/index.js';
-import { type GitServer, gitCli, startGitServer } from './git-server.js';
-import { Collector, removeTempDirs, tempDir, waitFor } from './helpers.js';
+import { type GitServer, gitCli, gitFixture } from './git-server.js';
+import { Collector, removeTempDirs, waitFor } from './helpers.js';
 
 const servers: GitServer[] = [];
 const engines: Engine[] = [];
@@ -14,27 +14,12 @@ afterEach(async () => {
 });
 
 async function fixture() {
-  const root = tempDir('converge-repo-');
-  const served = join(root, 'served');
-  mkdirSync(served);
-  await gitCli(served, 'init', '--bare', '-q', 'repo.git');
-  const server = await startGitServer(served);
-  servers.push(server);
-  const url = `${server.url}/repo.git`;
-  const author = join(root, 'author');
-  mkdirSync(author);
-  await gitCli(author, 'init', '-q');
-  writeFileSync(join(author, 'design.md'), 'v1\n');
-  await gitCli(author, 'add', '.');
-  await gitCli(author, 'commit', '-q', '-m', 'first');
-  await gitCli(author, 'remote', 'add', 'origin', url);
-  await gitCli(author, 'push', '-q', 'origin', 'main');
-  await gitCli(root, 'clone', '-q', url, 'tree');
+  const { url, author, clone } = await gitFixture(servers, { 'design.md': 'v1\n' });
   const engine = await createEngine();
   engines.push(engine);
   const seen = new Collector();
   await engine.subscribe({ handler: seen.push });
-  return { url, author, tree: join(root, 'tree'), engine, seen };
+  return { url, author, tree: clone, engine, seen };
 }
 
 describe('GitRepoSource', () => {

@@ -1,8 +1,8 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GitRemoteWatcher } from '../../src/main/index.js';
-import { type GitServer, gitCli, startGitServer } from './git-server.js';
+import { type GitServer, gitCli, gitFixture } from './git-server.js';
 import { removeTempDirs, tempDir, waitFor } from './helpers.js';
 
 const servers: GitServer[] = [];
@@ -11,29 +11,9 @@ afterEach(async () => {
   await removeTempDirs();
 });
 
-/** A bare repository served over HTTP, a working clone to push from, and a watched clone. */
 async function fixture() {
-  const root = tempDir('converge-git-');
-  const served = join(root, 'served');
-  mkdirSync(served);
-  await gitCli(served, 'init', '--bare', '-q', 'repo.git');
-  const server = await startGitServer(served);
-  servers.push(server);
-  const url = `${server.url}/repo.git`;
-  const author = join(root, 'author');
-  mkdirSync(author);
-  await gitCli(author, 'init', '-q');
-  writeFileSync(join(author, 'a.txt'), 'a1\n');
-  writeFileSync(join(author, 'b.txt'), 'b1\n');
-  mkdirSync(join(author, 'docs'));
-  writeFileSync(join(author, 'docs/old-name.md'), 'doc\n');
-  await gitCli(author, 'add', '.');
-  await gitCli(author, 'commit', '-q', '-m', 'first');
-  await gitCli(author, 'remote', 'add', 'origin', url);
-  await gitCli(author, 'push', '-q', 'origin', 'main');
-  const watched = join(root, 'watched');
-  await gitCli(root, 'clone', '-q', url, 'watched');
-  return { root, url, author, watched };
+  const { root, url, author, clone } = await gitFixture(servers, { 'a.txt': 'a1\n', 'b.txt': 'b1\n', 'docs/old-name.md': 'doc\n' });
+  return { root, url, author, watched: clone };
 }
 
 describe('GitRemoteWatcher against a real loopback git server', () => {
