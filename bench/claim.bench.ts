@@ -1,177 +1,309 @@
 /**
- * Claims per second through the coordination layer: one claim is a full cycle `submit → claimNext →
- * report` (with the fencing token), on MemoryStore, SqliteStore and PostgresStore, with 1 and 4
- * claimers. Baseline in the same run: pg-boss 10 (`send → fetch → complete`) on the same PostgreSQL
- * database, with the same claimer counts.
+ * Claiming throughput and latency of the coordination layer against graphile-worker 0.17 and
+ * pg-boss 10, on the same PostgreSQL database, with the same no-op work and the same claimer count.
  *
- * Claimers:
- * - memory, postgres, pg-boss: 4 claimers are 4 async loops in this process. For PostgreSQL that is
- *   real database concurrency (each store and pg-boss have a pool of 10 connections), and it is how
- *   pg-boss itself runs concurrent workers.
- * - sqlite: better-sqlite3 is synchronous, so async loops in one process never overlap; 4 claimers
- *   are 4 child processes (this file, `--sqlite-child`) on one database file, contending for SQLite's
- *   write lock as separate services would.
- * Every loop submits one task, then claims one (any loop's), then reports it: claimNext never finds
- * the queue empty, so each iteration is exactly `batch` claims.
+ * Every system runs in its batch mode:
+ * - converge: `submitMany` in batches; claimers are `TaskClaimer`s (batched `claimNext(…, { max })`
+ *   into a local queue, batched `settleMany`, flush delay 0, LISTEN/NOTIFY wake), `run` with the
+ *   concurrency below; each claimer has its own PostgresStore (its own pool);
+ * - graphile-worker: `addJobs` in batches; each claimer is one `run()` with `concurrentJobs`,
+ *   `localQueue.size` and `completeJobBatchDelay: 0` (its documented high-throughput setup);
+ * - pg-boss: `insert` in batches; each claimer is a loop of `fetch(batchSize)` → run → `complete(ids)`.
+ * Claimers: 1 (concurrency 24, local queue / batch 500) and, in the full run, 4 (each 6 and 125).
  *
- * PostgreSQL rows run twice: with the server's default durability (every commit waits for its WAL
- * flush, so the disk's fsync latency bounds both systems), and with `synchronous_commit=off` for both
- * systems' sessions, which takes the disk out and shows each system's own cost per claim.
+ * Rows:
+ * - submit/s: adding the deep queue in batches of 5 000;
+ * - deep: 100 000 tasks pending (quick: 2 000), then the claimers drain them; claims+completions/s
+ *   from start to the last completion flushed to the database;
+ * - shallow: claimers idle, then a producer adds the same number in batches of 500 while they drain;
+ *   the queue stays as shallow as the claimers can keep it;
+ * - latency: one idle claimer; tasks are added one at a time, each after the previous one started;
+ *   p50/p99 from the add call to the handler starting (graphile and converge wake on NOTIFY,
+ *   pg-boss polls every 0.5 s, its minimum).
+ * PostgreSQL rows run with the server's default durability and (full run) with
+ * `synchronous_commit=off` for every system's sessions. The MemoryStore row is a best case: one
+ * process, no database, no network; it says what the claiming logic itself costs.
  *
- *   npx tsx bench/claim.bench.ts [--quick]      (PostgreSQL parts need CONVERGE_PG_URL)
+ *   npx tsx bench/claim.bench.ts            full run (a few minutes; for bench/RESULTS.md)
+ *   npx tsx bench/claim.bench.ts --quick    smoke pass (small counts, default durability, 1 claimer)
  *
- * `CLAIM_BENCH_STORES=memory` (or any comma-separated subset of `memory,sqlite,postgres`) runs only
- * those parts; the default runs all of them.
+ * PostgreSQL parts need CONVERGE_PG_URL. `CLAIM_BENCH_SYSTEMS=converge,graphile` (any subset of
+ * `converge,graphile,pgboss`) runs only those; `CLAIM_BENCH_TASKS=20000` sets the deep and shallow
+ * task counts.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { Logger, makeWorkerUtils, run as runGraphile, type Runner, type WorkerUtils } from 'graphile-worker';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
-import { Bench } from 'tinybench';
-import { MemoryStore, PostgresStore, SqliteStore, TaskManager, type TaskStore } from '../src/coordination/index.js';
+import { MemoryStore, PostgresStore, SqliteStore, TaskClaimer, TaskManager, type TaskStore } from '../src/coordination/index.js';
 
 /** Options every bench's `run` takes (see bench/run.ts). */
 export interface BenchOptions {
   quick: boolean;
 }
 
-/** Goals from issue 4, on the project's 2-core machines. */
-const GOAL = { memoryClaimsPerSec: 1_000_000, vsPgBoss: 2 } as const;
-const SQLITE_CHILD_FLAG = '--sqlite-child';
-const CLAIMERS = [1, 4] as const;
+/** Goals of issue 11, on the project's 2-core machine. */
+const GOAL = { vsGraphile: 1.5, latencyP50Ms: 5 } as const;
+const CONCURRENCY = 24;
+const LOCAL_QUEUE = 500;
+const SUBMIT_BATCH = 5_000;
+const PRODUCER_BATCH = 500;
+
+interface Payload {
+  i: number;
+}
+
+/** One system under test, on one schema. */
+interface System {
+  readonly name: string;
+  /** Adds tasks with these payloads, in one batch. */
+  submit(payloads: readonly Payload[]): Promise<void>;
+  /** Adds one task (the latency row). */
+  submitOne(payload: Payload): Promise<void>;
+  /** Starts `claimers` workers whose no-op handler calls `onStart`. */
+  start(claimers: number, onStart: (payload: Payload) => void): Promise<void>;
+  /** Stops the workers after flushing their completions. */
+  stop(): Promise<void>;
+  close(): Promise<void>;
+}
 
 interface Row {
-  store: string;
+  system: string;
+  durability: string;
   claimers: number;
-  'claims/s': number;
-  'vs pg-boss': string;
+  'submit/s': number | string;
+  'deep claims/s': number | string;
+  'shallow claims/s': number | string;
+  'p50 ms': number | string;
+  'p99 ms': number | string;
   note: string;
 }
 
-/** A cycle source: runs `cycles` claims split over `claimers` loops. */
-type Cycles = (cycles: number, claimers: number) => Promise<void>;
-
-interface Settings {
-  readonly time: number;
-  readonly warmupTime: number;
-  readonly iterations: number;
-}
-
-/** Times `fn` (one call = `batch` claims) with tinybench and returns claims per second. */
-async function claimsPerSecond(name: string, batch: number, fn: () => Promise<void>, settings: Settings): Promise<number> {
-  const bench = new Bench({ name, time: settings.time, warmupTime: settings.warmupTime, iterations: settings.iterations, warmupIterations: 2 });
-  bench.add(name, fn);
-  await bench.run();
-  const result = bench.tasks[0]?.result;
-  if (result === undefined || result.state !== 'completed') throw new Error(`${name}: benchmark did not complete (${String(result?.state)})`);
-  return Math.round((batch * 1000) / result.latency.mean);
-}
-
-/** `claimers` loops of submit → claimNext → report over one TaskManager, `cycles` in all. */
-function taskManagerCycles(tm: TaskManager): Cycles {
-  return async (cycles, claimers) => {
-    const share = Math.floor(cycles / claimers);
-    await Promise.all(
-      Array.from({ length: claimers }, async (_, k) => {
-        const agent = `claimer-${k}`;
-        for (let i = 0; i < share; i++) {
-          await tm.submit({ payload: i });
-          let task = await tm.claimNext(agent);
-          // Cannot happen (each loop submits before it claims); kept so the count stays exact.
-          while (task === null) task = await tm.claimNext(agent);
-          await tm.report(agent, task.id, i, { fencingToken: task.fencingToken });
-        }
-      }),
-    );
-  };
-}
-
-/** The same work on pg-boss: send → fetch → complete. */
-function pgBossCycles(boss: PgBoss, queue: string): Cycles {
-  return async (cycles, claimers) => {
-    const share = Math.floor(cycles / claimers);
-    await Promise.all(
-      Array.from({ length: claimers }, async () => {
-        for (let i = 0; i < share; i++) {
-          await boss.send(queue, { i });
-          let jobs = await boss.fetch(queue);
-          while (jobs.length === 0) jobs = await boss.fetch(queue);
-          await boss.complete(queue, jobs[0]!.id, { i });
-        }
-      }),
-    );
-  };
-}
-
 // ---------------------------------------------------------------------------------------------
-// SQLite child processes
+// Systems
 
-interface ChildRequest {
-  cycles: number;
-}
-
-/** Entry of a `--sqlite-child` process: runs the requested cycles on its own SqliteStore. */
-async function sqliteChild(path: string): Promise<void> {
-  const store = new SqliteStore(path);
-  const tm = new TaskManager({ store });
-  const cycles = taskManagerCycles(tm);
-  process.on('message', (message: ChildRequest | 'exit') => {
-    if (message === 'exit') {
-      void store.close().then(() => process.exit(0));
-      return;
-    }
-    cycles(message.cycles, 1).then(
-      () => process.send!('done'),
-      (error: unknown) => {
-        console.error(error);
-        process.exit(1);
-      },
-    );
-  });
-  process.send!('ready');
-}
-
-/** Four processes on one file; one call runs `cycles` claims split between them. */
-async function startSqliteChildren(path: string, count: number): Promise<{ cycles: Cycles; stop: () => Promise<void> }> {
-  const file = fileURLToPath(import.meta.url);
-  const children: ChildProcess[] = Array.from({ length: count }, () => fork(file, [SQLITE_CHILD_FLAG, path], { execArgv: ['--import', 'tsx'], stdio: 'inherit' }));
-  const next = (child: ChildProcess): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onMessage = (): void => {
-        child.off('exit', onExit);
-        resolve();
-      };
-      const onExit = (code: number | null): void => {
-        child.off('message', onMessage);
-        reject(new Error(`sqlite child exited with ${String(code)}`));
-      };
-      child.once('message', onMessage);
-      child.once('exit', onExit);
-    });
-  await Promise.all(children.map(next)); // every child has opened the database
+function convergeSystem(name: string, open: () => TaskStore, settings: { idlePollMs: number }): System {
+  const main = open();
+  const tm = new TaskManager({ store: main });
+  let claimers: { claimer: TaskClaimer; running: Promise<void>; store: TaskStore }[] = [];
   return {
-    cycles: async (cycles) => {
-      const share = Math.floor(cycles / count);
-      const done = children.map(next);
-      for (const child of children) child.send({ cycles: share } satisfies ChildRequest);
-      await Promise.all(done);
+    name,
+    submit: async (payloads) => void (await tm.submitMany(payloads.map((payload) => ({ payload })))),
+    submitOne: async (payload) => void (await tm.submit({ payload })),
+    start: async (count, onStart) => {
+      claimers = Array.from({ length: count }, (_, k) => {
+        const store = open();
+        const claimer = new TaskClaimer(new TaskManager({ store }), {
+          agentId: `claimer-${k}`,
+          batchSize: Math.max(1, Math.floor(LOCAL_QUEUE / count)),
+          idlePollMs: settings.idlePollMs,
+          onError: (error) => console.error(`${name}:`, error),
+        });
+        const running = claimer.run((task) => onStart(task.payload as Payload), { concurrency: Math.max(1, Math.floor(CONCURRENCY / count)) });
+        return { claimer, running, store };
+      });
+      await Promise.resolve();
     },
     stop: async () => {
-      await Promise.all(
-        children.map(
-          (child) =>
-            new Promise<void>((resolve) => {
-              child.once('exit', () => resolve());
-              child.send('exit');
-            }),
+      await Promise.all(claimers.map(({ claimer }) => claimer.close()));
+      await Promise.all(claimers.map(({ running }) => running));
+      await Promise.all(claimers.map(({ store }) => (store === main ? undefined : store.close())));
+      claimers = [];
+    },
+    close: () => main.close(),
+  };
+}
+
+async function graphileSystem(connectionString: string, schema: string): Promise<System> {
+  const logger = new Logger(() => () => undefined);
+  const utils: WorkerUtils = await makeWorkerUtils({ connectionString, schema, logger });
+  await utils.migrate();
+  let runners: Runner[] = [];
+  return {
+    name: 'graphile-worker 0.17',
+    submit: async (payloads) => void (await utils.addJobs(payloads.map((payload) => ({ identifier: 'noop', payload })))),
+    submitOne: async (payload) => void (await utils.addJob('noop', payload)),
+    start: async (count, onStart) => {
+      runners = await Promise.all(
+        Array.from({ length: count }, () =>
+          runGraphile({
+            noHandleSignals: true,
+            logger,
+            taskList: { noop: async (payload) => onStart(payload as Payload) },
+            preset: {
+              worker: {
+                connectionString,
+                schema,
+                concurrentJobs: Math.max(1, Math.floor(CONCURRENCY / count)),
+                maxPoolSize: 10,
+                pollInterval: 1_000,
+                localQueue: { size: Math.max(2, Math.floor(LOCAL_QUEUE / count)) },
+                completeJobBatchDelay: 0,
+                failJobBatchDelay: 0,
+              },
+            },
+          }),
         ),
       );
     },
+    stop: async () => {
+      await Promise.all(runners.map((runner) => runner.stop()));
+      runners = [];
+    },
+    close: async () => void (await utils.release()),
   };
+}
+
+async function pgBossSystem(connectionString: string, schema: string): Promise<System> {
+  const boss = new PgBoss({ connectionString, schema, max: 10, supervise: false, schedule: false, migrate: true });
+  boss.on('error', (error: unknown) => console.error('pg-boss:', error));
+  await boss.start();
+  const queue = 'noop';
+  await boss.createQueue(queue);
+  let stopping = false;
+  let loops: Promise<void>[] = [];
+  let workId: string | undefined;
+  return {
+    name: 'pg-boss 10 (batch)',
+    submit: async (payloads) => boss.insert(payloads.map((data) => ({ name: queue, data }))),
+    submitOne: async (payload) => void (await boss.send(queue, payload)),
+    start: async (count, onStart) => {
+      stopping = false;
+      const batchSize = Math.max(1, Math.floor(LOCAL_QUEUE / count));
+      loops = Array.from({ length: count }, async () => {
+        while (!stopping) {
+          const jobs = await boss.fetch<Payload>(queue, { batchSize });
+          if (jobs.length === 0) {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            continue;
+          }
+          for (const job of jobs) onStart(job.data);
+          await boss.complete(
+            queue,
+            jobs.map((job) => job.id),
+          );
+        }
+      });
+      await Promise.resolve();
+    },
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+      if (workId !== undefined) await boss.offWork(queue);
+      workId = undefined;
+    },
+    close: () => boss.stop({ graceful: false, wait: true }),
+  };
+}
+
+/** pg-boss's own idle worker (it has no wake-up; it polls), for the latency row. */
+async function pgBossLatency(connectionString: string, schema: string, samples: number): Promise<number[]> {
+  const boss = new PgBoss({ connectionString, schema, max: 4, supervise: false, schedule: false, migrate: true });
+  boss.on('error', () => undefined);
+  await boss.start();
+  await boss.createQueue('latency');
+  const started = new Map<number, () => void>();
+  await boss.work<Payload>('latency', { pollingIntervalSeconds: 0.5, batchSize: 1 }, async ([job]) => started.get(job!.data.i)?.());
+  const out: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const done = new Promise<void>((resolve) => started.set(i, resolve));
+    const t0 = performance.now();
+    await boss.send('latency', { i });
+    await done;
+    out.push(performance.now() - t0);
+  }
+  await boss.stop({ graceful: false, wait: true });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/** Submits `total` tasks in batches; returns submits per second. */
+async function fill(system: System, total: number, batch: number, offset = 0): Promise<number> {
+  const t0 = performance.now();
+  for (let from = 0; from < total; from += batch) {
+    await system.submit(Array.from({ length: Math.min(batch, total - from) }, (_, k) => ({ i: offset + from + k })));
+  }
+  return Math.round((total * 1000) / (performance.now() - t0));
+}
+
+/** Resolves when `count()` reaches `total`; rejects after `timeoutMs`. */
+function reached(count: () => number, total: number, timeoutMs: number): { promise: Promise<void>; check: () => void } {
+  let resolve!: () => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  const timer = setTimeout(() => reject(new Error(`only ${count()} of ${total} tasks ran within ${timeoutMs} ms`)), timeoutMs);
+  const check = (): void => {
+    if (count() >= total) {
+      clearTimeout(timer);
+      resolve();
+    }
+  };
+  return { promise, check };
+}
+
+/** Deep queue: `total` pending, then drain. Returns [submits/s, claims+completions/s]. */
+async function deepRun(system: System, claimers: number, total: number): Promise<[number, number]> {
+  const submitRate = await fill(system, total, SUBMIT_BATCH);
+  let ran = 0;
+  const all = reached(() => ran, total, 600_000);
+  const t0 = performance.now();
+  await system.start(claimers, () => {
+    ran += 1;
+    all.check();
+  });
+  await all.promise;
+  await system.stop(); // the last completions are flushed before the clock stops
+  return [submitRate, Math.round((total * 1000) / (performance.now() - t0))];
+}
+
+/** Shallow queue: idle claimers, a producer adds `total` in small batches while they drain. */
+async function shallowRun(system: System, claimers: number, total: number): Promise<number> {
+  let ran = 0;
+  const all = reached(() => ran, total, 600_000);
+  await system.start(claimers, () => {
+    ran += 1;
+    all.check();
+  });
+  const t0 = performance.now();
+  await fill(system, total, PRODUCER_BATCH, 1_000_000);
+  await all.promise;
+  await system.stop();
+  return Math.round((total * 1000) / (performance.now() - t0));
+}
+
+/** One idle claimer; each task is added after the previous one started. Latencies in ms. */
+async function latencyRun(system: System, samples: number): Promise<number[]> {
+  const started = new Map<number, () => void>();
+  await system.start(1, (payload) => started.get(payload.i)?.());
+  // Let the claimer find the queue empty and go idle.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const out: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const done = new Promise<void>((resolve) => started.set(2_000_000 + i, resolve));
+    const t0 = performance.now();
+    await system.submitOne({ i: 2_000_000 + i });
+    await done;
+    out.push(performance.now() - t0);
+    // A gap, so that the claimer is idle again (not still busy from the last task) when the next comes.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  await system.stop();
+  return out;
+}
+
+function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! * 100) / 100;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,120 +311,113 @@ async function startSqliteChildren(path: string, count: number): Promise<{ cycle
 /** Runs the benchmark and prints one table. */
 export async function run(options: BenchOptions): Promise<void> {
   const quick = options.quick;
-  const settings: Settings = quick ? { time: 150, warmupTime: 30, iterations: 2 } : { time: 1500, warmupTime: 300, iterations: 5 };
-  const dbSettings: Settings = quick ? { time: 150, warmupTime: 0, iterations: 1 } : { time: 4000, warmupTime: 500, iterations: 3 };
+  const sized = Number(process.env.CLAIM_BENCH_TASKS) || undefined;
+  const deep = sized ?? (quick ? 2_000 : 100_000);
+  const shallow = sized ?? (quick ? 2_000 : 50_000);
+  const samples = quick ? 20 : 300;
+  const claimerCounts = quick ? [1] : [1, 4];
+  const only = (process.env.CLAIM_BENCH_SYSTEMS ?? '').split(',').map((part) => part.trim()).filter((part) => part !== '');
+  const wanted = (system: 'converge' | 'graphile' | 'pgboss'): boolean => only.length === 0 || only.includes(system);
   const rows: Row[] = [];
-  const only = (process.env.CLAIM_BENCH_STORES ?? '').split(',').map((part) => part.trim()).filter((part) => part !== '');
-  const wanted = (store: 'memory' | 'sqlite' | 'postgres'): boolean => only.length === 0 || only.includes(store);
-  const add = (store: string, claimers: number, perSec: number, note = ''): void => {
-    rows.push({ store, claimers, 'claims/s': perSec, 'vs pg-boss': '', note });
-    console.log(`  ${store} ×${claimers}: ${perSec.toLocaleString('en-US')} claims/s`);
+  const row = (fields: Partial<Row> & Pick<Row, 'system' | 'durability' | 'claimers'>): Row => {
+    const full: Row = { 'submit/s': '', 'deep claims/s': '', 'shallow claims/s': '', 'p50 ms': '', 'p99 ms': '', note: '', ...fields };
+    rows.push(full);
+    console.log(`  ${full.system} [${full.durability}] ×${full.claimers}: submit ${String(full['submit/s'])}/s, deep ${String(full['deep claims/s'])}/s, shallow ${String(full['shallow claims/s'])}/s, p50 ${String(full['p50 ms'])} ms, p99 ${String(full['p99 ms'])} ms`);
+    return full;
   };
 
-  // Memory: the in-process hot path.
-  for (const claimers of wanted('memory') ? CLAIMERS : []) {
-    const store = new MemoryStore();
-    const batch = quick ? 2_000 : 20_000;
-    const cycles = taskManagerCycles(new TaskManager({ store }));
-    const rates: number[] = [];
-    for (let round = 0; round < (quick ? 1 : 3); round++) rates.push(await claimsPerSecond(`memory ×${claimers}`, batch, () => cycles(batch, claimers), settings));
-    add('memory', claimers, median(rates), `goal ≥ ${GOAL.memoryClaimsPerSec.toLocaleString('en-US')}/s; median of ${rates.length}`);
-    await store.close();
-  }
+  // Best case: no database, one process.
+  if (wanted('converge')) {
+    const memory = new MemoryStore({ maxFinishedTasks: 1_000 });
+    const system = convergeSystem('converge MemoryStore (best case)', () => memory, { idlePollMs: 1_000 });
+    const [submitRate, deepRate] = await deepRun(system, 1, deep);
+    const shallowRate = await shallowRun(system, 1, shallow);
+    const latencies = await latencyRun(system, samples);
+    row({ system: system.name, durability: 'in process', claimers: 1, 'submit/s': submitRate, 'deep claims/s': deepRate, 'shallow claims/s': shallowRate, 'p50 ms': percentile(latencies, 50), 'p99 ms': percentile(latencies, 99), note: 'best case: no database, no network' });
+    await memory.close();
 
-  if (wanted('sqlite')) await sqliteRows(quick, dbSettings, add);
-
-  // PostgreSQL against pg-boss, same database, same run.
-  const url = process.env.CONVERGE_PG_URL;
-  if (!wanted('postgres')) {
-    // Not asked for (CLAIM_BENCH_STORES).
-  } else if (url === undefined || url === '') {
-    console.log('  PostgreSQL parts skipped: set CONVERGE_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to measure PostgresStore against pg-boss');
-  } else {
-    const variants = quick ? [{ label: '', connectionString: url }] : [{ label: '', connectionString: url }, { label: ' (synchronous_commit=off, both)', connectionString: withOption(url, 'synchronous_commit=off') }];
-    for (const variant of variants) await postgresRows(variant.connectionString, variant.label, quick, quick ? 1 : 3, quick ? dbSettings : { ...dbSettings, time: 2000 }, add, rows);
-  }
-
-  console.table(rows);
-  const memoryRates = rows.filter((row) => row.store === 'memory').map((row) => row['claims/s']);
-  if (memoryRates.length === 0) return;
-  const memory = Math.min(...memoryRates);
-  console.log(`memory: ${memory >= GOAL.memoryClaimsPerSec ? 'meets' : 'MISSES'} the goal of ${GOAL.memoryClaimsPerSec.toLocaleString('en-US')} claims/s (slowest row ${memory.toLocaleString('en-US')})`);
-}
-
-/** SQLite: one file; 1 claimer in this process, 4 claimers as 4 processes. */
-async function sqliteRows(quick: boolean, settings: Settings, add: (store: string, claimers: number, perSec: number, note?: string) => void): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'converge-claim-bench-'));
-  try {
-    const batch = quick ? 200 : 2_000;
-    const single = new SqliteStore(join(dir, 'single.sqlite'));
-    const cycles = taskManagerCycles(new TaskManager({ store: single }));
-    add('sqlite', 1, await claimsPerSecond('sqlite ×1', batch, () => cycles(batch, 1), settings), 'WAL, synchronous=NORMAL');
-    await single.close();
-
-    const path = join(dir, 'shared.sqlite');
-    await new SqliteStore(path).close(); // create the schema before the children race to open it
-    const children = await startSqliteChildren(path, 4);
+    const dir = mkdtempSync(join(tmpdir(), 'converge-claim-bench-'));
     try {
-      add('sqlite', 4, await claimsPerSecond('sqlite ×4', batch, () => children.cycles(batch, 4), settings), '4 processes, one file');
+      const path = join(dir, 'bench.sqlite');
+      const sqlite = convergeSystem('converge SqliteStore', () => new SqliteStore(path), { idlePollMs: 50 });
+      const [sqliteSubmit, sqliteDeep] = await deepRun(sqlite, 1, quick ? deep : deep / 5);
+      row({ system: sqlite.name, durability: 'WAL, synchronous=NORMAL', claimers: 1, 'submit/s': sqliteSubmit, 'deep claims/s': sqliteDeep, note: `one process; ${quick ? deep : deep / 5} tasks` });
+      await sqlite.close();
     } finally {
-      await children.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
-}
 
-async function postgresRows(
-  connectionString: string,
-  label: string,
-  quick: boolean,
-  rounds: number,
-  settings: Settings,
-  add: (store: string, claimers: number, perSec: number, note?: string) => void,
-  rows: Row[],
-): Promise<void> {
-  const tag = randomBytes(4).toString('hex');
-  const schema = `cv_bench_${tag}`;
-  const bossSchema = `cv_bench_boss_${tag}`;
-  const batch = quick ? 40 : 400;
-  const store: TaskStore = new PostgresStore({ connectionString, schema, max: 10 });
-  const boss = new PgBoss({ connectionString, schema: bossSchema, max: 10, supervise: false, schedule: false, migrate: true });
-  boss.on('error', (error: unknown) => console.error('pg-boss:', error));
+  const url = process.env.CONVERGE_PG_URL;
+  if (url === undefined || url === '') {
+    console.log('  PostgreSQL parts skipped: set CONVERGE_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/test)');
+    console.table(rows);
+    return;
+  }
+  const variants = quick ? [{ label: 'default', url }] : [{ label: 'default', url }, { label: 'synchronous_commit=off', url: withOption(url, 'synchronous_commit=off') }];
+  const schemas: string[] = [];
+  const fresh = (prefix: string): string => {
+    const schema = `${prefix}_${randomBytes(4).toString('hex')}`;
+    schemas.push(schema);
+    return schema;
+  };
+  const makers: { key: 'converge' | 'graphile' | 'pgboss'; make: (connectionString: string) => Promise<System> }[] = [
+    {
+      key: 'converge',
+      make: async (connectionString) => {
+        const schema = fresh('cv_bench');
+        return convergeSystem('converge PostgresStore', () => new PostgresStore({ connectionString, schema, max: 4 }), { idlePollMs: 1_000 });
+      },
+    },
+    { key: 'graphile', make: (connectionString) => graphileSystem(connectionString, fresh('cv_bench_gw')) },
+    { key: 'pgboss', make: (connectionString) => pgBossSystem(connectionString, fresh('cv_bench_boss')) },
+  ];
   try {
-    await boss.start();
-    await boss.createQueue('claims');
-    const ours = taskManagerCycles(new TaskManager({ store }));
-    const theirs = pgBossCycles(boss, 'claims');
-    for (const claimers of CLAIMERS) {
-      // Alternate the two systems over several rounds and keep each one's median: the disk and the
-      // machine are shared, and a drift in their load must not favour whichever ran second.
-      const bossRates: number[] = [];
-      const ourRates: number[] = [];
-      for (let round = 0; round < rounds; round++) {
-        bossRates.push(await claimsPerSecond(`pg-boss ×${claimers}${label}`, batch, () => theirs(batch, claimers), settings));
-        ourRates.push(await claimsPerSecond(`postgres ×${claimers}${label}`, batch, () => ours(batch, claimers), settings));
+    for (const variant of variants) {
+      for (const claimers of claimerCounts) {
+        const byKey = new Map<string, Row>();
+        for (const maker of makers.filter((m) => wanted(m.key))) {
+          // A fresh schema per row, so that no system works on another's leftovers (dead tuples).
+          let system = await maker.make(variant.url);
+          const [submitRate, deepRate] = await deepRun(system, claimers, deep);
+          await system.close();
+          system = await maker.make(variant.url);
+          const shallowRate = await shallowRun(system, claimers, shallow);
+          let latencies: number[] = [];
+          if (claimers === 1 && maker.key !== 'pgboss') latencies = await latencyRun(system, samples);
+          await system.close();
+          if (claimers === 1 && maker.key === 'pgboss') latencies = await pgBossLatency(variant.url, fresh('cv_bench_boss_lat'), Math.min(samples, 20));
+          byKey.set(
+            maker.key,
+            row({
+              system: system.name,
+              durability: variant.label,
+              claimers,
+              'submit/s': submitRate,
+              'deep claims/s': deepRate,
+              'shallow claims/s': shallowRate,
+              'p50 ms': latencies.length > 0 ? percentile(latencies, 50) : '',
+              'p99 ms': latencies.length > 0 ? percentile(latencies, 99) : '',
+              note: maker.key === 'pgboss' && claimers === 1 ? 'latency: polling every 0.5 s (its minimum)' : '',
+            }),
+          );
+        }
+        const ours = byKey.get('converge');
+        const theirs = byKey.get('graphile');
+        if (ours !== undefined && theirs !== undefined) {
+          const ratio = (a: number | string, b: number | string): string => (typeof a === 'number' && typeof b === 'number' ? `${(a / b).toFixed(2)}×` : '?');
+          ours.note = `vs graphile: submit ${ratio(ours['submit/s'], theirs['submit/s'])}, deep ${ratio(ours['deep claims/s'], theirs['deep claims/s'])}, shallow ${ratio(ours['shallow claims/s'], theirs['shallow claims/s'])} (goal ≥ ${GOAL.vsGraphile}×)`;
+          if (claimers === 1 && typeof ours['p50 ms'] === 'number') ours.note += `; p50 ${ours['p50 ms'] <= GOAL.latencyP50Ms ? 'meets' : 'MISSES'} ≤ ${GOAL.latencyP50Ms} ms`;
+        }
       }
-      const bossRate = median(bossRates);
-      const ourRate = median(ourRates);
-      add(`pg-boss${label}`, claimers, bossRate, `baseline; median of ${rounds}`);
-      add(`postgres${label}`, claimers, ourRate, `goal ≥ ${GOAL.vsPgBoss}× pg-boss; median of ${rounds}`);
-      rows.at(-1)!['vs pg-boss'] = `${(ourRate / bossRate).toFixed(2)}×`;
     }
   } finally {
-    await boss.stop({ graceful: false, wait: true }).catch(() => undefined);
-    await store.close();
-    const client = new pg.Client({ connectionString });
+    const client = new pg.Client({ connectionString: url });
     await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; DROP SCHEMA IF EXISTS ${bossSchema} CASCADE`);
+    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     await client.end();
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : Math.round((sorted[mid - 1]! + sorted[mid]!) / 2);
+  console.table(rows);
 }
 
 /** `url` with a server setting for every session (libpq's `options=-c name=value`). */
@@ -302,8 +427,7 @@ function withOption(url: string, setting: string): string {
   return parsed.toString();
 }
 
-if (process.argv[2] === SQLITE_CHILD_FLAG) {
-  await sqliteChild(process.argv[3]!);
-} else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await run({ quick: process.argv.includes('--quick') });
+  process.exit();
 }

@@ -89,8 +89,40 @@ CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.idle_claimers (
   claimer_id text PRIMARY KEY,
   expires_at bigint NOT NULL
 );
+${claimBatchFunction(s)}
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${PG_SCHEMA_VERSION}') ON CONFLICT (key) DO NOTHING;
 `;
+}
+
+/**
+ * `claim_batch(agent, now, pools, capabilities, topics, max)`: claims up to `max` visible pending
+ * tasks in claim order, as one statement. A function for its planner settings: the pending tasks
+ * must be walked in the order of the partial index, `LIMIT` rows at a time, and their rows updated
+ * by ctid. Left to itself, on a queue filled in a burst and not yet analyzed, the planner estimates
+ * a handful of pending rows and sorts all of them (and hash-joins them again) on every claim.
+ */
+function claimBatchFunction(s: string): string {
+  return `CREATE OR REPLACE FUNCTION ${s}.claim_batch(p_agent text, p_now bigint, p_pools text[], p_caps text[], p_topics text[], p_max integer)
+RETURNS TABLE (id text, state text, payload json, result json, pool_id text, topic text, required_capabilities text[], priority integer,
+  assigned_to text, claimed_at float8, claim_ttl_ms float8, attempts integer, fencing_token integer)
+LANGUAGE sql VOLATILE
+SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET enable_hashjoin = off
+AS $fn$
+  WITH picked AS (
+    SELECT t.ctid AS tid FROM ${s}.tasks t
+    WHERE t.state = 'pending'
+      AND (p_pools IS NULL OR t.pool_id IS NULL OR t.pool_id = ANY(p_pools))
+      AND (p_topics IS NULL OR t.topic IS NULL OR t.topic = ANY(p_topics))
+      AND (p_caps IS NULL OR t.required_capabilities <@ p_caps)
+      AND (t.pool_id IS NULL OR EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = p_agent))
+    ORDER BY t.priority DESC, t.id
+    LIMIT p_max
+    FOR UPDATE SKIP LOCKED)
+  UPDATE ${s}.tasks u SET state = 'assigned', assigned_to = p_agent, claimed_at = p_now, attempts = u.attempts + 1, fencing_token = u.fencing_token + 1
+  FROM picked WHERE u.ctid = picked.tid AND u.state = 'pending'
+  RETURNING u.id, u.state, u.payload, u.result, u.pool_id, u.topic, u.required_capabilities, u.priority, u.assigned_to,
+    u.claimed_at::float8, u.claim_ttl_ms::float8, u.attempts, u.fencing_token
+$fn$;`;
 }
 
 /** A task row as node-postgres returns it with {@link TASK_COLUMNS}. */
@@ -213,36 +245,27 @@ export function pgStatements(schema: string) {
       `UPDATE ${s}.tasks AS t SET state = 'assigned', assigned_to = $2, claimed_at = $3, attempts = attempts + 1, fencing_token = fencing_token + 1
        WHERE id = $1 AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
     ),
-    claimNext: st(
-      'claim_next',
-      `UPDATE ${s}.tasks SET state = 'assigned', assigned_to = $1, claimed_at = $2, attempts = attempts + 1, fencing_token = fencing_token + 1
-       WHERE id = (
-         SELECT id FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$3', '$4', '$5')} AND ${member(s, '$1', false)}
-         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-       AND state = 'pending'
-       RETURNING ${TASK_COLUMNS}`,
-    ),
-    claimBatch: st(
-      'claim_batch',
-      `WITH picked AS (
-         SELECT id AS pick_id FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$3', '$4', '$5')} AND ${member(s, '$1', false)}
-         ORDER BY priority DESC, id LIMIT $6 FOR UPDATE SKIP LOCKED)
-       UPDATE ${s}.tasks u SET state = 'assigned', assigned_to = $1, claimed_at = $2, attempts = u.attempts + 1, fencing_token = u.fencing_token + 1
-       FROM picked WHERE u.id = picked.pick_id AND u.state = 'pending'
-       RETURNING ${TASK_COLUMNS}`,
-    ),
-    // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result.
+    claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1)`),
+    claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6)`),
+    // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result. Each row
+    // is found by its own primary-key probe (LATERAL … OFFSET 0 keeps the planner from joining the
+    // other way round: on a deep queue its statistics say no row is claimed, and it would scan the
+    // table once per item), then updated by ctid; a row that changed in between no longer matches
+    // its ctid and is diagnosed and retried like any other miss.
     settle: st(
       'settle',
       `WITH input AS (
          SELECT * FROM unnest($2::text[], $3::integer[], $4::text[], $5::json[]) AS i (sid, token, target, result)),
+       targets AS MATERIALIZED (
+         SELECT found.tid, i.token, i.target, i.result FROM input i
+         CROSS JOIN LATERAL (SELECT ctid AS tid FROM ${s}.tasks WHERE id = (i.sid COLLATE "C") OFFSET 0) found),
        done AS (
-         UPDATE ${s}.tasks u SET state = i.target,
-           result = CASE WHEN i.target = 'pending' THEN u.result ELSE i.result END,
-           assigned_to = CASE WHEN i.target = 'pending' THEN NULL ELSE u.assigned_to END,
-           claimed_at = CASE WHEN i.target = 'pending' THEN NULL ELSE u.claimed_at END
-         FROM input i
-         WHERE u.id = i.sid AND u.assigned_to = $1 AND u.${CLAIMED} AND (i.token IS NULL OR u.fencing_token = i.token)
+         UPDATE ${s}.tasks u SET state = x.target,
+           result = CASE WHEN x.target = 'pending' THEN u.result ELSE x.result END,
+           assigned_to = CASE WHEN x.target = 'pending' THEN NULL ELSE u.assigned_to END,
+           claimed_at = CASE WHEN x.target = 'pending' THEN NULL ELSE u.claimed_at END
+         FROM targets x
+         WHERE u.ctid = x.tid AND u.assigned_to = $1 AND u.${CLAIMED} AND (x.token IS NULL OR u.fencing_token = x.token)
          RETURNING u.id, u.state)
        SELECT done.id,
          CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
@@ -250,13 +273,7 @@ export function pgStatements(schema: string) {
          CASE WHEN done.state = 'pending' THEN ${wakeIdle} END AS woke
        FROM done`,
     ),
-    getMany: st('get_many', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[])`),
-    addIdle: st(
-      'add_idle',
-      `WITH expired AS (DELETE FROM ${s}.idle_claimers WHERE expires_at < ${NOW_MS})
-       INSERT INTO ${s}.idle_claimers (claimer_id, expires_at) VALUES ($1, ${NOW_MS} + $2)
-       ON CONFLICT (claimer_id) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
-    ),
+    getMany: st('get_many', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C")`),
     removeIdle: st('remove_idle', `DELETE FROM ${s}.idle_claimers WHERE claimer_id = $1`),
     start: st('start', `UPDATE ${s}.tasks SET state = 'running' WHERE ${HELD} RETURNING ${TASK_COLUMNS}`),
     complete: st('complete', notifyDone(`UPDATE ${s}.tasks SET state = 'completed', result = $4::json WHERE ${HELD}`)),
@@ -275,7 +292,7 @@ export function pgStatements(schema: string) {
       'pending_priority',
       `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true)} ORDER BY priority DESC, id`,
     ),
-    done: st('done', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[]) AND ${TERMINAL}`),
+    done: st('done', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C") AND ${TERMINAL}`),
     addWaiter: st(
       'add_waiter',
       `WITH expired AS (DELETE FROM ${s}.waiters WHERE expires_at < $4)
@@ -296,6 +313,25 @@ export function pgStatements(schema: string) {
       `SELECT p.id FROM ${s}.pools p JOIN ${s}.pool_members m ON m.pool_id = p.id WHERE m.agent_id = $1 ORDER BY p.seq`,
     ),
   };
+}
+
+/**
+ * Registers `claimerId` as idle until `durationMs` from now, as one simple-protocol round trip (the
+ * values are inlined: a UUID this process made and an integer). The ACCESS EXCLUSIVE lock closes
+ * the race between a submit and a claimer going idle: a submit's statement holds ACCESS SHARE on
+ * `idle_claimers` (its EXISTS) until it commits, so the lock waits for every submit in flight to
+ * commit (the claimer's next claim, after this, sees their tasks), and a submit that comes later
+ * waits for this commit and takes its snapshot after it (so it sees the registration and NOTIFYs).
+ */
+export function idleRegistrationSql(schema: string, claimerId: string, durationMs: number): string {
+  if (!/^[0-9a-f-]{36}$/.test(claimerId) || !Number.isSafeInteger(durationMs)) throw new Error('idle registration: unexpected claimer id or duration');
+  const s = quoteIdent(schema);
+  return `BEGIN;
+LOCK TABLE ${s}.idle_claimers IN ACCESS EXCLUSIVE MODE;
+DELETE FROM ${s}.idle_claimers WHERE expires_at < ${NOW_MS};
+INSERT INTO ${s}.idle_claimers (claimer_id, expires_at) VALUES ('${claimerId}', ${NOW_MS} + ${durationMs})
+  ON CONFLICT (claimer_id) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+COMMIT;`;
 }
 
 function poolSelect(s: string): string {

@@ -29,6 +29,7 @@ import {
   PG_SCHEMA_VERSION,
   SCHEMA_NAME_PATTERN,
   doneChannel,
+  idleRegistrationSql,
   pendingChannel,
   pgRowToPool,
   pgRowToTask,
@@ -270,6 +271,7 @@ export class PostgresStore implements TaskStore {
   pendingWake(timeoutMs: number): PendingWake {
     if (this.#closed) return this.#wakers.arm(timeoutMs, Promise.reject(new ClosedError('PostgresStore')));
     // Arming the first wake registers this instance as idle (after LISTEN is up), so submits NOTIFY.
+    this.#idleTimeoutMs = Math.max(this.#idleTimeoutMs, Math.min(timeoutMs, 24 * 3_600_000));
     const wake = this.#wakers.arm(timeoutMs);
     return { ready: this.#idleReady, woken: wake.woken, cancel: wake.cancel };
   }
@@ -277,6 +279,22 @@ export class PostgresStore implements TaskStore {
   /** Resolves once this instance is registered as idle (and LISTENing); rejects if that failed. */
   #idleReady: Promise<void> = Promise.resolve();
   #everIdle = false;
+  /** The longest wake armed so far: a registration outlives it, so an idle claimer stays registered. */
+  #idleTimeoutMs = 0;
+
+  async #registerIdle(durationMs: number): Promise<void> {
+    this.#assertOpen();
+    if (!this.#schemaReady) await this.#ensureSchema();
+    const client = await this.#pool!.connect();
+    try {
+      await client.query(idleRegistrationSql(this.schema, this.#waiterId, durationMs));
+      client.release();
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release(error instanceof Error ? error : true);
+      throw this.#translate(error, 'cannot register an idle claimer');
+    }
+  }
 
   #setIdle(idle: boolean): void {
     if (this.#closed) return;
@@ -284,7 +302,7 @@ export class PostgresStore implements TaskStore {
       this.#everIdle = true;
       const registered = this.#idleOps.then(async () => {
         await this.#listener.ready();
-        await this.#query(this.#sql.addIdle, [this.#waiterId, IDLE_REGISTRATION_MS]);
+        await this.#registerIdle(this.#idleTimeoutMs + IDLE_REGISTRATION_MS);
       });
       this.#idleReady = registered;
       registered.catch(() => undefined); // reported to whoever awaits `ready`

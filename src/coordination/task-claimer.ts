@@ -51,6 +51,11 @@ export interface TaskClaimerOptions {
   readonly maxFlushSize?: number;
   /** An idle claimer claims again after this long even without a wake-up. Default 1 000 ms. */
   readonly idlePollMs?: number;
+  /**
+   * Claims in flight at once while the queue refills (each for part of `batchSize`), so that a fast
+   * worker does not wait for one claim's round trip after another. Default 1.
+   */
+  readonly claimConcurrency?: number;
   /** Background failures (a failed claim or flush, a refused settlement in `run`). Default: `process.emitWarning`. */
   readonly onError?: (error: unknown) => void;
   /** Clock for the claim TTL check of queued tasks (epoch ms). Default `Date.now`; use the TaskManager's. */
@@ -90,6 +95,7 @@ const OptionsSchema = z
     flushDelayMs: z.number().int().min(0).max(60_000).optional(),
     maxFlushSize: z.number().int().min(1).max(MAX_SETTLE_BATCH).optional(),
     idlePollMs: z.number().int().min(1).max(3_600_000).optional(),
+    claimConcurrency: z.number().int().min(1).max(16).optional(),
     onError: z.custom<(error: unknown) => void>((value) => typeof value === 'function', 'must be a function').optional(),
     now: z.custom<() => number>((value) => typeof value === 'function', 'must be a function returning epoch ms').optional(),
   })
@@ -128,7 +134,13 @@ export class TaskClaimer {
   #queue: (Task | undefined)[] = [];
   #head = 0;
   readonly #takers: ((task: Task | null) => void)[] = [];
-  #fetching: Promise<void> | undefined;
+  /** Background claim loops running (at most `claimConcurrency`). */
+  readonly #fetches = new Set<Promise<void>>();
+  /** Tasks asked for by claims in flight (so that loops together never ask for more than the queue holds). */
+  #requested = 0;
+  /** Whether a loop is idle, waiting for a wake (only one is). */
+  #idling = false;
+  readonly #claimConcurrency: number;
   #wake: PendingWake | undefined;
 
   #pending: QueuedSettlement[] = [];
@@ -151,6 +163,7 @@ export class TaskClaimer {
     this.#flushDelayMs = resolved.flushDelayMs ?? 0;
     this.#maxFlush = resolved.maxFlushSize ?? DEFAULT_MAX_FLUSH;
     this.#idlePollMs = resolved.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
+    this.#claimConcurrency = resolved.claimConcurrency ?? 1;
     this.#onError = resolved.onError ?? ((error: unknown) => process.emitWarning(`TaskClaimer ${this.agentId}: ${String(error)}`));
     this.#now = resolved.now ?? Date.now;
   }
@@ -193,11 +206,11 @@ export class TaskClaimer {
         this.#refill();
         return task;
       }
-      if (this.#fetching !== undefined) {
-        await this.#fetching;
+      if (this.#fetches.size > 0) {
+        await Promise.race(this.#fetches);
         continue;
       }
-      const tasks = await this.#claim(this.#batchSize - this.queued);
+      const tasks = await this.#claim(Math.max(1, this.#batchSize - this.queued));
       if (tasks === null || tasks.length === 0) return null;
       this.#deliver(tasks);
     }
@@ -259,7 +272,7 @@ export class TaskClaimer {
     this.#closed = true;
     this.#wake?.cancel();
     for (const taker of this.#takers.splice(0)) taker(null);
-    await this.#fetching;
+    while (this.#fetches.size > 0) await Promise.all(this.#fetches);
     const unstarted: Task[] = [];
     for (let task = this.#take(false); task !== undefined; task = this.#take(false)) unstarted.push(task);
     await Promise.all(unstarted.map((task) => this.release(task).catch((error: unknown) => this.#onError(error))));
@@ -288,21 +301,31 @@ export class TaskClaimer {
 
   /** Starts a background claim when the queue is low or someone waits. */
   #refill(): void {
-    if (this.#closed || this.#fetching !== undefined) return;
-    if (this.queued > this.#refillAt && this.#takers.length === 0) return;
-    this.#fetching = this.#fetch().finally(() => {
-      this.#fetching = undefined;
+    if (this.#closed || this.#fetches.size >= this.#claimConcurrency || this.#idling) return;
+    if (this.queued + this.#requested > this.#refillAt && this.#takers.length === 0) return;
+    if (this.#batchSize - this.queued - this.#requested <= 0) return;
+    const fetch: Promise<void> = this.#fetch().finally(() => {
+      this.#fetches.delete(fetch);
       // Someone may have started waiting while the last claim was finishing.
       if (this.#takers.length > 0) this.#refill();
     });
+    this.#fetches.add(fetch);
+    // Another loop may claim alongside this one (claimConcurrency > 1).
+    queueMicrotask(() => this.#refill());
   }
 
   async #fetch(): Promise<void> {
     let backoff = FIRST_BACKOFF_MS;
     while (!this.#closed) {
-      const want = this.#batchSize - this.queued;
+      const want = Math.min(Math.ceil(this.#batchSize / this.#claimConcurrency), this.#batchSize - this.queued - this.#requested);
       if (want <= 0) return;
-      const tasks = await this.#claim(want);
+      this.#requested += want;
+      let tasks: Task[] | null;
+      try {
+        tasks = await this.#claim(want);
+      } finally {
+        this.#requested -= want;
+      }
       if (tasks === null) {
         // Failed (reported): back off, then try again while someone waits.
         if (this.#takers.length === 0) return;
@@ -313,11 +336,17 @@ export class TaskClaimer {
       backoff = FIRST_BACKOFF_MS;
       if (tasks.length > 0) {
         this.#deliver(tasks);
-        if (this.queued > this.#refillAt && this.#takers.length === 0) return;
+        if (this.queued + this.#requested > this.#refillAt && this.#takers.length === 0) return;
         continue;
       }
-      if (this.#takers.length === 0) return;
-      await this.#idle();
+      // Nothing free: one loop waits for a wake-up, the others stop.
+      if (this.#takers.length === 0 || this.#idling) return;
+      this.#idling = true;
+      try {
+        await this.#idle();
+      } finally {
+        this.#idling = false;
+      }
     }
   }
 
@@ -333,7 +362,7 @@ export class TaskClaimer {
       if (!this.#closed) this.#onError(error);
     }
     if (!this.#closed) {
-      const tasks = await this.#claim(this.#batchSize - this.queued);
+      const tasks = await this.#claim(Math.max(1, this.#batchSize - this.queued));
       if (tasks !== null && tasks.length > 0) {
         wake.cancel();
         this.#deliver(tasks);

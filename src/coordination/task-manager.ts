@@ -20,6 +20,8 @@ import { assertPlainData } from './plain-data.js';
 import {
   AgentListOptionsSchema,
   ClaimBatchOptionsSchema,
+  MAX_ID_LENGTH,
+  MAX_SETTLE_BATCH,
   SettlementsSchema,
   FailOptionsSchema,
   HolderOptionsSchema,
@@ -231,7 +233,7 @@ export class TaskManager {
   async settleMany(agentId: string, items: readonly TaskSettlement[]): Promise<SettleOutcome[]> {
     this.#assertOpen();
     const agent = parseId(agentId, 'agentId');
-    const parsed = parseInput(SettlementsSchema, items, 'items');
+    const parsed = isPlainSettlements(items) ? items : parseInput(SettlementsSchema, items, 'items');
     const settlements = parsed.map((item, index): Settlement => {
       const result = item.outcome === 'released' ? null : (item.result ?? null);
       assertPlainData(result, `items[${index}].result`);
@@ -398,6 +400,25 @@ export class TaskManager {
       claimTtlMs: parsed.claimTtlMs === undefined ? this.#defaultClaimTtlMs : parsed.claimTtlMs,
     };
   }
+}
+
+/**
+ * True only for settlements {@link SettlementsSchema} accepts, checked inline (the flush path of
+ * every claimer); anything else goes through the schema, which also produces the error.
+ */
+function isPlainSettlements(items: unknown): items is readonly TaskSettlement[] {
+  if (!Array.isArray(items) || items.length > MAX_SETTLE_BATCH) return false;
+  const seen = new Set<string>();
+  for (const item of items as unknown[]) {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) return false;
+    for (const key in item) if (key !== 'taskId' && key !== 'outcome' && key !== 'result' && key !== 'fencingToken') return false;
+    const { taskId, outcome, fencingToken } = item as Record<string, unknown>;
+    if (typeof taskId !== 'string' || taskId.length === 0 || taskId.length > MAX_ID_LENGTH || seen.has(taskId)) return false;
+    if (outcome !== 'completed' && outcome !== 'failed' && outcome !== 'released') return false;
+    if (fencingToken !== undefined && (typeof fencingToken !== 'number' || !Number.isInteger(fencingToken) || fencingToken < 1 || fencingToken > 2_147_483_647)) return false;
+    seen.add(taskId);
+  }
+  return true;
 }
 
 /** Required capabilities as stored: deduplicated, sorted, frozen. */

@@ -9,10 +9,11 @@
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import type { TaskStore } from '../coordination/task-store.js';
-import { ClosedError, DuplicateIdError, InvalidStateError, NotFoundError } from '../shared/errors.js';
+import { ClosedError, DuplicateIdError, InvalidStateError, NotFoundError, ValidationError } from '../shared/errors.js';
 import type { PageChangeEvent } from '../shared/events.js';
 import { type ColonyWorkerResult, TaskKind } from '../shared/pool-protocol.js';
 import { parseInput } from '../shared/validation.js';
+import { WebhookReceiver, type WebhookRouteOptions } from '../watchers/webhook-receiver.js';
 import { type BusEvent, EventBus, type EventBusOptions } from './event-bus.js';
 import { type PoolTaskHandle, TaskPool, type TaskPoolOptions } from './task-pool.js';
 
@@ -65,7 +66,9 @@ export interface TriggerDefinition {
   /**
    * - every type: `task` (the task string; default the trigger id);
    * - timer: `intervalMs` (required), `runImmediately`;
-   * - event: `eventType` (required: a colony EventBus type), `colonyId`, `streamId`.
+   * - event: `eventType` (required: a colony EventBus type), `colonyId`, `streamId`;
+   * - webhook: `path`, `provider` (github, gitea, gitlab, generic), `secret`, `dataType` — a route on
+   *   the colony's `webhooks` receiver; each change a push yields spawns a worker.
    */
   readonly config?: Readonly<Record<string, unknown>>;
 }
@@ -109,6 +112,8 @@ export interface ColonyOptions {
   events?: Omit<EventBusOptions, 'maxHistory' | 'now'>;
   /** Epoch-ms clock (idempotency TTL, retention TTL, durations). Default `Date.now`. */
   now?: () => number;
+  /** Where `webhook` triggers get their routes (`config.path`, `provider`, `secret?`); the colony does not listen or close it. */
+  webhooks?: WebhookReceiver;
   /** An engine for the workers' `ctx.dispatchChange(events)` (forwarded to `engine.dispatchChange`). */
   engine?: ColonyEngine;
 }
@@ -139,6 +144,7 @@ const OptionsSchema = z.strictObject({
   pool: z.record(z.string(), z.unknown()).optional(),
   events: z.record(z.string(), z.unknown()).optional(),
   now: fn('a function returning epoch ms').optional(),
+  webhooks: z.instanceof(WebhookReceiver).optional(),
   engine: z.custom<ColonyEngine>((v) => typeof v === 'object' && v !== null && typeof (v as ColonyEngine).dispatchChange === 'function', 'must be an Engine').optional(),
 });
 const SpawnSchema = z.strictObject({ count: z.number().int().min(1).max(10_000).optional(), input: z.unknown().optional() });
@@ -151,6 +157,7 @@ const TriggerSchema = z.strictObject({
 });
 const TimerConfigSchema = z.looseObject({ intervalMs: z.number().int().min(1).max(2 ** 31 - 1), runImmediately: z.boolean().optional(), task: z.string().optional() });
 const EventConfigSchema = z.looseObject({ eventType: z.string().min(1), colonyId: z.string().optional(), streamId: z.string().optional(), task: z.string().optional() });
+const WebhookConfigSchema = z.looseObject({ path: z.string().startsWith('/'), provider: z.string().min(1), secret: z.string().min(1).optional(), dataType: z.string().min(1).optional(), task: z.string().optional() });
 const TriggerOptionsSchema = z.strictObject({ idempotencyKey: z.string().min(1).optional() });
 
 type Lifecycle = 'idle' | 'running' | 'stopping' | 'stopped';
@@ -186,6 +193,9 @@ export class Colony {
   readonly #now: () => number;
   readonly #pool: TaskPool;
   readonly #engine: ColonyEngine | undefined;
+  readonly #receiver: WebhookReceiver | undefined;
+  /** Aborts the webhook triggers' watches at stop. */
+  readonly #webhooks = new AbortController();
   readonly #workers = new Map<string, WorkerRecord>();
   /** Finished workers, oldest first (retention order). */
   readonly #finished = new Set<string>();
@@ -214,6 +224,7 @@ export class Colony {
     this.#idempotencyMax = o.idempotency?.maxKeys ?? COLONY_DEFAULTS.idempotency.maxKeys;
     this.#now = o.now ?? Date.now;
     this.#engine = o.engine;
+    this.#receiver = o.webhooks;
     this.events = new EventBus<ColonyEvents>({ ...(options.events ?? {}), maxHistory: o.maxHistory ?? COLONY_DEFAULTS.maxHistory, now: this.#now });
     // Every admitted worker runs at once (the colony bounds them), so one thread can interleave
     // them all; an overseer takes one more.
@@ -242,6 +253,8 @@ export class Colony {
         timer.unref();
         this.#timers.push(timer);
         if (config.runImmediately === true) fire();
+      } else if (def.type === 'webhook') {
+        this.#startWebhook(def);
       } else if (def.type === 'event') {
         const config = parseInput(EventConfigSchema, def.config ?? {}, `trigger ${def.id}.config`);
         const filter: { types: string; colonyId?: string; streamId?: string } = { types: config.eventType };
@@ -269,6 +282,7 @@ export class Colony {
     this.#state = 'stopping';
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers.length = 0;
+    this.#webhooks.abort();
     for (const id of this.#eventSubs) this.events.unsubscribe(id);
     this.#eventSubs.length = 0;
     this.#stopAll();
@@ -377,6 +391,10 @@ export class Colony {
     if (this.#triggers.has(def.id)) throw new DuplicateIdError('trigger', def.id);
     if (def.type === 'timer') parseInput(TimerConfigSchema, def.config ?? {}, 'trigger.config');
     if (def.type === 'event') parseInput(EventConfigSchema, def.config ?? {}, 'trigger.config');
+    if (def.type === 'webhook') {
+      parseInput(WebhookConfigSchema, def.config ?? {}, 'trigger.config');
+      if (this.#receiver === undefined) throw new ValidationError('trigger.type', 'a webhook trigger needs the colony option `webhooks` (a WebhookReceiver)');
+    }
     const task = typeof def.config?.['task'] === 'string' ? (def.config['task'] as string) : def.id;
     this.#triggers.set(def.id, { def: Object.freeze({ ...def }) as TriggerDefinition, task });
   }
@@ -459,6 +477,28 @@ export class Colony {
   #assertRunning(): void {
     if (this.#state === 'idle') throw new InvalidStateError('colony is not started: call start() first');
     if (this.#state !== 'running') throw new ClosedError('colony');
+  }
+
+  /**
+   * A webhook trigger: a route on the colony's WebhookReceiver; each change event a delivery yields
+   * spawns a worker with `{ source: 'webhook', triggerId, event }` as its input.
+   */
+  #startWebhook(def: TriggerDefinition): void {
+    const receiver = this.#receiver!;
+    const config = parseInput(WebhookConfigSchema, def.config ?? {}, `trigger ${def.id}.config`);
+    const route: WebhookRouteOptions = { provider: config.provider };
+    if (config.secret !== undefined) route.secret = config.secret;
+    if (config.dataType !== undefined) route.dataType = config.dataType;
+    const source = receiver.route(config.path, route);
+    void (async () => {
+      try {
+        for await (const event of source.watch(this.#webhooks.signal)) {
+          if (this.#state === 'running') this.#fire(def.id, { source: 'webhook', triggerId: def.id, event });
+        }
+      } catch (error) {
+        if (this.#state === 'running') process.emitWarning(`colony webhook trigger ${def.id} stopped: ${messageOf(error)}`, { code: 'CONVERGE_COLONY_WEBHOOK' });
+      }
+    })();
   }
 
   #fire(triggerId: string, input: unknown): string {

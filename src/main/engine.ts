@@ -1,10 +1,15 @@
 /**
  * The embedding API: {@link createEngine} and the {@link Engine} facade (DESIGN §3).
  *
- * The facade validates at the boundary and keeps its machinery in private fields. It owns two rings
- * shared with the convergence worker — ingest (events, acknowledgements, subscription changes and
- * quiescence waits, in one order) and dispatch (batches for main-thread handlers) — and a Comlink
- * proxy for read-only queries.
+ * The facade validates at the boundary and keeps its machinery in private fields: the worker link
+ * (worker-link.ts: thread, port, replies, failure), the ingest writer (ingest-writer.ts), the
+ * dispatcher (dispatcher.ts), the source bridges (source-bridge.ts). It shares three rings with the
+ * convergence worker — ingest (events, subscription changes, quiescence waits and queries, in one
+ * order), acks (acknowledgements, never behind events) and dispatch (batches for main-thread
+ * handlers). Comlink serves only the start-up ping and close's report, which must not wait behind events.
+ *
+ * Lifetime: the worker holds the process open only while this thread wrote something the worker has
+ * not been seen to finish (see #checkIdle), a request is pending, a source is mapped, or close() runs.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -151,7 +156,7 @@ export class Engine {
     this.#ingest = new Ring(ingest);
     this.#dispatchRing = new Ring(dispatch);
     this.#acks = new Ring(acks);
-    this.#pool = new TaskPool(ingest, options.pool, options.store as TaskStore | undefined);
+    this.#pool = new TaskPool(ingest, options.pool, options.store as TaskStore | undefined, acks);
     this.#link = new WorkerLink(
       {
         ingest,

@@ -152,6 +152,8 @@ export class EventBus<M extends EventMap = EventMap> {
   readonly #onHandlerError: EventBusOptions['onHandlerError'];
   readonly #now: () => number;
   readonly #subs = new Map<string, Sub>();
+  /** Pending `waitFor`s by id: resolves them with null. */
+  readonly #waiters = new Map<string, () => void>();
   /** Oldest first; read backwards. */
   #history: BusEvent[] = [];
   readonly #queue: (() => void)[] = [];
@@ -226,7 +228,7 @@ export class EventBus<M extends EventMap = EventMap> {
 
   getStats(): EventBusStats {
     return {
-      subscriptions: this.#subs.size,
+      subscriptions: this.#subs.size - this.#waiters.size,
       published: this.#eventSeq,
       handlerCalls: this.#handlerCalls,
       handlerErrors: this.#handlerErrors,
@@ -249,8 +251,10 @@ export class EventBus<M extends EventMap = EventMap> {
       const finish = (event: BusEvent | null): void => {
         clearTimeout(timer);
         this.#subs.delete(id);
+        this.#waiters.delete(id);
         resolve(event as BusEvent<keyof M & string, M[keyof M & string]> | null);
       };
+      this.#waiters.set(id, () => finish(null));
       // A waiter is a subscription outside the handler concurrency bound: it only records the event.
       this.#subs.set(id, {
         id,
@@ -267,7 +271,7 @@ export class EventBus<M extends EventMap = EventMap> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const sub of [...this.#subs.values()]) if (sub.id.startsWith('wait_')) sub.handler({ id: 0, type: '', data: undefined, timestamp: 0 });
+    for (const cancel of [...this.#waiters.values()]) cancel();
     this.#subs.clear();
   }
 

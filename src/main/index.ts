@@ -5,7 +5,7 @@
 
 // The engine.
 export { createEngine, Engine } from './engine.js';
-export type { ContextPageSource, EngineEvents, EngineStatus, SubscribeOptions, Subscription } from './engine.js';
+export type { ContextPageSource, DispatchChangeOptions, EngineEvents, EngineStatus, SubscribeOptions, Subscription } from './engine.js';
 export { ENGINE_DEFAULTS, ENGINE_LIMITS, resolveEngineOptions } from './options.js';
 export type { EngineOptions, ResolvedEngineOptions } from './options.js';
 export { EngineScope, SCOPE_FORMAT_VERSION } from './scope.js';

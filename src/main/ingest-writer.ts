@@ -75,14 +75,20 @@ export class IngestWriter {
     if (list.length === 0) return undefined;
     const frames: Uint8Array[] = [];
     const derived = parent === undefined ? undefined : this.#derived;
-    const limit = derived === undefined ? this.#ring.maxFrameBytes : derived.producer.ring.maxFrameBytes;
+    const limit = this.#ring.maxFrameBytes;
     for (let i = 0; i < list.length; i += EVENTS_PER_FRAME) this.#encodeChunk(list.slice(i, i + EVENTS_PER_FRAME), i, cause, parent, derived === undefined, limit, frames);
     this.#writes++;
     if (derived === undefined) return this.#producer.write(frames);
-    const pending = derived.producer.write(frames);
+    // A frame too large for the (small) ack ring still goes to the ingest ring: rare, and correct
+    // (the worker counts both rings for quiescence), only not exempt from the ingest ring's wait.
+    const small = frames.filter((f) => f.length <= derived.producer.ring.maxFrameBytes);
+    const large = small.length === frames.length ? [] : frames.filter((f) => f.length > derived.producer.ring.maxFrameBytes);
+    const pending = small.length === 0 ? undefined : derived.producer.write(small);
     if (pending === undefined) derived.afterWrite();
     else void pending.then(derived.afterWrite, () => undefined); // a closed ring rejects the caller's promise
-    return pending;
+    const pendingLarge = large.length === 0 ? undefined : this.#producer.write(large);
+    if (pendingLarge === undefined) return pending;
+    return pending === undefined ? pendingLarge : Promise.all([pending, pendingLarge]).then(() => undefined);
   }
 
   /** Writes a control frame `[tag, ...]`; waits for space whatever onFull says. */

@@ -142,6 +142,7 @@ const ABANDON_ON_DESTROY: SubmitHooks = Object.freeze({ abandonOnDestroy: true }
 export class TaskPool {
   readonly #options: TaskPoolOptions;
   readonly #ingest: SharedArrayBuffer | undefined;
+  readonly #acks: SharedArrayBuffer | undefined;
   readonly #manager: TaskManager;
   readonly #agent: string;
   readonly #table: TaskTable;
@@ -169,11 +170,17 @@ export class TaskPool {
   #remote = 0;
   #reaper: NodeJS.Timeout | undefined;
   #producer: RingProducer | undefined;
+  #derivedProducer: RingProducer | undefined;
   #encoder: FrameEncoder | undefined;
   readonly #runLocally: boolean;
 
-  constructor(ingest: SharedArrayBuffer | undefined, options: TaskPoolOptions = {}, store?: TaskStore) {
+  /**
+   * `acks`: the engine's ack ring, where subscription tasks' derived events go (never behind a full
+   * ingest ring while the worker waits at `maxInFlight` for the task that emits them).
+   */
+  constructor(ingest: SharedArrayBuffer | undefined, options: TaskPoolOptions = {}, store?: TaskStore, acks?: SharedArrayBuffer) {
     this.#ingest = ingest;
+    this.#acks = acks;
     this.#options = options;
     this.#manager = new TaskManager(store === undefined ? {} : { store });
     this.#agent = `pool:${process.pid}:${++poolSeq}`;
@@ -401,14 +408,19 @@ export class TaskPool {
   async #writeDerived(dispatch: TaskDispatch, events: readonly PageChangeEvent[]): Promise<void> {
     if (this.#ingest === undefined) return;
     this.#producer ??= new RingProducer(new Ring(this.#ingest), { onFull: 'wait' });
+    if (this.#acks !== undefined) this.#derivedProducer ??= new RingProducer(new Ring(this.#acks), { onFull: 'wait' });
     this.#encoder ??= new FrameEncoder();
     const meta = { cause: dispatch.subscriptionId, parent: dispatch.id };
     const frames: Uint8Array[] = [];
     for (let i = 0; i < events.length; i += MAX_EVENTS_PER_FRAME / 2) frames.push(this.#encoder.encodeEvents(IngestTag.EVENTS, meta, events.slice(i, i + MAX_EVENTS_PER_FRAME / 2)));
+    // To the ack ring when there is one (a frame too large for it, rarely, to the ingest ring).
+    const derived = this.#derivedProducer;
     for (const frame of frames) {
-      const pending = this.#producer.write(frame);
+      const pending = (derived !== undefined && frame.length <= derived.ring.maxFrameBytes ? derived : this.#producer).write(frame);
       if (pending !== undefined) await pending;
     }
+    // The convergence worker parks on the ingest ring's signal only.
+    if (derived !== undefined) this.#producer.ring.nudge();
   }
 
   /** While tasks wait on other processes: return the claims of dead ones (expired TTL) to pending. */
@@ -701,7 +713,7 @@ export class TaskPool {
 
   #createPool(): Piscina {
     const entry = resolveWorkerEntry(POOL_WORKER, 'pool');
-    const data: PoolThreadData = { ingest: this.#ingest };
+    const data: PoolThreadData = { ingest: this.#ingest, acks: this.#acks };
     const options: ConstructorParameters<typeof Piscina>[0] = { filename: fileURLToPath(entry.filename), workerData: entry.wrap(data), concurrentTasksPerWorker: 1 };
     if (this.#options.minThreads !== undefined) options.minThreads = this.#options.minThreads;
     if (this.#options.maxThreads !== undefined) options.maxThreads = this.#options.maxThreads;

@@ -142,14 +142,23 @@ class Columns {
   /** Bit per optional column: at least one event has the field. */
   present = 0;
 
-  /** Drops the references to the last batch's strings and objects (a 100 MB string must not stay pinned). */
-  clear(): void {
+  /**
+   * Drops the references to the last batch's strings and objects (a 100 MB string must not stay
+   * pinned). `everything`: after a failed gather, whose `present` bits are not set yet.
+   */
+  clear(everything: boolean): void {
     const n = this.n;
+    const present = everything ? 0xff : this.present;
     this.pageId.fill('', 0, n);
     this.sourceId.fill('', 0, n);
-    if (this.present !== 0) {
-      for (const column of [this.dataType, this.scopeId, this.related, this.edgeType, this.reason, this.editDiff, this.extra]) column.fill(undefined, 0, n);
-    }
+    // Only the columns this batch used hold anything of it.
+    if ((present & HAS.dataType) !== 0) this.dataType.fill(undefined, 0, n);
+    if ((present & HAS.scopeId) !== 0) this.scopeId.fill(undefined, 0, n);
+    if ((present & HAS.related) !== 0) this.related.fill(undefined, 0, n);
+    if ((present & HAS.edgeType) !== 0) this.edgeType.fill(undefined, 0, n);
+    if ((present & HAS.reason) !== 0) this.reason.fill(undefined, 0, n);
+    if ((present & HAS.editDiff) !== 0) this.editDiff.fill(undefined, 0, n);
+    if ((present & HAS.extra) !== 0) this.extra.fill(undefined, 0, n);
     this.n = 0;
     this.present = 0;
   }
@@ -264,8 +273,10 @@ export class EventBatchWriter {
   write(events: readonly PageChangeEvent[]): void {
     const c = this.#columns;
     const w = this.#w;
+    let gathered = false;
     try {
       gather(c, events);
+      gathered = true;
       this.#dict.clear();
       this.#dictList.length = 0;
       this.#pool = '';
@@ -306,7 +317,7 @@ export class EventBatchWriter {
       this.#pool = '';
       this.#dict.clear();
       this.#dictList.length = 0;
-      c.clear();
+      c.clear(!gathered);
     }
   }
 

@@ -42,6 +42,12 @@ export type TaskOutcome = readonly [ok: true, value: unknown] | readonly [ok: fa
 export interface PoolThreadData {
   /** The engine's ingest ring, for `ctx.dispatchChange`; absent for a colony without an engine. */
   readonly ingest?: SharedArrayBuffer | undefined;
+  /**
+   * The engine's ack ring: a subscription task's derived events go there (see protocol.ts, AckError),
+   * never queued behind a full ingest ring while the worker waits at `maxInFlight` for this very
+   * task; the writer nudges the ingest ring afterwards.
+   */
+  readonly acks?: SharedArrayBuffer | undefined;
 }
 
 /** The Piscina task that starts a lane (one per pool thread while there is work). */

@@ -33,6 +33,8 @@ const BUSY_PARK_MS = 1000;
 /** Per-thread state shared by the lanes a thread runs over its life. */
 export interface LaneEnv {
   readonly ingest: SharedArrayBuffer | undefined;
+  /** Where a subscription task's derived events go when set (the engine's ack ring). */
+  readonly acks?: SharedArrayBuffer | undefined;
 }
 
 type Fn = (...args: unknown[]) => unknown;
@@ -81,6 +83,7 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
   const running = new Map<number, Running>();
   const fetches = new Map<number, (payload: TaskPayload) => void>();
   let producer: RingProducer | undefined;
+  let derivedProducer: RingProducer | undefined;
   let encoder: FrameEncoder | undefined;
   let wakeLoop: (() => void) | undefined;
 
@@ -118,16 +121,25 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
     return entry.inbox;
   }
 
-  function writeEvents(meta: unknown, events: PageChangeEvent | readonly PageChangeEvent[]): void {
+  /** `derived`: the events of a subscription task's dispatch, which go to the ack ring when there is one. */
+  function writeEvents(meta: unknown, events: PageChangeEvent | readonly PageChangeEvent[], derived = false): void {
     if (env.ingest === undefined) throw new ClosedError('ingest ring (this pool has no engine attached)');
     producer ??= new RingProducer(new Ring(env.ingest), { onFull: 'wait' });
+    if (derived && env.acks !== undefined) derivedProducer ??= new RingProducer(new Ring(env.acks), { onFull: 'wait' });
     encoder ??= new FrameEncoder();
     const list = stamped(events);
     const frames: Uint8Array[] = [];
     for (let i = 0; i < list.length; i += MAX_EVENTS_PER_FRAME / 2) {
       frames.push(encoder.encodeEvents(IngestTag.EVENTS, meta, list.slice(i, i + MAX_EVENTS_PER_FRAME / 2)));
     }
-    producer.writeSync(frames);
+    if (!derived || derivedProducer === undefined) {
+      producer.writeSync(frames);
+      return;
+    }
+    // Derived events go to the ack ring (a frame too large for it, rarely, to the ingest ring); the
+    // convergence worker parks on the ingest ring's signal only, so nudge it.
+    for (const frame of frames) (frame.length <= derivedProducer.ring.maxFrameBytes ? derivedProducer : producer).writeSync(frame);
+    producer.ring.nudge();
   }
 
   function finish(slot: number, entry: Running | undefined, outcome: TaskOutcome): void {
@@ -216,7 +228,7 @@ export async function runLane(start: LaneStart, env: LaneEnv): Promise<void> {
             dispatch,
             signal: entry.controller.signal,
             dispatchChange: (events) => {
-              if (collected === undefined) writeEvents(meta, events);
+              if (collected === undefined) writeEvents(meta, events, true);
               else collected.push(...stamped(events));
             },
           };

@@ -6,7 +6,8 @@ import type { LaneStart, PoolThreadData } from '../shared/pool-protocol.js';
 import { getWorkerData } from '../shared/worker-entry.js';
 import { type LaneEnv, runLane } from './pool-lane.js';
 
-const env: LaneEnv = { ingest: getWorkerData<PoolThreadData | undefined>()?.ingest };
+const data = getWorkerData<PoolThreadData | undefined>();
+const env: LaneEnv = { ingest: data?.ingest, acks: data?.acks };
 
 export default function poolTask(start: LaneStart): Promise<void> {
   return runLane(start, env);

@@ -132,6 +132,24 @@ describePg('PostgresStore specifics', (url) => {
     }
   });
 
+  it('never misses a submit that races a claimer going idle', { timeout: 120_000 }, async () => {
+    const schema = uniqueSchema();
+    const claiming = new TaskManager({ store: open(schema) });
+    const submitting = new TaskManager({ store: open(schema) });
+    await submitting.getTask('warm-up');
+    // An hour-long poll: a missed wake-up would hang this test.
+    const claimer = new TaskClaimer(claiming, { agentId: 'racer', batchSize: 4, idlePollMs: 3_600_000 });
+    await submitting.submit({ id: 'race-00', payload: 0 });
+    for (let i = 1; i <= 40; i++) {
+      const task = await claimer.next();
+      expect(task?.id).toBe(`race-${String(i - 1).padStart(2, '0')}`);
+      // Submitted while the claimer finds the queue empty, registers as idle and looks again.
+      await submitting.submit({ id: `race-${String(i).padStart(2, '0')}`, payload: i });
+      await claimer.complete(task!);
+    }
+    await claimer.close();
+  });
+
   it('falls back to polling when the LISTEN connection is lost', async () => {
     const schema = uniqueSchema();
     const errors: unknown[] = [];

@@ -454,7 +454,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         const count = 240;
         await tm.submitMany(Array.from({ length: count }, (_, i) => ({ id: `q${String(i).padStart(3, '0')}`, payload: i, priority: i % 3 })));
         const ran = new Map<string, string>();
-        const claimers = [0, 1, 2].map((k) => new TaskClaimer(manager(), { agentId: `c${k}`, batchSize: 16, idlePollMs: 20 }));
+        const claimers = [0, 1, 2].map((k) => new TaskClaimer(manager(), { agentId: `c${k}`, batchSize: 16, idlePollMs: 20, claimConcurrency: k + 1 }));
         const runs = claimers.map((claimer) =>
           claimer.run(
             (task) => {

@@ -3,7 +3,8 @@
  * (test/fixtures/colony/worker.mjs). No sleeps: tests wait on reports, inbox messages and events.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Colony, createEngine, DuplicateIdError, InvalidStateError, NotFoundError, ValidationError } from '../../src/main/index.js';
+import { createHmac } from 'node:crypto';
+import { Colony, createEngine, DuplicateIdError, InvalidStateError, NotFoundError, ValidationError, WebhookReceiver } from '../../src/main/index.js';
 import type { ColonyOptions } from '../../src/main/index.js';
 
 const workerModule = new URL('../fixtures/colony/worker.mjs', import.meta.url);
@@ -204,6 +205,31 @@ describe('Colony', () => {
     const event = await report;
     expect((event!.data as { status: string }).status).toBe('success');
     expect(colony.events.getHistory({ types: 'trigger.fired' })).toHaveLength(1);
+  });
+
+  it('webhook triggers spawn a worker per change a signed push yields, on the colony WebhookReceiver', async () => {
+    const receiver = new WebhookReceiver();
+    try {
+      expect(() => new Colony({ workerModule }).registerTrigger({ id: 'w', type: 'webhook', config: { path: '/h', provider: 'gitea' } })).toThrow(/webhooks/);
+      const colony = new Colony({ workerModule, pool: { maxThreads: 1 }, webhooks: receiver });
+      colonies.push(colony);
+      colony.registerTrigger({ id: 'push', type: 'webhook', config: { path: '/hooks/colony', provider: 'gitea', secret: 'tea', task: 'echo' } });
+      await colony.start();
+      const base = await receiver.listen();
+      const body = JSON.stringify({ after: 'abc', repository: { clone_url: 'https://git.example/repo.git' }, commits: [{ added: ['a.txt', 'b.txt'] }] });
+      const bad = await fetch(`${base}/hooks/colony`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-gitea-signature': 'wrong' } });
+      expect(bad.status).toBe(401);
+      const ok = await fetch(`${base}/hooks/colony`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-gitea-signature': createHmac('sha256', 'tea').update(body).digest('hex') } });
+      expect(ok.status).toBe(202);
+      await vi.waitFor(() => expect(colony.events.getHistory({ types: 'trigger.fired' }).length).toBeGreaterThanOrEqual(2), { timeout: 30_000 });
+      const ids = colony.events.getHistory({ types: 'trigger.fired' }).map((e) => (e.data as { workerId: string }).workerId);
+      const reports = await colony.waitForWorkerReports(ids);
+      const pages = reports.map((r) => ((r.data as { input: { event: { pageId: string } } }).input.event.pageId));
+      expect(pages).toEqual(expect.arrayContaining(['file:a.txt', 'file:b.txt']));
+      expect(reports.every((r) => r.status === 'success')).toBe(true);
+    } finally {
+      await receiver.close();
+    }
   });
 
   it('stop() is idempotent; afterwards calls fail with coded errors and nothing throws', async () => {

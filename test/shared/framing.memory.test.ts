@@ -42,6 +42,19 @@ describe('memory after a huge frame', () => {
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(BIG / 4);
   });
 
+  it('nor after a batch it refused half-way (a bad event after a huge one)', async () => {
+    const encoder = new FrameEncoder();
+    let ref: WeakRef<object> | undefined;
+    (() => {
+      const extra = { blob: 'x'.repeat(1024) };
+      ref = new WeakRef(extra);
+      const bad = { kind: 'page_exploded', pageId: 'p', sourceId: 's' } as unknown as PageChangeEvent;
+      expect(() => encoder.encodeEvents(1, null, [{ ...small, extra, reason: 'r' }, bad])).toThrow(/events\[1\]\.kind/);
+    })();
+    await collect();
+    expect(ref!.deref()).toBeUndefined();
+  });
+
   it('the decoder drops a scratch buffer grown for a huge frame', async () => {
     const encoder = new FrameEncoder();
     const decoder = new FrameDecoder();

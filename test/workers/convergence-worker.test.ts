@@ -51,6 +51,23 @@ describe('backpressure and derived writes', () => {
   });
 });
 
+describe('backpressure and derived writes from pool tasks', () => {
+  it('tasks emitting from pool threads do not deadlock a worker at maxInFlight behind a full ingest ring', async () => {
+    const fixture = new URL('../fixtures/tasks/derive.mjs', import.meta.url);
+    const e = await engine({ maxInFlight: 2, ringBytes: 4096, pool: { maxThreads: 2 }, rateLimit: { minIntervalMs: 1, burst: 1_000_000 } });
+    let derived = 0;
+    await e.subscribe({ predicate: { dataType: 'ext' }, task: { filename: fixture } });
+    await e.subscribe({ predicate: { dataType: 'derived' }, handler: () => void derived++ });
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 100; i++) writes.push(e.dispatchChange(PageChange.added(`p${i}`, { dataType: 'ext', extra: { pad: 'y'.repeat(300) } })));
+    await Promise.all(writes);
+    const report = await e.waitForQuiescence({ timeoutMs: 30_000 });
+    expect(report).not.toBeNull();
+    expect(derived).toBe(100);
+    expect((await e.getStatus()).ring.fullWaits).toBeGreaterThan(0);
+  });
+});
+
 describe('runaway derivation', () => {
   /** A subscription whose handler emits a change it matches itself, after an await. */
   async function loop(e: Engine): Promise<{ id: string; calls: () => number }> {
