@@ -167,9 +167,9 @@ describe('LocalFsWatcher coalescing and self-write suppression (core, windows en
     expect(w.out.every((e) => e.kind === 'page_added')).toBe(true);
   });
 
-  it('keeps its hold through a continuous storm (the native watcher buffers it), and releases it once the storm stops', async () => {
+  it('keeps its hold through a continuous storm (the native watcher buffers it), and releases it once the storm stops', { timeout: 120_000 }, async () => {
     const root = tempDir();
-    const w = await core(root, { debounceMs: 20, maxDelayMs: 100, stormEvents: 20, stormQuietMs: 3_000 });
+    const w = await core(root, { debounceMs: 20, maxDelayMs: 100, stormEvents: 20, stormQuietMs: 10_000 });
     let writing = true;
     let written = 0;
     const writer = (async () => {
@@ -178,12 +178,12 @@ describe('LocalFsWatcher coalescing and self-write suppression (core, windows en
     await waitFor(() => w.out.length >= 50, 'events delivered while the storm goes on');
     // Sample the hold while the storm goes on: between two native deliveries it must not lapse.
     const samples: number[] = [];
-    const until = w.out.length + 200;
+    const until = w.out.length + 100;
     await waitFor(() => (samples.push(w.holds()), w.out.length >= until), 'more deliveries during the storm');
     expect(samples.filter((h) => h !== 1)).toEqual([]);
     writing = false;
     await writer;
-    await waitFor(() => w.holds() === 0 && w.out.length === written, 'the storm to end and every file to be reported');
+    await waitFor(() => w.holds() === 0 && w.out.length === written, 'the storm to end and every file to be reported', 90_000);
   });
 
   it('a missing root fails with code ENOENT', async () => {
