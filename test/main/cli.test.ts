@@ -4,7 +4,7 @@
  * stack traces, help on every subcommand, colour only when asked for, and the serve and worker
  * commands against real HTTP and a real PostgreSQL.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -14,12 +14,15 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PoolManager, PostgresStore, TaskManager } from '../../src/coordination/index.js';
 import { main } from '../../src/main/cli.js';
+import { JobQueue } from '../../src/main/index.js';
 import { CLI_ARGS, startCli as start, type Started } from '../helpers/cli.js';
 import { dropSchema, describePg, uniqueSchema } from '../helpers/pg.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
 const scratch = mkdtempSync(join(tmpdir(), 'converge-cli-'));
+const CHAIN = join(root, 'test/fixtures/jobs/chain.mjs');
+const TOOLS = join(root, 'test/fixtures/jobs/tools.mjs');
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 interface Result {
@@ -96,6 +99,8 @@ describe('converge: version, help, bad input', () => {
     expect(await refused(['worker', '--pg', 'mysql://db/x', '--jobs'])).toContain('--pg must start with postgres:// or postgresql://');
     expect(await refused(['worker', '--jobs'])).toContain('--pg is required');
     expect(await refused(['worker', '--pg', 'postgres://h/db'])).toContain('give --module FILE (a task function) or --jobs');
+    expect(await refused(['worker', '--pg', 'postgres://h/db', '--jobs', '--pool', 'p'])).toContain('--pool goes with --module');
+    expect(await refused(['worker', '--pg', 'postgres://h/db', '--jobs', '--concurrency', '0'])).toContain('--concurrency must be a whole number from 1 to 1024');
     expect(await refused(['watch', '.', '--where', 'dataTyp=file'])).toContain('unknown key "dataTyp"; did you mean dataType?');
     expect(await refused(['watch'])).toContain('missing <dir>');
   });
@@ -153,6 +158,25 @@ describe('converge watch', () => {
       watcher.child.kill('SIGINT');
     }
     expect(await watcher.exited).toBe(0);
+  });
+
+  it('watches a git working tree with --git without writing to the repository', async () => {
+    const dir = mkdtempSync(join(scratch, 'repo-'));
+    execFileSync('git', ['init', '-q', dir]);
+    const watcher = await start(['watch', dir, '--git'], /watching .* \(git\)/);
+    try {
+      await changeSeen(watcher, dir, 'tracked', (name) => new RegExp(`page_added\\s+file:${name.replace('.', '\\.')}`));
+      await watcher.until(/settled ep_\w+/);
+    } finally {
+      watcher.child.kill('SIGINT');
+    }
+    expect(await watcher.exited).toBe(0);
+    // No checkpoint commit, no tag: watching only reads.
+    expect(execFileSync('git', ['-C', dir, 'tag'], { encoding: 'utf8' })).toBe('');
+    expect(() => execFileSync('git', ['-C', dir, 'rev-parse', '--verify', '-q', 'HEAD'], { stdio: 'ignore' })).toThrow();
+    const notRepo = await inProcess(['watch', scratch, '--git']);
+    expect(notRepo.code).toBe(2);
+    expect(notRepo.stderr.trim()).toBe(`converge watch: not a git repository: ${scratch} (watch it without --git, or run git init there)`);
   });
 
   it('prints one JSON object per line with --json', async () => {
@@ -321,6 +345,50 @@ describePg('converge worker', (url) => {
       await pools.close();
       await tasks.close();
       await store.close();
+    }
+  });
+
+  it('runs ConvergeJobs with --jobs: a job whose worker is killed with SIGKILL is completed by another', async () => {
+    const schemaJobs = uniqueSchema('cv_cli_jobs');
+    const holdFile = join(scratch, `hold-${process.pid}`);
+    const store = new PostgresStore({ connectionString: url, schema: schemaJobs });
+    // A short claim lifetime: the dead worker's job runs again about a second after the kill.
+    const queue = new JobQueue({ store, claimTtlMs: 1_000 });
+    const workerArgs = (agent: string): string[] => ['worker', '--pg', url, '--schema', schemaJobs, '--jobs', '--agent', agent];
+    try {
+      const id = await queue.submitJob({
+        agents: [
+          { name: 'first', module: CHAIN, export: 'first' },
+          { name: 'second', module: CHAIN, export: 'second' },
+          { name: 'third', module: CHAIN, export: 'third' },
+          { name: 'held', module: CHAIN, export: 'held', optional: true },
+        ],
+        tools: { hold: { module: TOOLS, export: 'hold', timeoutMs: 600_000, retries: 0 } },
+        context: { n: 5, holdFile },
+      });
+      // The first worker takes the job and blocks inside it (the hold tool announces itself), then dies.
+      const doomed = await start(workerArgs('doomed'), /running jobs/);
+      await doomed.until(new RegExp(`started ${id} \\(attempt 1\\)`));
+      await doomed.until(/"holding"/);
+      doomed.child.kill('SIGKILL');
+      expect(await doomed.exited).toBe(null);
+      // The second worker gets it once the claim expires, runs it from the start, and completes it.
+      const survivor = await start(workerArgs('survivor'), /running jobs/);
+      try {
+        await survivor.until(new RegExp(`started ${id} \\(attempt 2\\)`));
+        await survivor.until(new RegExp(`done   ${id}: converged after \\d+ rounds`));
+        const job = await queue.getJob(id);
+        expect(job).toMatchObject({ state: 'completed', attempts: 2, runtime: 'survivor' });
+        expect(job!.result!.context).toMatchObject({ n: 5, a: 5, b: 6, c: 12, held: 'passed' });
+      } finally {
+        survivor.child.kill('SIGTERM');
+      }
+      expect(await survivor.exited).toBe(0);
+      expect(survivor.output()).toMatch(/stopped \(1 completed, 0 failed, 0 lost\)/);
+    } finally {
+      await queue.close();
+      await store.close();
+      await dropSchema(url, schemaJobs);
     }
   });
 });

@@ -3,17 +3,17 @@
  * repository) into an engine and prints what arrives: one line per matching change and a counters
  * line per settled episode; `--json` prints one JSON object per line instead.
  *
- * The directory and git sources come with the watchers; until a build has them, the command checks
- * its input and says that watching is not available yet.
+ * With --git the repository is only read: no checkpoint commits or tags are made.
  */
-import { statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { PAGE_CHANGE_KINDS, type PageChangeKind } from '../../shared/events.js';
 import { type PagePredicate, validatePredicate } from '../../shared/predicates.js';
 import { ValidationError } from '../../shared/errors.js';
 import type { EngineCounters } from '../../shared/protocol.js';
-import { createEngine } from '../engine.js';
-import type { ContextPageSource } from '../engine.js';
+import { GitRepoSource } from '../../watchers/git-repo-source.js';
+import { LocalFsWatcher } from '../../watchers/local-fs-watcher.js';
+import { createEngine, type ContextPageSource } from '../engine.js';
 import { booleanFlag, closest, repeatable, UsageError, valueFlag } from './args.js';
 import { CliError, type CliContext, defineCommand, untilAborted } from './context.js';
 import { LiveScreen, renderWatchScreen, type TerminalStream, type ViewChange } from './live-view.js';
@@ -82,13 +82,21 @@ function existingDirectory(path: string): string {
   return absolute;
 }
 
-type SourceFactory = (root: string, options: { dataType?: string }) => ContextPageSource;
+/** The source for `root`: its files, or (`git`) the working tree and its upstream, never written to. */
+function sourceFor(root: string, git: boolean): ContextPageSource {
+  if (!git) return new LocalFsWatcher(root);
+  if (!existsSync(join(root, '.git'))) throw new CliError(`converge watch: not a git repository: ${root} (watch it without --git, or run git init there)`, 2);
+  // Only a repository with a remote has an upstream to follow.
+  const hasRemote = /^\[remote "/m.test(readIfExists(join(root, '.git', 'config')));
+  return new GitRepoSource(root, { checkpointOnQuiescence: false, ...(hasRemote ? {} : { remote: false }) });
+}
 
-/** The source class `name` if this build has it (the barrel exports it once the watchers land). */
-async function sourceClass(name: 'LocalFsWatcher' | 'GitRepoSource'): Promise<SourceFactory | undefined> {
-  const api = (await import('../index.js')) as Record<string, unknown>;
-  const found = api[name];
-  return typeof found === 'function' ? (root, options) => new (found as new (root: string, options: object) => ContextPageSource)(root, options) : undefined;
+function readIfExists(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 export const watch = defineCommand({
@@ -110,9 +118,7 @@ export const watch = defineCommand({
   async run({ flags, positionals }, context: CliContext) {
     const root = existingDirectory(positionals[0]!);
     const predicate = predicateOf(flags.where ?? []);
-    const kind = flags.git === true ? 'GitRepoSource' : 'LocalFsWatcher';
-    const Source = await sourceClass(kind);
-    if (Source === undefined) throw new CliError(`converge watch: ${flags.git === true ? 'git repositories' : 'directories'} cannot be watched with this build yet (${kind} is not in it): update converge-engine`);
+    const source = sourceFor(root, flags.git === true);
     const json = flags.json === true;
     const live = !json && context.stdout.isTTY === true;
     const engine = await createEngine();
@@ -147,7 +153,7 @@ export const watch = defineCommand({
           context.out(context.styles.cyan(`settled ${report.episodeId} in ${report.durationMs.toFixed(0)} ms: ${c.eventsReceived} events, ${c.dispatchesEmitted} shown, ${c.dispatchesDamped} damped, ${c.dispatchesRateLimited} rate-limited`));
         }
       });
-      await engine.mapSource(Source(root, {}));
+      await engine.mapSource(source);
       if (json) context.out(JSON.stringify({ type: 'watching', root, git: flags.git === true, predicate }));
       else if (screen === undefined) context.out(`${context.styles.bold('converge watch')}: watching ${root}${flags.git === true ? ' (git)' : ''}; Ctrl-C to stop`);
       if (screen !== undefined) {

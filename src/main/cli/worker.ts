@@ -3,8 +3,8 @@
  * machine or another, that claims tasks from a PostgreSQL-backed TaskManager and runs them: with
  * `--module`, the module's export is called as `(payload, { task, signal })` and its result reported
  * (a throw fails the task). The claim is renewed while the task runs; Ctrl-C (or SIGTERM) stops
- * claiming, lets the running task finish and exits 0. `--jobs` (ConvergeJobs) comes with the jobs
- * module.
+ * claiming, lets the running task finish and exits 0. With `--jobs` it is a ConvergeJobs runtime
+ * (`runJobs` over the PostgreSQL JobQueue): a job whose runtime died is run again by another.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { booleanFlag, integer, nonEmpty, UsageError, valueFlag } from './args.js';
 import { CliError, type CliContext, defineCommand } from './context.js';
+import type { TaskFilter, TaskManager } from '../../coordination/index.js';
 
 /** A PostgreSQL connection URL. */
 function pgUrl(text: string, flag: string): string {
@@ -82,20 +83,64 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 
 type TaskFunction = (payload: unknown, context: { task: unknown; signal: AbortSignal }) => unknown;
 
+/** The export `name` of the module at `path`, which must be a function. */
+async function loadTaskFunction(path: string, name: string): Promise<TaskFunction> {
+  let loaded: Record<string, unknown>;
+  try {
+    loaded = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  } catch (error) {
+    throw new CliError(`converge worker: cannot load ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const found = loaded[name];
+  if (typeof found !== 'function') throw new CliError(`converge worker: ${path} has no function export "${name}" (exports: ${Object.keys(loaded).slice(0, 8).join(', ') || 'none'}); pick one with --export`, 2);
+  return found as TaskFunction;
+}
+
+/** Claims and runs tasks one at a time until `context.signal` aborts, renewing each claim while it runs. */
+async function claimLoop(tasks: TaskManager, agent: string, filter: TaskFilter | undefined, fn: TaskFunction, idleMs: number, context: CliContext): Promise<void> {
+  let idle = 50;
+  while (!context.signal.aborted) {
+    const task = await tasks.claimNext(agent, filter);
+    if (task === null) {
+      await pause(idle, context.signal);
+      idle = Math.min(idleMs, idle * 2);
+      continue;
+    }
+    idle = 50;
+    const holder = { fencingToken: task.fencingToken };
+    const renew = setInterval(() => void tasks.renewClaim(agent, task.id, holder).catch(() => undefined), Math.max(100, Math.floor((task.claimTtlMs ?? 30_000) / 3)));
+    const started = performance.now();
+    try {
+      const result = await fn(task.payload, { task, signal: context.signal });
+      await tasks.report(agent, task.id, result === undefined ? null : result, holder);
+      context.out(`${context.styles.green('done')}   ${task.id} in ${(performance.now() - started).toFixed(0)} ms`);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      await tasks.failTask(task.id, reason, { ...holder, agentId: agent }).catch(() => undefined);
+      context.err(`${context.errorStyles.red('failed')} ${task.id}: ${reason}`);
+    } finally {
+      clearInterval(renew);
+    }
+  }
+}
+
 export const worker = defineCommand({
   spec: {
     name: 'worker',
-    summary: 'Claim and run tasks from a PostgreSQL TaskManager (a worker on this or another machine).',
+    summary: 'Claim and run tasks or ConvergeJobs from PostgreSQL (a worker on this or another machine).',
     details:
       'With --module FILE, each claimed task runs as `await fn(payload, { task, signal })`, fn being the\n' +
       "module's export (--export, default `default`); its result is reported, a throw fails the task.\n" +
-      'Ctrl-C stops claiming, finishes the running task and exits.',
+      'With --jobs it runs ConvergeJobs from the JobQueue in that database; a job whose worker died\n' +
+      'is run again by another once its claim expires. Ctrl-C stops claiming, finishes what runs, exits.',
     flags: {
       pg: valueFlag('URL', 'PostgreSQL connection URL (postgres://user@host:5432/db)', { parse: pgUrl }),
       pool: valueFlag('ID', 'claim only tasks of this pool', { parse: nonEmpty }),
       module: valueFlag('FILE', 'module whose export runs each task', { parse: moduleFile }),
       export: valueFlag('NAME', 'the export of --module to call', { defaultText: 'default', parse: nonEmpty }),
-      jobs: booleanFlag('run ConvergeJobs instead of a module'),
+      jobs: booleanFlag('run ConvergeJobs (JobQueue) instead of a module'),
+      topic: valueFlag('NAME', 'with --jobs: the queue topic', { defaultText: 'converge.job', parse: nonEmpty }),
+      concurrency: valueFlag('N', 'with --jobs: jobs run at once', { defaultText: '1', parse: integer(1, 1024) }),
       agent: valueFlag('ID', 'this worker’s agent id', { defaultText: '<host>-<pid>-<random>', parse: nonEmpty }),
       schema: valueFlag('NAME', 'PostgreSQL schema of the task tables', { defaultText: 'converge', parse: nonEmpty }),
       'idle-ms': valueFlag('N', 'longest pause between polls when there is no work', { defaultText: '1000', parse: integer(10, 60_000) }),
@@ -105,24 +150,14 @@ export const worker = defineCommand({
       if (flags.module !== undefined && flags.jobs === true) throw new UsageError('give either --module or --jobs, not both');
       if (flags.module === undefined && flags.jobs !== true) throw new UsageError('give --module FILE (a task function) or --jobs');
       if (flags.export !== undefined && flags.module === undefined) throw new UsageError('--export goes with --module');
+      if (flags.jobs === true && flags.pool !== undefined) throw new UsageError('--pool goes with --module (jobs are claimed by topic: --topic)');
+      if (flags.jobs !== true && (flags.topic !== undefined || flags.concurrency !== undefined)) throw new UsageError(`--${flags.topic !== undefined ? 'topic' : 'concurrency'} goes with --jobs`);
     },
-    examples: ['converge worker --pg postgres://app@db:5432/app --pool render --module ./render-task.js'],
+    examples: ['converge worker --pg postgres://app@db:5432/app --pool render --module ./render-task.js', 'converge worker --pg postgres://app@db:5432/app --jobs --concurrency 4'],
   },
   async run({ flags }, context: CliContext) {
     const url = flags.pg!;
-    if (flags.jobs === true) throw new CliError('converge worker: --jobs needs ConvergeJobs, which this build does not have yet; use --module for now');
-    const name = flags.export ?? 'default';
-    let fn: TaskFunction;
-    try {
-      const loaded = (await import(pathToFileURL(flags.module!).href)) as Record<string, unknown>;
-      const found = loaded[name];
-      if (typeof found !== 'function') throw new CliError(`converge worker: ${flags.module} has no function export "${name}" (exports: ${Object.keys(loaded).slice(0, 8).join(', ') || 'none'}); pick one with --export`, 2);
-      fn = found as TaskFunction;
-    } catch (error) {
-      if (error instanceof CliError) throw error;
-      throw new CliError(`converge worker: cannot load ${flags.module}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-
+    const fn = flags.module === undefined ? undefined : await loadTaskFunction(flags.module, flags.export ?? 'default');
     let coordination: typeof import('../../coordination/index.js');
     try {
       coordination = await import('../../coordination/index.js');
@@ -134,13 +169,31 @@ export const worker = defineCommand({
     const pools = new coordination.PoolManager({ store });
     let joined = false;
     const agent = flags.agent ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    const filter = flags.pool === undefined ? undefined : { poolIds: [flags.pool] };
-    const idleMs = flags['idle-ms'] ?? 1000;
     try {
       try {
         await tasks.listPendingTasks({ refreshFromStore: true });
       } catch (error) {
         throw databaseProblem(url, error);
+      }
+      if (fn === undefined) {
+        // ConvergeJobs: jobs are tasks of a topic; runJobs claims, renews, reports and re-runs lost ones.
+        const { runJobs } = await import('../job-queue.js');
+        context.out(`${context.styles.bold('converge worker')} ${agent}: running jobs (topic ${flags.topic ?? 'converge.job'}) at ${describeTarget(url)}; Ctrl-C to stop`);
+        const summary = await runJobs({
+          store,
+          ...(flags.topic === undefined ? {} : { topic: flags.topic }),
+          concurrency: flags.concurrency ?? 1,
+          runtimeId: agent,
+          signal: context.signal,
+          onJob: (event) => {
+            if (event.type === 'started') context.out(`started ${event.jobId} (attempt ${event.attempt})`);
+            else if (event.type === 'completed') context.out(`${context.styles.green('done')}   ${event.jobId}: ${event.result.status} after ${event.result.rounds} rounds`);
+            else if (event.type === 'failed') context.err(`${context.errorStyles.red('failed')} ${event.jobId}: ${event.error.message}`);
+            else context.err(`${context.errorStyles.yellow('lost')}   ${event.jobId}: its claim expired or it was cancelled; result discarded`);
+          },
+        });
+        context.out(`converge worker ${agent}: stopped (${summary.completed} completed, ${summary.failed} failed, ${summary.lost} lost)`);
+        return 0;
       }
       if (flags.pool !== undefined) {
         // Pooled tasks are visible only to pool members: join, and leave when stopping.
@@ -155,30 +208,7 @@ export const worker = defineCommand({
         joined = true;
       }
       context.out(`${context.styles.bold('converge worker')} ${agent}: claiming${flags.pool === undefined ? '' : ` from pool ${flags.pool}`} at ${describeTarget(url)}; Ctrl-C to stop`);
-      let idle = 50;
-      while (!context.signal.aborted) {
-        const task = await tasks.claimNext(agent, filter);
-        if (task === null) {
-          await pause(idle, context.signal);
-          idle = Math.min(idleMs, idle * 2);
-          continue;
-        }
-        idle = 50;
-        const holder = { fencingToken: task.fencingToken };
-        const renew = setInterval(() => void tasks.renewClaim(agent, task.id, holder).catch(() => undefined), Math.max(100, Math.floor((task.claimTtlMs ?? 30_000) / 3)));
-        const started = performance.now();
-        try {
-          const result = await fn(task.payload, { task, signal: context.signal });
-          await tasks.report(agent, task.id, result === undefined ? null : result, holder);
-          context.out(`${context.styles.green('done')}   ${task.id} in ${(performance.now() - started).toFixed(0)} ms`);
-        } catch (error) {
-          const reason = error instanceof Error ? error.message : String(error);
-          await tasks.failTask(task.id, reason, { ...holder, agentId: agent }).catch(() => undefined);
-          context.err(`${context.errorStyles.red('failed')} ${task.id}: ${reason}`);
-        } finally {
-          clearInterval(renew);
-        }
-      }
+      await claimLoop(tasks, agent, flags.pool === undefined ? undefined : { poolIds: [flags.pool] }, fn, flags['idle-ms'] ?? 1000, context);
       context.out(`converge worker ${agent}: stopped`);
       return 0;
     } finally {
