@@ -336,6 +336,22 @@ export async function run(options: BenchOptions): Promise<void> {
     row({ system: system.name, durability: 'in process', claimers: 1, 'submit/s': submitRate, 'deep claims/s': deepRate, 'shallow claims/s': shallowRate, 'p50 ms': percentile(latencies, 50), 'p99 ms': percentile(latencies, 99), note: 'best case: no database, no network' });
     await memory.close();
 
+    // The single-task hot path, as before batching (issue 4's goal: ≥ 1 M claims/s in process).
+    const cycle = new TaskManager({ store: new MemoryStore() });
+    const cycles = quick ? 20_000 : 300_000;
+    const once = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        await cycle.submit({ payload: i });
+        const task = (await cycle.claimNext('hot'))!;
+        await cycle.report('hot', task.id, i, { fencingToken: task.fencingToken });
+      }
+    };
+    await once(cycles / 4); // warm-up
+    const c0 = performance.now();
+    await once(cycles);
+    row({ system: 'converge MemoryStore, one task at a time', durability: 'in process', claimers: 1, 'shallow claims/s': Math.round((cycles * 1000) / (performance.now() - c0)), note: 'submit → claimNext → report per task; goal ≥ 1 M/s (issue 4)' });
+    await cycle.close();
+
     const dir = mkdtempSync(join(tmpdir(), 'converge-claim-bench-'));
     try {
       const path = join(dir, 'bench.sqlite');

@@ -16,7 +16,8 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import Tinypool from 'tinypool';
-import { TaskPool } from '../src/main/task-pool.js';
+import { existsSync } from 'node:fs';
+import type { TaskPool as TaskPoolClass } from '../src/main/task-pool.js';
 
 /** Options every bench's `run` takes (see bench/run.ts). */
 export interface BenchOptions {
@@ -70,7 +71,18 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-async function variants(threads: number): Promise<Variant[]> {
+/**
+ * The colony pool as users get it: the built `dist/` when present (`npm run build`), else the
+ * source through tsx — whose transpiled output (keepNames wrappers on every closure) costs the main
+ * thread noticeably per task, so the source figures understate the pool.
+ */
+async function loadTaskPool(): Promise<{ TaskPool: typeof TaskPoolClass; from: string }> {
+  const built = new URL('../dist/main/task-pool.js', import.meta.url);
+  if (existsSync(fileURLToPath(built))) return { TaskPool: ((await import(built.href)) as { TaskPool: typeof TaskPoolClass }).TaskPool, from: 'dist' };
+  return { TaskPool: (await import('../src/main/task-pool.js')).TaskPool, from: 'src (tsx)' };
+}
+
+async function variants(threads: number, TaskPool: typeof TaskPoolClass): Promise<Variant[]> {
   const colony = new TaskPool(undefined, { minThreads: threads, maxThreads: threads, lingerMs: 200 });
   const module = WORKER.href;
   const piscina = new Piscina({ filename: fileURLToPath(WORKER), minThreads: threads, maxThreads: threads });
@@ -86,7 +98,8 @@ export async function run(options: BenchOptions): Promise<void> {
   const threads = Math.max(1, availableParallelism());
   const total = options.quick ? 10_000 : 50_000;
   const rounds = options.quick ? 3 : 5;
-  const pools = await variants(threads);
+  const { TaskPool, from } = await loadTaskPool();
+  const pools = await variants(threads, TaskPool);
   const samples = new Map<string, Sample[]>(pools.map((p) => [p.name, []]));
   try {
     // Warm-up: threads started, modules loaded, JIT settled.
@@ -108,7 +121,7 @@ export async function run(options: BenchOptions): Promise<void> {
       'vs piscina': `${(perSec / base).toFixed(2)}×`,
     };
   });
-  console.log(`${threads} threads, ${IN_FLIGHT} in flight, ${total} tasks per round, median of ${rounds} round(s)`);
+  console.log(`${threads} threads, ${IN_FLIGHT} in flight, ${total} tasks per round, median of ${rounds} round(s); colony pool from ${from}`);
   console.table(rows);
   const colony = rows[0]!;
   const ratio = colony['tasks/s'] / base;

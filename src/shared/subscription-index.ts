@@ -18,7 +18,7 @@
  * insertion sequence, so results are deterministic — the same adds and removes give the same order.
  */
 import { DuplicateIdError, SubscriptionRegistryFullError, ValidationError } from './errors.js';
-import { PAGE_CHANGE_KINDS, type PageChangeEvent } from './events.js';
+import { PAGE_CHANGE_KINDS, type PageChangeEvent, type PageChangeKind } from './events.js';
 import type { PageGraph } from './page-graph.js';
 import { compilePredicate, MATCH_ALL, validatePredicate, type CompiledPredicate, type PagePredicate } from './predicates.js';
 
@@ -62,6 +62,31 @@ interface Rec<T> {
 /** One bit per event kind; an unknown kind (an unvalidated event) gets a bit no `kinds` list contains. */
 const KIND_BITS: ReadonlyMap<string, number> = new Map(PAGE_CHANGE_KINDS.map((kind, i) => [kind, 1 << i]));
 const OTHER_KIND_BIT = 1 << PAGE_CHANGE_KINDS.length;
+
+const bitOf = (kind: PageChangeKind): number => KIND_BITS.get(kind)!;
+const ADDED_BIT = bitOf('page_added');
+const REPLACED_BIT = bitOf('page_replaced');
+const INVALIDATED_BIT = bitOf('page_invalidated');
+const EDGE_ADDED_BIT = bitOf('page_graph_edge_added');
+const EDGE_REMOVED_BIT = bitOf('page_graph_edge_removed');
+
+/** {@link KIND_BITS} as a switch: a decoded kind string is compared, not hashed, per event. */
+function kindBitOf(kind: string): number {
+  switch (kind) {
+    case 'page_added':
+      return ADDED_BIT;
+    case 'page_replaced':
+      return REPLACED_BIT;
+    case 'page_invalidated':
+      return INVALIDATED_BIT;
+    case 'page_graph_edge_added':
+      return EDGE_ADDED_BIT;
+    case 'page_graph_edge_removed':
+      return EDGE_REMOVED_BIT;
+    default:
+      return OTHER_KIND_BIT;
+  }
+}
 const ALL_KINDS = -1;
 
 type Bucket<T> = Rec<T>[];
@@ -222,7 +247,7 @@ export class SubscriptionIndex<T = unknown> {
     let hits: Rec<T>[] = [];
     const runs = this.#runStarts;
     let nRuns = 0;
-    const kindBit = filter ? (KIND_BITS.get(event.kind) ?? OTHER_KIND_BIT) : ALL_KINDS;
+    const kindBit = filter ? kindBitOf(event.kind) : ALL_KINDS;
     const g = filter ? graph : undefined;
     // An empty map is not asked: hashing the event's (often freshly decoded) string is the cost.
     if (this.#pageIds.size > 0) nRuns = scanInto(hits, runs, nRuns, this.#pageIds.get(event.pageId), event, g, kindBit, filter);
@@ -235,6 +260,7 @@ export class SubscriptionIndex<T = unknown> {
     if (this.#unindexed.length > 0) nRuns = scanInto(hits, runs, nRuns, this.#unindexed, event, g, kindBit, filter);
     const n = hits.length;
     if (n === 0) return [];
+    if (n === 1) return [hits[0]!.entry];
     if (nRuns > 1) hits = mergeRuns(hits, runs, nRuns);
     const out = new Array<IndexedSubscription<T>>(n);
     for (let i = 0; i < n; i++) out[i] = hits[i]!.entry;
@@ -458,28 +484,32 @@ function removeFromBucket<R extends { seq: number }>(bucket: R[], rec: R): void 
  */
 const MAX_PROBED_LENGTHS = 12;
 
-/** A stored prefix in {@link PrefixBuckets}' hash table; prefixes whose hashes collide are chained. */
+/** A stored prefix in {@link PrefixBuckets}' hash table; prefixes in the same slot are chained. */
 interface PrefixEntry<R> {
   readonly prefix: string;
+  readonly hash: number;
   readonly bucket: R[];
   next: PrefixEntry<R> | undefined;
 }
 
-// FNV-1a over UTF-16 code units, cut to 30 bits so that the table's keys stay small integers.
+// FNV-1a over UTF-16 code units.
 const HASH_SEED = 0x811c9dc5 | 0;
 const HASH_PRIME = 0x01000193;
-const HASH_MASK = 0x3fffffff;
 
 function prefixHash(prefix: string): number {
   let h = HASH_SEED;
   for (let c = 0; c < prefix.length; c++) h = Math.imul(h ^ prefix.charCodeAt(c), HASH_PRIME);
-  return h & HASH_MASK;
+  return h;
 }
 
 class PrefixBuckets<R extends { seq: number }> {
   readonly #buckets = new Map<string, R[]>();
-  /** Every stored prefix by {@link prefixHash}, for `collect`'s probe by length. */
-  readonly #byHash = new Map<number, PrefixEntry<R>>();
+  /**
+   * Every stored prefix by {@link prefixHash}, for `collect`'s probe by length: a chained table in a
+   * plain array of a power-of-two size, at most half full, so that a probe is an array read (a Map
+   * keyed by the hash cost twice as much).
+   */
+  #table: (PrefixEntry<R> | undefined)[] = new Array<PrefixEntry<R> | undefined>(16).fill(undefined);
   #sorted: string[] = [];
   #pending: string[] = [];
   #stale = 0;
@@ -500,8 +530,7 @@ class PrefixBuckets<R extends { seq: number }> {
     }
     const created = [rec];
     this.#buckets.set(prefix, created);
-    const h = prefixHash(prefix);
-    this.#byHash.set(h, { prefix, bucket: created, next: this.#byHash.get(h) });
+    this.#hash({ prefix, hash: prefixHash(prefix), bucket: created, next: undefined });
     this.#countLength(prefix.length, 1);
     const i = greatestAtMost(this.#sorted, prefix);
     if (i >= 0 && this.#sorted[i] === prefix) this.#stale--; // a stale entry came back to life
@@ -521,14 +550,35 @@ class PrefixBuckets<R extends { seq: number }> {
     else this.#stale++;
   }
 
+  #hash(entry: PrefixEntry<R>): void {
+    let table = this.#table;
+    if (this.#buckets.size * 2 > table.length) {
+      // Grow: re-chain every entry into a table twice the size.
+      const old = table;
+      table = this.#table = new Array<PrefixEntry<R> | undefined>(old.length * 2).fill(undefined);
+      for (let i = 0; i < old.length; i++) {
+        for (let e = old[i]; e !== undefined; ) {
+          const next = e.next;
+          const slot = e.hash & (table.length - 1);
+          e.next = table[slot];
+          table[slot] = e;
+          e = next;
+        }
+      }
+    }
+    const slot = entry.hash & (table.length - 1);
+    entry.next = table[slot];
+    table[slot] = entry;
+  }
+
   #unhash(prefix: string): void {
-    const h = prefixHash(prefix);
+    const table = this.#table;
+    const slot = prefixHash(prefix) & (table.length - 1);
     let prev: PrefixEntry<R> | undefined;
-    for (let e = this.#byHash.get(h); e !== undefined; prev = e, e = e.next) {
+    for (let e = table[slot]; e !== undefined; prev = e, e = e.next) {
       if (e.prefix !== prefix) continue;
       if (prev !== undefined) prev.next = e.next;
-      else if (e.next !== undefined) this.#byHash.set(h, e.next);
-      else this.#byHash.delete(h);
+      else table[slot] = e.next;
       return;
     }
   }
@@ -548,15 +598,16 @@ class PrefixBuckets<R extends { seq: number }> {
       // One pass over `s`, hashing as it goes; at each stored length, one integer-keyed lookup.
       // No substring is built: slicing and hashing a fresh string per length cost more than the
       // rest of `match` together (measured: ~1.5 µs per event at 10 k subscriptions).
-      const byHash = this.#byHash;
+      const table = this.#table;
+      const mask = table.length - 1;
       let h = HASH_SEED;
       let c = 0;
       for (let li = 0; li < lengths.length; li++) {
         const length = lengths[li]!;
         if (length > s.length) break;
         for (; c < length; c++) h = Math.imul(h ^ s.charCodeAt(c), HASH_PRIME);
-        for (let e = byHash.get(h & HASH_MASK); e !== undefined; e = e.next) {
-          if (e.prefix.length === length && s.startsWith(e.prefix)) {
+        for (let e = table[h & mask]; e !== undefined; e = e.next) {
+          if (e.hash === h && e.prefix.length === length && s.startsWith(e.prefix)) {
             out[n++] = e.bucket;
             break;
           }

@@ -9,9 +9,9 @@
  * every path's final state is reported. A hold is kept from the first raw event until the changes
  * are handed over (and through any pending reconcile), so the engine is never quiescent meanwhile.
  */
-import { readFileSync } from 'node:fs';
+import { type FSWatcher, readFileSync, watch as fsWatch } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
-import { relative, resolve, sep } from 'node:path';
+import { dirname, relative, resolve, sep } from 'node:path';
 import type { PageChangeEvent } from '../shared/events.js';
 import { SourceNotFoundError, WatcherBackendError } from './errors.js';
 import { FsTree, forEachLimited, type NetChange } from './fs-tree.js';
@@ -28,6 +28,10 @@ export interface FsWatchCoreOptions {
   maxDelayMs: number;
   /** Raw events in one window that make it suspect; 0 = derive from the inotify queue limit. */
   suspectThreshold: number;
+  /** Raw events in one window that start storm tracking (see FsWatchCore). Default 256. */
+  stormEvents?: number;
+  /** Quiet time on the storm's directories that ends a storm. Default debounceMs + 200 ms. */
+  stormQuietMs?: number;
 }
 
 /** Where the core delivers. `emit` may return a promise: the core waits (backpressure). */
@@ -48,6 +52,8 @@ export interface FsWatchStats {
   emitted: number;
 }
 
+/** Directories watched directly while a storm lasts (see FsWatchCore, storms). */
+const MAX_STORM_DIRS = 32;
 /** Events per `emit` call. */
 const EMIT_BATCH = 1_024;
 /** The kernel default, if /proc cannot be read. */
@@ -86,6 +92,15 @@ export class FsWatchCore {
   #ready = false;
   #stopped = false;
   #release: (() => void) | undefined;
+  /**
+   * Storms: `@parcel/watcher` delivers nothing while events keep coming less than 50 ms apart (its
+   * native debounce), so during a continuous storm the watcher would look idle and the engine could
+   * declare quiescence in the middle of it. While a storm lasts, a few of its directories are also
+   * watched with `fs.watch` (undebounced inotify) just to see activity, and the hold is kept until
+   * they have been quiet for `stormQuietMs`.
+   */
+  readonly #stormDirs = new Map<string, FSWatcher>();
+  #lastActivity = 0;
   /** Raw events that arrived while the baseline was being taken (see start). */
   readonly #baselineEvents = new Map<string, ParcelEvent['type']>();
   readonly stats: FsWatchStats = { backend: 'none', rawEvents: 0, flushes: 0, rescans: 0, suspectWindows: 0, emitted: 0 };
@@ -171,6 +186,8 @@ export class FsWatchCore {
     }
     this.stats.rawEvents += events.length;
     this.#windowEvents += events.length;
+    this.#lastActivity = now;
+    if (this.#windowEvents >= (this.#options.stormEvents ?? 256)) this.#trackStorm(events);
     if (this.#windowEvents >= this.#threshold && !this.#suspect) {
       this.#suspect = true;
       this.stats.suspectWindows++;
@@ -287,7 +304,40 @@ export class FsWatchCore {
       this.#schedule();
       return;
     }
-    if (this.#timer === undefined) this.#dropHold();
+    if (this.#timer !== undefined) return;
+    const quietFor = performance.now() - this.#lastActivity;
+    const quietMs = this.#options.stormQuietMs ?? this.#options.debounceMs + 200;
+    if (this.#stormDirs.size > 0 && quietFor < quietMs) {
+      // The storm may still be going on inside the native watcher: look again when it could be over.
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#afterFlush();
+      }, quietMs - quietFor);
+      return;
+    }
+    this.#endStorm();
+    this.#dropHold();
+  }
+
+  #trackStorm(events: readonly ParcelEvent[]): void {
+    for (const event of events) {
+      if (this.#stormDirs.size >= MAX_STORM_DIRS) return;
+      const dir = dirname(event.path);
+      if (this.#stormDirs.has(dir)) continue;
+      try {
+        const watcher = fsWatch(dir, { persistent: false }, () => (this.#lastActivity = performance.now()));
+        // Only a hint: a directory that goes away (or a watch limit) just stops contributing.
+        watcher.on('error', () => watcher.close());
+        this.#stormDirs.set(dir, watcher);
+      } catch {
+        this.#stormDirs.set(dir, { close: () => undefined } as FSWatcher);
+      }
+    }
+  }
+
+  #endStorm(): void {
+    for (const watcher of this.#stormDirs.values()) watcher.close();
+    this.#stormDirs.clear();
   }
 
   #dropHold(): void {
@@ -320,6 +370,7 @@ export class FsWatchCore {
     this.#subscription = undefined;
     await subscription?.unsubscribe().catch((error: unknown) => this.#sink.error(error));
     await this.#flushing;
+    this.#endStorm();
     this.#dropHold();
   }
 }

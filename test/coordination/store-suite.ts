@@ -28,6 +28,13 @@ export type BackingFactory = () => StoreBacking | Promise<StoreBacking>;
 
 const T0 = 1_700_000_000_000;
 
+/** Every one of `count` tasks was claimed by exactly one claimer and completed on its first claim. */
+async function expectEachCompletedOnce(tm: TaskManager, claimed: readonly string[], count: number): Promise<void> {
+  expect(claimed).toHaveLength(count);
+  expect(new Set(claimed).size).toBe(count);
+  for (const id of claimed) expect(await tm.getTask(id)).toMatchObject({ state: 'completed', attempts: 1 });
+}
+
 export function defineStoreSuite(label: string, createBacking: BackingFactory): void {
   describe(`${label}: TaskManager and PoolManager (DESIGN §5)`, () => {
     let backing: StoreBacking;
@@ -303,10 +310,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
             }),
           ),
         );
-        const all = claimed.flat();
-        expect(all).toHaveLength(count);
-        expect(new Set(all).size).toBe(count);
-        for (const id of all) expect(await managers[1]!.getTask(id)).toMatchObject({ state: 'completed', attempts: 1 });
+        await expectEachCompletedOnce(managers[1]!, claimed.flat(), count);
       });
 
       it('validates the agent and the filter', async () => {
@@ -377,10 +381,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
             }),
           ),
         );
-        const all = claimed.flat();
-        expect(all).toHaveLength(count);
-        expect(new Set(all).size).toBe(count);
-        for (const id of all) expect(await managers[1]!.getTask(id)).toMatchObject({ state: 'completed', attempts: 1 });
+        await expectEachCompletedOnce(managers[1]!, claimed.flat(), count);
       });
 
       it('settles a batch item by item: a stale or foreign one is refused alone, the rest apply', async () => {
