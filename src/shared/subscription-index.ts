@@ -18,7 +18,7 @@
  * insertion sequence, so results are deterministic — the same adds and removes give the same order.
  */
 import { DuplicateIdError, SubscriptionRegistryFullError, ValidationError } from './errors.js';
-import { PAGE_CHANGE_KINDS, type PageChangeEvent } from './events.js';
+import { PAGE_CHANGE_KINDS, type PageChangeEvent, type PageChangeKind } from './events.js';
 import type { PageGraph } from './page-graph.js';
 import { compilePredicate, MATCH_ALL, validatePredicate, type CompiledPredicate, type PagePredicate } from './predicates.js';
 
@@ -62,6 +62,31 @@ interface Rec<T> {
 /** One bit per event kind; an unknown kind (an unvalidated event) gets a bit no `kinds` list contains. */
 const KIND_BITS: ReadonlyMap<string, number> = new Map(PAGE_CHANGE_KINDS.map((kind, i) => [kind, 1 << i]));
 const OTHER_KIND_BIT = 1 << PAGE_CHANGE_KINDS.length;
+
+const bitOf = (kind: PageChangeKind): number => KIND_BITS.get(kind)!;
+const ADDED_BIT = bitOf('page_added');
+const REPLACED_BIT = bitOf('page_replaced');
+const INVALIDATED_BIT = bitOf('page_invalidated');
+const EDGE_ADDED_BIT = bitOf('page_graph_edge_added');
+const EDGE_REMOVED_BIT = bitOf('page_graph_edge_removed');
+
+/** {@link KIND_BITS} as a switch: a decoded kind string is compared, not hashed, per event. */
+function kindBitOf(kind: string): number {
+  switch (kind) {
+    case 'page_added':
+      return ADDED_BIT;
+    case 'page_replaced':
+      return REPLACED_BIT;
+    case 'page_invalidated':
+      return INVALIDATED_BIT;
+    case 'page_graph_edge_added':
+      return EDGE_ADDED_BIT;
+    case 'page_graph_edge_removed':
+      return EDGE_REMOVED_BIT;
+    default:
+      return OTHER_KIND_BIT;
+  }
+}
 const ALL_KINDS = -1;
 
 type Bucket<T> = Rec<T>[];
@@ -222,7 +247,7 @@ export class SubscriptionIndex<T = unknown> {
     let hits: Rec<T>[] = [];
     const runs = this.#runStarts;
     let nRuns = 0;
-    const kindBit = filter ? (KIND_BITS.get(event.kind) ?? OTHER_KIND_BIT) : ALL_KINDS;
+    const kindBit = filter ? kindBitOf(event.kind) : ALL_KINDS;
     const g = filter ? graph : undefined;
     // An empty map is not asked: hashing the event's (often freshly decoded) string is the cost.
     if (this.#pageIds.size > 0) nRuns = scanInto(hits, runs, nRuns, this.#pageIds.get(event.pageId), event, g, kindBit, filter);
@@ -235,6 +260,7 @@ export class SubscriptionIndex<T = unknown> {
     if (this.#unindexed.length > 0) nRuns = scanInto(hits, runs, nRuns, this.#unindexed, event, g, kindBit, filter);
     const n = hits.length;
     if (n === 0) return [];
+    if (n === 1) return [hits[0]!.entry];
     if (nRuns > 1) hits = mergeRuns(hits, runs, nRuns);
     const out = new Array<IndexedSubscription<T>>(n);
     for (let i = 0; i < n; i++) out[i] = hits[i]!.entry;

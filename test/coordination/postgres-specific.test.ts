@@ -226,11 +226,15 @@ describePg('PostgresStore specifics', (url) => {
 
   it('fails a statement that gets no answer within queryTimeoutMs with TimeoutError, and stays usable', { timeout: 60_000 }, async () => {
     const schema = uniqueSchema();
-    const store = new PostgresStore({ connectionString: url, schema, max: 2, queryTimeoutMs: 300 });
-    stores.push(store);
     schemas.add(schema);
+    // The schema is created and the task submitted with the default timeouts: on a loaded machine
+    // creating a schema can itself take longer than the short timeout under test.
+    const setup = new PostgresStore({ connectionString: url, schema, max: 1 });
+    await new TaskManager({ store: setup }).submit({ id: 'locked', payload: 1 });
+    await setup.close();
+    const store = new PostgresStore({ connectionString: url, schema, max: 2, queryTimeoutMs: 1_000 });
+    stores.push(store);
     const tm = new TaskManager({ store });
-    await tm.submit({ id: 'locked', payload: 1 });
     // Another session holds the row lock, so the claim's UPDATE waits for it.
     const blocker = new pg.Client({ connectionString: url });
     await blocker.connect();
@@ -242,7 +246,7 @@ describePg('PostgresStore specifics', (url) => {
         (e: unknown) => e,
       );
       expect(error).toMatchObject({ code: 'CONVERGE_TIMEOUT', name: 'TimeoutError' });
-      expect((error as Error).message).toMatch(/queryTimeoutMs \(300 ms\)/);
+      expect((error as Error).message).toMatch(/queryTimeoutMs \(1000 ms\)/);
     } finally {
       await blocker.query('ROLLBACK');
       await blocker.end();

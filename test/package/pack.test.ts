@@ -105,7 +105,7 @@ describe.skipIf(DIST_PASS)('the packed package, installed into a fresh applicati
       if (existsSync(join(root, entry))) cpSync(join(root, entry), join(source, entry), { recursive: true });
     }
     symlinkSync(join(root, 'node_modules'), join(source, 'node_modules'), 'dir');
-    const packed = await npm(['pack', '--pack-destination', work], source, 150_000);
+    const packed = await npm(['pack', '--pack-destination', work], source, 400_000);
     if (packed.code !== 0) throw new Error(explain('npm pack', packed));
     const tarball = join(work, `${pkg.name}-${pkg.version}.tgz`);
     const listing = await exec('tar', ['-tzf', tarball], work);
@@ -124,7 +124,7 @@ describe.skipIf(DIST_PASS)('the packed package, installed into a fresh applicati
     installed = join(app, 'node_modules', pkg.name);
     // The type check is the slowest step: it runs while the other tests run (before the peers are added).
     typecheck = startTypecheck(app);
-  }, 300_000);
+  }, 600_000);
 
   afterAll(() => {
     if (work !== '') rmSync(work, { recursive: true, force: true });
