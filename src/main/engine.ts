@@ -85,8 +85,9 @@ export interface DispatchChangeOptions {
   sourceId?: string;
   /**
    * The dispatch these events derive from (a handler's `dispatch`, or a pool task's `ctx.dispatch`):
-   * they then count against `episodeBudget` and `maxDerivationDepth`. A subscription id only
-   * records causality for `detectCycle`.
+   * they then count against `episodeBudget` and `maxDerivationDepth`. A subscription id records
+   * causality for `detectCycle` and counts against the budget at depth 1 (without the dispatch the
+   * depth is unknown); pass the dispatch where you can.
    */
   causedBy?: string | Pick<Dispatch, 'id' | 'subscriptionId'>;
 }
@@ -292,7 +293,8 @@ export class Engine {
    * Events are *external* unless they are derived from a dispatch: called synchronously inside a
    * handler they are (automatically); after an await pass `causedBy: dispatch` (or use
    * `dispatch.dispatchChange`). Derived events count against `episodeBudget` and
-   * `maxDerivationDepth`; `causedBy` as a subscription id only records causality for `detectCycle`.
+   * `maxDerivationDepth`; `causedBy` as a subscription id records causality for `detectCycle` and
+   * counts against the budget at depth 1 (the worker cannot know the depth without the dispatch).
    */
   dispatchChange(events: PageChangeEvent | readonly PageChangeEvent[], options: DispatchChangeOptions = {}): Promise<void> {
     try {

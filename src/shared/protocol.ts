@@ -123,8 +123,9 @@ export const EventColumn = {
 export interface IngestMeta {
   /**
    * Subscription whose handler emitted these events (for observed causality), if any. Events with a
-   * cause but no {@link parent} are still *derived*: they count against the budget, with depth 1
-   * (unknown without a parent; the budget still bounds a loop).
+   * cause but no {@link parent} are still *derived* when the cause names a registered subscription:
+   * they count against the budget, with depth 1 (unknown without a parent; the budget still bounds
+   * a loop). A cause that names no subscription (e.g. `colony:<worker>`) is only a label.
    */
   cause?: string;
   /**

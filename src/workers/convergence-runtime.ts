@@ -80,7 +80,7 @@ interface Origin {
   readonly derived: boolean;
   /** Hops from an external event (0 for external events). */
   readonly depth: number;
-  /** Subscription whose handler emitted the event, for observed causality. */
+  /** Subscription whose handler emitted the event (a registered one), for observed causality. */
   readonly cause: string | undefined;
 }
 
@@ -388,7 +388,9 @@ export class ConvergenceRuntime {
 
   /** Budget and depth of a frame's events (see {@link IngestMeta}). */
   #originOf(meta: IngestMeta): Origin {
-    const { parent, cause } = meta;
+    const { parent } = meta;
+    // Causality is about subscriptions: a cause naming none (a colony worker's label) is no cause.
+    const cause = meta.cause !== undefined && this.#index.has(meta.cause) ? meta.cause : undefined;
     if (parent === undefined && cause === undefined) return EXTERNAL;
     // A parent's record is kept until quiescence; one that is missing (a dispatch object used after
     // its episode ended) had depth 0 as far as anyone can tell. Without a parent the depth is unknown

@@ -3,7 +3,7 @@
  * task table. Real threads throughout; no sleeps.
  */
 import { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore, SqliteStore } from '../../src/coordination/index.js';
 import { TaskPool } from '../../src/main/task-pool.js';
 import { ValidationError, WorkerCrashedError } from '../../src/main/index.js';
@@ -146,6 +146,22 @@ describe('TaskPool', () => {
 });
 
 describe('TaskPool store records', () => {
+  it('renews the claim of a running task (heartbeat) so that it never expires while it runs', async () => {
+    const p = pool(undefined, { maxThreads: 1, claimTtlMs: 300 });
+    const worker = new URL('../fixtures/colony/worker.mjs', import.meta.url).href;
+    const handle = p.submit([TaskKind.COLONY, worker, 'default', 'hang', 'w1', null, false]);
+    await vi.waitFor(async () => expect((await p.manager.getTask(handle.taskId))?.state).toBe('assigned'));
+    const first = (await p.manager.getTask(handle.taskId))!.claimedAt!;
+    // Renewals move claimedAt forward; expiry is judged against the renewed time.
+    await vi.waitFor(async () => expect((await p.manager.getTask(handle.taskId))!.claimedAt!).toBeGreaterThan(first), { timeout: 30_000 });
+    const renewed = (await p.manager.getTask(handle.taskId))!;
+    expect(await p.manager.releaseExpiredClaims(renewed.claimedAt! + 299)).toEqual([]);
+    // Stopped (cancelled if no thread took it yet, else its signal aborts): settled in the store either way.
+    handle.abort();
+    await handle.result.catch(() => null);
+    expect(['completed', 'failed']).toContain((await p.manager.getTask(handle.taskId))!.state);
+  });
+
   it('a result the store cannot keep as JSON still completes the task there; the caller gets the value', async () => {
     const p = pool(undefined, { maxThreads: 1 });
     const handle = p.submit([TaskKind.CALL, math, 'bytes', [3]]);

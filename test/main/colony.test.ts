@@ -260,6 +260,18 @@ describe('Colony', () => {
     }
   });
 
+  it('keeps finished workers within resultRetention (max, then TTL); forgotten ids are no_such_worker', async () => {
+    let now = 5_000;
+    const colony = await started({ resultRetention: { max: 2, ttlMs: 1000 }, now: () => now });
+    const ids = await colony.spawn('echo', { count: 3 });
+    await colony.waitForWorkerReports(ids);
+    expect(colony.listWorkers().map((w) => w.workerId)).toEqual([ids[1], ids[2]]);
+    expect((await colony.waitForWorkerReports([ids[0]!]))[0]!.error).toBe('no_such_worker');
+    now += 1001;
+    expect(colony.listWorkers()).toEqual([]);
+    expect((await colony.waitForWorkerReports([ids[2]!]))[0]!.error).toBe('no_such_worker');
+  });
+
   it('validates its options and arguments', async () => {
     expect(() => new Colony({ workerModule, maxConcurrentWorkers: 0 })).toThrow(ValidationError);
     expect(() => new Colony({ workerModule, bogus: 1 } as unknown as ColonyOptions)).toThrow(/options.bogus/);

@@ -394,6 +394,18 @@ describe('budget and derivation depth', () => {
   });
 });
 
+describe('causes that name no subscription', () => {
+  it('are labels: external events, always dispatched, no observed causality', () => {
+    const h = new Harness({ episodeBudget: 1 });
+    h.subscribe({});
+    h.events([0, 1, 2].map((i) => at(0, PageChange.added(`c${i}`))), { cause: 'colony:worker-1' });
+    h.settle();
+    expect(h.dispatched).toHaveLength(3);
+    expect(h.quiescence()[0]!.budgetExhausted).toBe(false);
+    expect(h.runtime.observedCausalEdges).toBe(0);
+  });
+});
+
 describe('bounded memory', () => {
   it('an invalidated page frees its damper references, and comes back undamped', () => {
     const h = new Harness();
