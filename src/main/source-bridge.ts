@@ -116,7 +116,11 @@ export class SourceBridges {
       this.#watchWorker ??= new WatchWorkerLink(this.#host);
       return this.#watchWorker.watch(describeSource(source), descriptor);
     }
-    const bridge = new MainThreadBridge(source, this.#host, this.#hold, () => {
+    const hostInWorker = (descriptor: WorkerHostedDescriptor): Promise<() => Promise<void>> => {
+      this.#watchWorker ??= new WatchWorkerLink(this.#host);
+      return this.#watchWorker.watch(describeSource(source), descriptor).then((hosted) => () => hosted.stop());
+    };
+    const bridge = new MainThreadBridge(source, this.#host, this.#hold, hostInWorker, () => {
       this.#bridges.delete(source);
       this.#host.onChange?.();
     });
@@ -172,10 +176,19 @@ class MainThreadBridge implements Bridge {
     this.#rejectStarted = reject;
   });
 
-  constructor(source: ContextPageSource, host: SourceBridgeHost, hold: IngestHold, onEnd: () => void) {
+  readonly #hostInWorker: (descriptor: WorkerHostedDescriptor) => Promise<() => Promise<void>>;
+
+  constructor(
+    source: ContextPageSource,
+    host: SourceBridgeHost,
+    hold: IngestHold,
+    hostInWorker: (descriptor: WorkerHostedDescriptor) => Promise<() => Promise<void>>,
+    onEnd: () => void,
+  ) {
     this.sourceId = describeSource(source);
     this.#host = host;
     this.#hold = hold;
+    this.#hostInWorker = hostInWorker;
     this.#done = this.#run(source, onEnd);
   }
 
@@ -185,6 +198,7 @@ class MainThreadBridge implements Bridge {
     const context: WatchContext = { hold: () => this.#hold.hold(), report: (error) => this.#host.reportError(this.sourceId, error) };
     if (this.#host.onQuiescence !== undefined) context.onQuiescence = this.#host.onQuiescence;
     context.ready = () => this.#markReady();
+    context.hostInWorker = this.#hostInWorker;
     this.started.catch(() => undefined);
     let iterator: AsyncIterator<PageChangeEvent> | undefined;
     const aborted = new Promise<IteratorResult<PageChangeEvent>>((resolve) =>

@@ -64,6 +64,7 @@ export class CompositeWatcher implements ContextPageSource {
       };
       const childContext: WatchContext = { hold: () => context.hold(), report: (error) => this.#report(error, context), ready: markReady };
       if (context.onQuiescence !== undefined) childContext.onQuiescence = context.onQuiescence;
+      if (context.hostInWorker !== undefined) childContext.hostInWorker = context.hostInWorker;
       if (child.reportsReady !== true) markReady();
       try {
         for await (const event of child.watch!(controller.signal, childContext)) {

@@ -1,7 +1,8 @@
 /**
  * `GitRepoSource` (DESIGN §4): a git working tree as a live source. `watch()` merges a
- * LocalFsWatcher (edits in the tree — including files created after the watch started) and a
- * GitRemoteWatcher (upstream commits) through a CompositeWatcher. Mapped into an engine, it also
+ * LocalFsWatcher (edits in the tree — including files created after the watch started; mapped into
+ * an engine it runs in the watch worker) and a GitRemoteWatcher (upstream commits) through a
+ * CompositeWatcher. Mapped into an engine, it also
  * checkpoints at quiescence (commit + tag `auto_quiescence_<ISO>`) unless `checkpointOnQuiescence:
  * false`; `restoreCheckpoint(id)` brings the tree back.
  */

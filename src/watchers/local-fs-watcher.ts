@@ -73,6 +73,20 @@ export class LocalFsWatcher implements ContextPageSource {
 
   /** Yields each path's net change after every burst until `signal` aborts. */
   async *watch(signal: AbortSignal = new AbortController().signal, context: WatchContext = NO_WATCH_CONTEXT): AsyncGenerator<PageChangeEvent> {
+    const descriptor = this[WORKER_HOSTED]();
+    if (context.hostInWorker !== undefined && descriptor !== undefined) {
+      // Inside an engine (e.g. a GitRepoSource's tree watcher): the watch worker delivers the events
+      // straight into the ingest ring; this iteration only lives as long as the watch should.
+      if (signal.aborted) return;
+      const stop = await context.hostInWorker(descriptor);
+      try {
+        context.ready?.();
+        if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      } finally {
+        await stop();
+      }
+      return;
+    }
     const queue = new EventQueue<PageChangeEvent>({ context });
     const core = new FsWatchCore(this.root, this.#options, {
       emit: (events) => queue.push(events),

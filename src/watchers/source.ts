@@ -32,6 +32,12 @@ export interface WatchContext {
    * open); `engine.mapSource` resolves only then, so a change made right after it is never missed.
    */
   ready?(): void;
+  /**
+   * Offered by an engine's bridge: runs a worker-hostable watcher (see {@link WORKER_HOSTED}) in the
+   * engine's watch worker, whose events go straight into the ingest ring; resolves once it watches,
+   * with a function that stops it. A composite source uses it for its LocalFsWatcher children.
+   */
+  hostInWorker?(descriptor: WorkerHostedDescriptor): Promise<() => Promise<void>>;
   /** Calls `listener` at each quiescence of the engine the source is mapped into; returns an unsubscribe. */
   onQuiescence?(listener: () => void): () => void;
 }
