@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCli } from '../helpers/cli.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -23,11 +23,14 @@ if (!HAVE_CHROMIUM && process.env.CI !== 'true' && !DIST_PASS) {
 }
 
 describe.skipIf(DIST_PASS || (!HAVE_CHROMIUM && process.env.CI !== 'true'))('converge serve dashboard in chromium', () => {
-  const scratch = mkdtempSync(join(tmpdir(), 'converge-dashboard-'));
+  let scratch = '';
   let browser: Browser | undefined;
+  beforeAll(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'converge-dashboard-'));
+  });
   afterAll(async () => {
     await browser?.close();
-    rmSync(scratch, { recursive: true, force: true });
+    if (scratch !== '') rmSync(scratch, { recursive: true, force: true });
   });
 
   it('shows counters, the episode timeline and the live feed of a signed webhook; screenshot', async () => {

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_ARGS } from '../helpers/cli.js';
 import { renderWatchScreen } from '../../src/main/cli/live-view.js';
 import { stylesFor } from '../../src/main/cli/output.js';
@@ -43,15 +43,18 @@ describe('the live view of converge watch', () => {
 
 describe.skipIf(!HAVE_TMUX || DIST_PASS)('converge watch in tmux', () => {
   const socket = `converge-test-${process.pid}`;
-  const dir = mkdtempSync(join(tmpdir(), 'converge-tty-'));
+  let dir = '';
   const tmux = (...args: string[]): string => execFileSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'converge-tty-'));
+  });
   afterAll(() => {
     try {
       tmux('kill-server');
     } catch {
       // Already gone.
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 
   /** Polls the pane until `pattern` shows (deadline `timeoutMs`). */
