@@ -212,7 +212,7 @@ describe('converge serve', () => {
       // The feed: wait for its hello, then push a signed event and see it arrive.
       const feed = await openFeed(`${base}/feed`);
       try {
-        await feed.next('hello');
+        await feed.waitFor('hello', (frames) => frames.find((f) => f.event === 'hello'));
         const body = JSON.stringify([{ kind: 'page_added', pageId: 'doc:1', dataType: 'note' }]);
         const unsigned = await fetch(`${base}/events`, { method: 'POST', body });
         expect(unsigned.status).toBe(401);
@@ -221,7 +221,7 @@ describe('converge serve', () => {
         const signature = `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
         const accepted = await fetch(`${base}/events`, { method: 'POST', body, headers: { 'x-converge-signature': signature } });
         expect(accepted.status).toBe(202);
-        const change = (await feed.next('change')) as { pageId: string; kind: string };
+        const change = await feed.waitFor('doc:1', (frames) => frames.find((f) => f.event === 'change' && f.data.pageId === 'doc:1')?.data);
         expect(change).toMatchObject({ pageId: 'doc:1', kind: 'page_added' });
         // A git push webhook, signed the GitHub way, through the WebhookReceiver behind the server.
         const push = JSON.stringify({
@@ -236,7 +236,23 @@ describe('converge serve', () => {
         const hook = await fetch(`${base}/webhooks/github`, { method: 'POST', body: push, headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': 'd-1', 'x-hub-signature-256': hubSignature } });
         expect(hook.status).toBe(202);
         expect(await hook.json()).toEqual({ events: 1 });
-        expect(await feed.next('change')).toMatchObject({ pageId: 'file:docs/new.md', kind: 'page_added' });
+        expect(await feed.waitFor('the pushed file', (frames) => frames.find((f) => f.event === 'change' && f.data.pageId === 'file:docs/new.md')?.data)).toMatchObject({ kind: 'page_added' });
+        // A burst: every entry reaches the feed as a change, or is counted in a gap when more came in
+        // between two reads than one read returns (1,000) — none is dropped without a word.
+        const burstSize = 20_000;
+        const burst = JSON.stringify(Array.from({ length: burstSize }, (_, i) => ({ kind: 'page_added', pageId: `burst:${i}`, dataType: 'note' })));
+        const flood = await fetch(`${base}/events`, { method: 'POST', body: burst, headers: { 'x-converge-signature': `sha256=${createHmac('sha256', secret).update(burst).digest('hex')}` } });
+        expect(flood.status).toBe(202);
+        const accounted = (frames: Feed['frames']): { seen: number; missed: number } => ({
+          seen: frames.filter((f) => f.event === 'change' && String(f.data.pageId).startsWith('burst:')).length,
+          missed: frames.filter((f) => f.event === 'gap').reduce((sum, f) => sum + (f.data.missed as number), 0),
+        });
+        const { seen, missed } = await feed.waitFor('the whole burst', (frames) => {
+          const counts = accounted(frames);
+          return counts.seen + counts.missed >= burstSize ? counts : undefined;
+        }, 60_000);
+        expect(seen + missed).toBe(burstSize);
+        for (const gap of feed.frames.filter((f) => f.event === 'gap')) expect(gap.data.missed).toBe(gap.data.to - gap.data.from + 1);
         const invalid = JSON.stringify({ kind: 'nope', pageId: 'x' });
         const refusedEvent = await fetch(`${base}/events`, { method: 'POST', body: invalid, headers: { 'x-converge-signature': `sha256=${createHmac('sha256', secret).update(invalid).digest('hex')}` } });
         expect(refusedEvent.status).toBe(400);
@@ -245,7 +261,7 @@ describe('converge serve', () => {
         feed.close();
       }
       const metrics = await (await fetch(`${base}/metrics`)).text();
-      expect(metrics).toMatch(/^converge_events_received_total 2$/m);
+      expect(metrics).toMatch(/^converge_events_received_total 20002$/m);
       expect(metrics).toContain('# TYPE converge_subscriptions gauge');
       expect(metrics).toContain('converge_process_cpu_user_seconds_total');
     expect(metrics).not.toMatch(/^process_/m);
@@ -272,21 +288,20 @@ describe('converge serve', () => {
   });
 });
 
-/** A server-sent-events reader: `next(event)` resolves with the data of the next such event. */
-function openFeed(url: string): Promise<{ next(event: string): Promise<unknown>; close(): void }> {
+/** A server-sent-events reader: every frame received, and a way to wait for a condition on them. */
+interface Feed {
+  readonly frames: readonly { event: string; data: any }[];
+  /** Resolves with `find(frames)` once it is not undefined (re-checked on every chunk; deadline `timeoutMs`). */
+  waitFor<T>(what: string, find: (frames: readonly { event: string; data: any }[]) => T | undefined, timeoutMs?: number): Promise<T>;
+  close(): void;
+}
+
+function openFeed(url: string): Promise<Feed> {
   return new Promise((resolve, reject) => {
     const request = get(url, (response) => {
-      const queue: { event: string; data: unknown }[] = [];
-      const waiters: { event: string; resolve: (data: unknown) => void }[] = [];
+      const frames: { event: string; data: any }[] = [];
+      const checks = new Set<() => void>();
       let buffer = '';
-      const deliver = (): void => {
-        for (let w = 0; w < waiters.length; w++) {
-          const i = queue.findIndex((item) => item.event === waiters[w]!.event);
-          if (i === -1) continue;
-          waiters[w]!.resolve(queue.splice(i, 1)[0]!.data);
-          waiters.splice(w--, 1);
-        }
-      };
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => {
         buffer += chunk;
@@ -296,16 +311,27 @@ function openFeed(url: string): Promise<{ next(event: string): Promise<unknown>;
           buffer = buffer.slice(end + 2);
           const event = /^event: (.*)$/m.exec(frame)?.[1];
           const data = /^data: (.*)$/m.exec(frame)?.[1];
-          if (event !== undefined && data !== undefined) queue.push({ event, data: JSON.parse(data) });
+          if (event !== undefined && data !== undefined) frames.push({ event, data: JSON.parse(data) });
         }
-        deliver();
+        for (const check of checks) check();
       });
       resolve({
-        next: (event) =>
+        frames,
+        waitFor: (what, find, timeoutMs = 20_000) =>
           new Promise((done, fail) => {
-            const timer = setTimeout(() => fail(new Error(`no ${event} event within 20 s`)), 20_000);
-            waiters.push({ event, resolve: (data) => (clearTimeout(timer), done(data)) });
-            deliver();
+            const timer = setTimeout(() => {
+              checks.delete(check);
+              fail(new Error(`no ${what} on the feed within ${timeoutMs} ms (${frames.length} frames)`));
+            }, timeoutMs);
+            function check(): void {
+              const found = find(frames);
+              if (found === undefined) return;
+              clearTimeout(timer);
+              checks.delete(check);
+              done(found);
+            }
+            checks.add(check);
+            check();
           }),
         close: () => request.destroy(),
       });

@@ -51,6 +51,8 @@ describe('converge demo', () => {
     expect(result.episode.events).toBeGreaterThan(0);
     expect(result.episode.dispatches).toBeGreaterThan(0);
     expect(result.episode.failed).toBe(0);
+    // The commit pushed to the loopback remote came back through the remote watcher.
+    expect(result.remoteEvents).toBeGreaterThan(0);
     expect(view.results).toHaveLength(1);
     expect(view.phases.some((p) => p.startsWith('storm'))).toBe(true);
   }, 180_000);
@@ -60,10 +62,11 @@ describe('converge demo', () => {
       ok: false,
       files: 1,
       folders: 1,
-      storm: { writes: 0, rewrites: 0, identical: 0, renames: 0, deletes: 0, commits: 1 },
+      storm: { writes: 0, rewrites: 0, identical: 0, renames: 0, deletes: 0, commits: 1, pushed: 'c'.repeat(40) },
       digest: { converged: 'a'.repeat(64), recomputed: 'b'.repeat(64) },
-      episode: { events: 1, dispatches: 1, damped: 0, rateLimited: 0, deferred: 0, failed: 0, durationMs: 1, eventsPerSecond: 1000 },
+      episode: { episodes: 1, events: 1, dispatches: 1, damped: 0, rateLimited: 0, deferred: 0, failed: 0, durationMs: 1, eventsPerSecond: 1000 },
       dashboard: { updates: 0, lines: 0 },
+      remoteEvents: 0,
       totalMs: 1,
     };
     const text = renderResult(result, false);

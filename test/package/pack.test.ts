@@ -130,7 +130,7 @@ describe.skipIf(DIST_PASS)('the packed package, installed into a fresh applicati
     if (work !== '') rmSync(work, { recursive: true, force: true });
   });
 
-  it('ships dist/ (built by prepack), src/ and the README, and nothing else', () => {
+  it('ships dist/ (built by prepack), src/, the README and the architecture page, and nothing else', () => {
     expect(files).toContain('package.json');
     expect(files).toContain('README.md');
     for (const entry of ['dist/main/index.js', 'dist/main/index.d.ts', 'dist/coordination/index.js', 'dist/coordination/index.d.ts', 'dist/main/cli.js']) expect(files).toContain(entry);
@@ -138,7 +138,7 @@ describe.skipIf(DIST_PASS)('the packed package, installed into a fresh applicati
     const workers = files.filter((f) => /^src\/workers\/.*\.worker\.ts$/.test(f));
     expect(workers.length).toBeGreaterThan(0);
     for (const worker of workers) expect(files).toContain(worker.replace(/^src\//, 'dist/').replace(/\.ts$/, '.js'));
-    const stray = files.filter((f) => !(f === 'package.json' || f === 'README.md' || f.startsWith('dist/') || f.startsWith('src/')));
+    const stray = files.filter((f) => !(f === 'package.json' || f === 'README.md' || f === 'docs/architecture.md' || f.startsWith('dist/') || f.startsWith('src/')));
     expect(stray).toEqual([]);
     expect(files.filter((f) => /(^|\/)(test|bench|node_modules)\//.test(f) || /\.(test|bench)\.[cm]?[jt]s$/.test(f) || f.endsWith('.tsbuildinfo'))).toEqual([]);
   });

@@ -64,6 +64,17 @@ const feed = new EventSource('/feed');
 feed.addEventListener('hello', () => { $('connection').textContent = 'live'; });
 feed.addEventListener('error', () => { $('connection').textContent = 'reconnecting…'; });
 feed.addEventListener('quiescence', () => refresh());
+feed.addEventListener('gap', (message) => {
+  const { missed } = JSON.parse(message.data);
+  const row = document.createElement('tr');
+  const td = document.createElement('td');
+  td.colSpan = 6;
+  td.className = 'muted';
+  td.textContent = '… ' + fmt(missed) + ' changes not shown: they came in faster than the feed is read';
+  row.appendChild(td);
+  $('feed').prepend(row);
+  changes += missed;
+});
 feed.addEventListener('change', (message) => {
   const entry = JSON.parse(message.data);
   const row = document.createElement('tr');

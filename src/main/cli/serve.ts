@@ -4,7 +4,8 @@
  *   GET  /          the dashboard (counters, episode timeline, live feed)
  *   GET  /status    engine status and recent episodes, JSON
  *   GET  /metrics   Prometheus text format (prom-client)
- *   GET  /feed      server-sent events: `change` per change-feed entry, `quiescence` per episode
+ *   GET  /feed      server-sent events: `change` per change-feed entry, `quiescence` per episode,
+ *                   `gap` when more changes came in between two reads than one read returns
  *   POST /events    page-change events (JSON: one event or an array), signed with the shared secret:
  *                   header `x-converge-signature: sha256=<hex HMAC-SHA256 of the body>`
  *   POST /webhooks/<github|gitlab|gitea|generic>   git push webhooks, verified with the same secret
@@ -109,7 +110,8 @@ function metricsFor(engine: Engine): Registry {
 class FeedHub {
   readonly #engine: Engine;
   readonly #clients = new Set<ServerResponse>();
-  #lastSeq = -1;
+  /** The last change-feed seq sent (seqs start at 1). */
+  #lastSeq = 0;
   #timer: NodeJS.Timeout | undefined;
   #polling = false;
 
@@ -120,7 +122,7 @@ class FeedHub {
   /** Starts from the current end of the feed, so listeners get what happens from now on. */
   async start(): Promise<void> {
     const tail = await this.#engine.getChangeFeed({ limit: 1 });
-    this.#lastSeq = tail.at(-1)?.seq ?? -1;
+    this.#lastSeq = tail.at(-1)?.seq ?? 0;
   }
 
   add(response: ServerResponse): void {
@@ -142,6 +144,9 @@ class FeedHub {
     this.#polling = true;
     try {
       const entries: ChangeFeedEntry[] = await this.#engine.getChangeFeed({ limit: 1000 });
+      // More changes than one read returns came in since the last poll: say how many were skipped.
+      const first = entries.find((entry) => entry.seq > this.#lastSeq);
+      if (first !== undefined && first.seq > this.#lastSeq + 1) this.send('gap', { missed: first.seq - this.#lastSeq - 1, from: this.#lastSeq + 1, to: first.seq - 1 });
       for (const entry of entries) {
         if (entry.seq <= this.#lastSeq) continue;
         this.#lastSeq = entry.seq;

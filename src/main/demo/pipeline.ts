@@ -36,6 +36,10 @@ export class DemoPipeline {
   readonly #rollups = new Map<string, { version: number; rollup: FolderRollup }>();
   #digest = projectDigest(new Map());
   readonly #waiters = new Map<string, { present: boolean; resolve: () => void }[]>();
+  readonly #remoteShas = new Set<string>();
+  readonly #remoteWaiters = new Map<string, () => void>();
+  /** Events the remote watcher reported for commits fetched from `origin`. */
+  remoteEvents = 0;
   /** Deliveries the damped dashboard subscription actually received. */
   dashboardUpdates = 0;
   /** The dashboard's latest total-lines figure. */
@@ -61,12 +65,28 @@ export class DemoPipeline {
     });
   }
 
+  /** Resolves once the remote watcher has reported changes of commit `sha`. */
+  whenRemoteCommit(sha: string): Promise<void> {
+    if (this.#remoteShas.has(sha)) return Promise.resolve();
+    return new Promise((resolve) => this.#remoteWaiters.set(sha, resolve));
+  }
+
   /** Subscribes the four stages. `fileDataType` is what the file source stamps on its events. */
   async start(fileDataType: string): Promise<void> {
     await this.#engine.subscribe({
-      predicate: { dataType: fileDataType, pageIdPrefix: 'file:' },
+      // Edits in the tree (sourceId `file:<root>`); commits seen on the remote are counted below.
+      predicate: { dataType: fileDataType, sourcePrefix: 'file:', pageIdPrefix: 'file:' },
       task: { filename: summarizeTaskFile() },
       outputs: [{ dataType: SUMMARY }],
+    });
+    await this.#engine.subscribe({
+      predicate: { dataType: fileDataType, sourcePrefix: 'git:' },
+      handler: (event) => {
+        this.remoteEvents++;
+        const sha = event.sourceId.slice(event.sourceId.lastIndexOf('@') + 1);
+        this.#remoteShas.add(sha);
+        this.#remoteWaiters.get(sha)?.();
+      },
     });
     await this.#engine.subscribe({
       predicate: { dataType: SUMMARY },

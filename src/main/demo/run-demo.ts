@@ -34,17 +34,24 @@ export interface DemoResult {
   folders: number;
   storm: StormTally;
   digest: { converged: string; recomputed: string };
+  /** The storm phase, from its first write until quiescence after the remote commit came back. */
   episode: {
+    /** Episodes (quiescence announcements) during the storm phase. */
+    episodes: number;
     events: number;
     dispatches: number;
     damped: number;
     rateLimited: number;
     deferred: number;
     failed: number;
+    /** Time spent inside episodes (the engine converging), summed. */
     durationMs: number;
+    /** Events over the whole storm phase's wall time. */
     eventsPerSecond: number;
   };
   dashboard: { updates: number; lines: number };
+  /** Events the remote watcher reported for the commit pushed to the loopback remote. */
+  remoteEvents: number;
   totalMs: number;
 }
 
@@ -86,6 +93,16 @@ export async function runDemo(options: DemoOptions = {}, view: DemoView = create
     );
     await settle(live);
 
+    // The storm's figures: engine-wide counters before and after, and the episodes in between
+    // (quiet gaps between storm operations end an episode; the next write starts another).
+    const before = (await live.getStatus()).counters as unknown as Record<string, number>;
+    let episodes = 0;
+    let episodeMs = 0;
+    live.on('quiescence', (report) => {
+      episodes++;
+      episodeMs += report.durationMs;
+    });
+    const stormStarted = performance.now();
     view.phase(`storm: ${operations.toLocaleString('en-US')} writes, rewrites, renames and deletes, then a commit pushed to the remote`);
     view.startProgress(operations);
     const tally = await runStorm(workspace, { operations, seed: seed + 1, onProgress: (done) => view.progress(done) });
@@ -93,11 +110,16 @@ export async function runDemo(options: DemoOptions = {}, view: DemoView = create
 
     view.phase('waiting for quiescence');
     await barrier(workspace.dir, pipeline);
-    const report = await settle(live);
+    if (tally.writes + tally.rewrites + tally.renames + tally.deletes > 0) {
+      // The pushed commit changed files: wait until the remote watcher has fetched it and reported.
+      await withDeadline(pipeline.whenRemoteCommit(tally.pushed), `the remote watcher did not report commit ${tally.pushed}`);
+    }
+    await settle(live);
+    const stormMs = performance.now() - stormStarted;
     stopTicker();
+    const after = (await live.getStatus()).counters as unknown as Record<string, number>;
+    const delta = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
     const recomputed = await recomputeDigest(workspace.dir);
-    const counters = report.counters as unknown as Record<string, number>;
-    const durationMs = report.durationMs;
     const result: DemoResult = {
       ok: recomputed.digest === pipeline.digest,
       files: recomputed.files,
@@ -105,16 +127,18 @@ export async function runDemo(options: DemoOptions = {}, view: DemoView = create
       storm: tally,
       digest: { converged: pipeline.digest, recomputed: recomputed.digest },
       episode: {
-        events: counters.eventsReceived ?? 0,
-        dispatches: counters.dispatchesEmitted ?? 0,
-        damped: counters.dispatchesDamped ?? 0,
-        rateLimited: counters.dispatchesRateLimited ?? 0,
-        deferred: counters.dispatchesDeferred ?? 0,
-        failed: counters.dispatchesFailed ?? 0,
-        durationMs,
-        eventsPerSecond: durationMs > 0 ? ((counters.eventsReceived ?? 0) * 1000) / durationMs : 0,
+        episodes,
+        events: delta('eventsReceived'),
+        dispatches: delta('dispatchesEmitted'),
+        damped: delta('dispatchesDamped'),
+        rateLimited: delta('dispatchesRateLimited'),
+        deferred: delta('dispatchesDeferred'),
+        failed: delta('dispatchesFailed'),
+        durationMs: episodeMs,
+        eventsPerSecond: stormMs > 0 ? (delta('eventsReceived') * 1000) / stormMs : 0,
       },
       dashboard: { updates: pipeline.dashboardUpdates, lines: pipeline.dashboardLines },
+      remoteEvents: pipeline.remoteEvents,
       totalMs: performance.now() - started,
     };
     view.result(result);

@@ -118,9 +118,11 @@ export function renderResult(result: DemoResult, color: boolean): string {
     ['damped', number(e.damped)],
     ['rate-limited', number(e.rateLimited)],
     ['failed', number(e.failed)],
-    ['episode time', `${(e.durationMs / 1000).toFixed(2)} s`],
-    ['events/s', number(e.eventsPerSecond)],
+    ['episodes', number(e.episodes)],
+    ['episode time (summed)', `${(e.durationMs / 1000).toFixed(2)} s`],
+    ['events/s (storm phase)', number(e.eventsPerSecond)],
     ['dashboard updates (damped 1 %)', number(result.dashboard.updates)],
+    ['remote commit events', number(result.remoteEvents)],
     ['total time', `${(result.totalMs / 1000).toFixed(1)} s`],
   );
   const ok = color ? '\x1b[32m✔\x1b[0m' : 'OK:';

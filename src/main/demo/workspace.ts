@@ -112,6 +112,8 @@ export interface StormTally {
   renames: number;
   deletes: number;
   commits: number;
+  /** The commit pushed to the remote at the end. */
+  pushed: string;
 }
 
 /**
@@ -125,7 +127,7 @@ export async function runStorm(
 ): Promise<StormTally> {
   const random = seededRandom(seed);
   const live = [...workspace.files];
-  const tally: StormTally = { writes: 0, rewrites: 0, identical: 0, renames: 0, deletes: 0, commits: 0 };
+  const tally: StormTally = { writes: 0, rewrites: 0, identical: 0, renames: 0, deletes: 0, commits: 0, pushed: '' };
   let created = 0;
   for (let op = 0; op < operations; op++) {
     const roll = random();
@@ -163,6 +165,7 @@ export async function runStorm(
   await git(workspace.dir, 'commit', '-q', '--allow-empty', '-m', 'storm');
   await git(workspace.dir, 'push', '-q', 'origin', 'main');
   tally.commits++;
+  tally.pushed = (await git(workspace.dir, 'rev-parse', 'HEAD')).trim();
   return tally;
 }
 
