@@ -9,7 +9,7 @@ import type { PageChangeEvent } from '../shared/events.js';
 import { childController } from './abortable.js';
 import { SourceError } from './errors.js';
 import { EventQueue } from './event-queue.js';
-import { type ContextPageSource, NO_WATCH_CONTEXT, type WatchContext, warnSourceError } from './source.js';
+import { type ContextPageSource, NO_WATCH_CONTEXT, type WatchContext, reportSourceError } from './source.js';
 
 /** Options of {@link CompositeWatcher}. */
 export interface CompositeWatcherOptions {
@@ -94,8 +94,6 @@ export class CompositeWatcher implements ContextPageSource {
   }
 
   #report(error: unknown, context: WatchContext): void {
-    if (this.#onError !== undefined) this.#onError(error);
-    else if (context.report !== undefined) context.report(error);
-    else warnSourceError(this.sourceId, error);
+    reportSourceError(this.sourceId, error, context, this.#onError);
   }
 }

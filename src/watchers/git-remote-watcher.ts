@@ -16,7 +16,7 @@ import { parseInput } from '../shared/validation.js';
 import { sleep } from './abortable.js';
 import { GitFetchError, SourceNotFoundError } from './errors.js';
 import { diffCommits, type TreeChange } from './git-diff.js';
-import { type ContextPageSource, NO_WATCH_CONTEXT, type WatchContext, warnSourceError } from './source.js';
+import { type ContextPageSource, NO_WATCH_CONTEXT, type WatchContext, reportSourceError } from './source.js';
 
 /** What a leader lock must offer (PostgresStore's LeaderLock does). */
 export interface LeaderGate {
@@ -171,8 +171,6 @@ export class GitRemoteWatcher implements ContextPageSource {
   }
 
   #report(error: unknown, context: WatchContext): void {
-    if (this.#options.onError !== undefined) this.#options.onError(error);
-    else if (context.report !== undefined) context.report(error);
-    else warnSourceError(this.sourceId, error);
+    reportSourceError(this.sourceId, error, context, this.#options.onError);
   }
 }

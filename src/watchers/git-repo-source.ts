@@ -14,7 +14,7 @@ import { CompositeWatcher } from './composite-watcher.js';
 import { SourceNotFoundError } from './errors.js';
 import { GitRemoteWatcher, type GitRemoteWatcherOptions } from './git-remote-watcher.js';
 import { LocalFsWatcher, type LocalFsWatcherOptions } from './local-fs-watcher.js';
-import { type ContextPageSource, NO_WATCH_CONTEXT, type WatchContext, warnSourceError } from './source.js';
+import { type ContextPageSource, NO_WATCH_CONTEXT, type WatchContext, reportSourceError } from './source.js';
 
 /** Options of {@link GitRepoSource}. */
 export interface GitRepoSourceOptions {
@@ -55,7 +55,7 @@ export class GitRepoSource implements ContextPageSource {
       stopCheckpoints = context.onQuiescence(() => {
         this.checkpointer.checkpoint().then(
           (tag) => tag !== undefined && this.#options.onCheckpoint?.(tag),
-          (error: unknown) => (context.report !== undefined ? context.report(error) : warnSourceError(this.sourceId, error)),
+          (error: unknown) => reportSourceError(this.sourceId, error, context),
         );
       });
     }

@@ -9,7 +9,7 @@ import type { PageChangeEvent } from '../shared/events.js';
 import { parseInput } from '../shared/validation.js';
 import { EventQueue } from './event-queue.js';
 import { FsWatchCore, type FsWatchCoreOptions } from './local-fs-core.js';
-import { type ContextPageSource, NO_WATCH_CONTEXT, warnSourceError, type WatchContext, WORKER_HOSTED, type WorkerHostedDescriptor } from './source.js';
+import { type ContextPageSource, NO_WATCH_CONTEXT, reportSourceError, type WatchContext, WORKER_HOSTED, type WorkerHostedDescriptor } from './source.js';
 
 /** Options of {@link LocalFsWatcher}; all optional. */
 export interface LocalFsWatcherOptions {
@@ -107,9 +107,7 @@ export class LocalFsWatcher implements ContextPageSource {
   }
 
   #report(error: unknown, context: WatchContext): void {
-    if (this.#onError !== undefined) this.#onError(error);
-    else if (context.report !== undefined) context.report(error);
-    else warnSourceError(this.sourceId, error);
+    reportSourceError(this.sourceId, error, context, this.#onError);
   }
 
   /** @internal Lets the engine host this watcher in its watch worker thread. */

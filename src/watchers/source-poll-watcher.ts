@@ -11,7 +11,7 @@ import type { PageChangeEvent } from '../shared/events.js';
 import { parseInput } from '../shared/validation.js';
 import { sleep } from './abortable.js';
 import { SourceError } from './errors.js';
-import { type ContextPageSource, NO_WATCH_CONTEXT, type PageRecord, type WatchContext, warnSourceError } from './source.js';
+import { type ContextPageSource, NO_WATCH_CONTEXT, type PageRecord, type WatchContext, reportSourceError } from './source.js';
 
 /** Options of {@link SourcePollWatcher}. */
 export interface SourcePollWatcherOptions {
@@ -121,8 +121,6 @@ export class SourcePollWatcher implements ContextPageSource {
   }
 
   #report(error: unknown, context: WatchContext): void {
-    if (this.#onError !== undefined) this.#onError(error);
-    else if (context.report !== undefined) context.report(error);
-    else warnSourceError(this.sourceId, error);
+    reportSourceError(this.sourceId, error, context, this.#onError);
   }
 }

@@ -72,3 +72,13 @@ export function warnSourceError(sourceId: string, error: unknown): void {
   const code = (error as { code?: unknown } | null)?.code;
   process.emitWarning(`source ${sourceId}: ${message}`, { type: 'ConvergeSourceWarning', code: typeof code === 'string' ? code : 'CONVERGE_SOURCE' });
 }
+
+/**
+ * Where a watcher's non-fatal problem goes: its own `onError` if given, else the engine (through
+ * the watch context, as `source-error`), else a process warning.
+ */
+export function reportSourceError(sourceId: string, error: unknown, context: WatchContext, onError?: (error: unknown) => void): void {
+  if (onError !== undefined) onError(error);
+  else if (context.report !== undefined) context.report(error);
+  else warnSourceError(sourceId, error);
+}
