@@ -30,8 +30,9 @@ export function createView({
   env?: NodeJS.ProcessEnv;
 }): DemoView {
   if (json) return jsonView(stream);
-  const live = stream.isTTY === true && env.NO_COLOR === undefined && env.CI !== 'true';
-  return live ? liveView(stream as NodeJS.WriteStream) : plainView(stream);
+  // A terminal gets the live view; NO_COLOR (set and non-empty, per no-color.org) only takes the colour away.
+  const color = env.NO_COLOR === undefined || env.NO_COLOR === '' ? env.FORCE_COLOR !== '0' : false;
+  return stream.isTTY === true ? liveView(stream as NodeJS.WriteStream, color) : plainView(stream);
 }
 
 function jsonView(stream: NodeJS.WritableStream): DemoView {
@@ -67,14 +68,14 @@ function plainView(stream: NodeJS.WritableStream): DemoView {
   };
 }
 
-function liveView(stream: NodeJS.WriteStream): DemoView {
+function liveView(stream: NodeJS.WriteStream, color: boolean): DemoView {
   let bar: cliProgress.SingleBar | undefined;
   let payload = { events: '0', dispatches: '0', state: 'idle' };
   return {
     phase: (text) => {
       bar?.stop();
       bar = undefined;
-      stream.write(`\x1b[1m•\x1b[0m ${text}\n`);
+      stream.write(color ? `\x1b[1m•\x1b[0m ${text}\n` : `• ${text}\n`);
     },
     startProgress: (total) => {
       bar = new cliProgress.SingleBar(
@@ -97,7 +98,7 @@ function liveView(stream: NodeJS.WriteStream): DemoView {
       payload = { events: number(counters.eventsReceived ?? 0), dispatches: number(counters.dispatchesEmitted ?? 0), state };
       bar?.update(payload);
     },
-    result: (result) => void stream.write(renderResult(result, true)),
+    result: (result) => void stream.write(renderResult(result, color)),
   };
 }
 
