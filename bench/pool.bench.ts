@@ -12,6 +12,7 @@
  *
  * Goal (issue 9): colony ≥ 2× raw piscina in tasks/s, p99 ≤ 3 ms.
  */
+import type { BenchRatio, BenchReport } from './run.js';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
@@ -94,7 +95,7 @@ async function variants(threads: number, TaskPool: typeof TaskPoolClass): Promis
   ];
 }
 
-export async function run(options: BenchOptions): Promise<void> {
+export async function run(options: BenchOptions): Promise<BenchReport> {
   const threads = Math.max(1, availableParallelism());
   const total = options.quick ? 10_000 : 50_000;
   const rounds = options.quick ? 3 : 5;
@@ -129,6 +130,16 @@ export async function run(options: BenchOptions): Promise<void> {
     `goal: colony ≥ ${GOAL.vsPiscina}× piscina → ${ratio.toFixed(2)}× (${ratio >= GOAL.vsPiscina ? 'met' : 'NOT met'}); ` +
       `p99 ≤ ${GOAL.p99Ms} ms → ${colony['p99 ms']} ms (${colony['p99 ms'] <= GOAL.p99Ms ? 'met' : 'NOT met'})`,
   );
+  // Against each baseline pool (piscina first, which carries the goal), measured in this run.
+  const ratios: BenchRatio[] = rows.slice(1).map((row, i) => ({
+    measure: 'colony pool, no-op tasks, 64 in flight',
+    value: colony['tasks/s'],
+    unit: 'tasks/s',
+    baseline: row.pool,
+    baselineValue: row['tasks/s'],
+    ...(i === 0 ? { goal: GOAL.vsPiscina } : {}),
+  }));
+  return { ratios };
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
