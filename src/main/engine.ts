@@ -62,6 +62,8 @@ export interface EngineStatus {
   deferred: number;
   /** Main-thread handlers currently running. */
   handlersRunning: number;
+  /** `waitForQuiescence` calls the worker has not answered yet (one that timed out is cancelled there too). */
+  quiescenceWaiters: number;
 }
 
 /** Events an engine emits. */
@@ -382,6 +384,7 @@ export class Engine {
       inFlight: worker.inFlight,
       deferred: worker.deferred,
       handlersRunning: this.#dispatcher.running,
+      quiescenceWaiters: worker.quiescenceWaiters,
     };
   }
 

@@ -273,6 +273,8 @@ export interface WorkerStatus {
   subscriptions: number;
   inFlight: number;
   deferred: number;
+  /** Quiescence waits not yet answered (a timed-out wait is cancelled, not kept). */
+  quiescenceWaiters: number;
   pageGraph: { nodes: number; edges: number };
 }
 

@@ -321,6 +321,7 @@ export class ConvergenceRuntime {
       subscriptions: this.#index.size,
       inFlight: this.#inFlight,
       deferred: this.#deferred.size,
+      quiescenceWaiters: this.#quiescenceWaiters.size,
       pageGraph: { nodes: this.#graph.nodeCount, edges: this.#graph.edgeCount },
     };
   }

@@ -127,3 +127,22 @@ describe('read your writes', () => {
     expect(cycles.map((c) => [...c].sort())).toEqual([[a.id, b.id].sort()]);
   });
 });
+
+describe('quiescence waits that time out', () => {
+  it('are cancelled in the worker too: only the waits still open are kept', async () => {
+    const e = await engine();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await e.subscribe({ predicate: { dataType: 'held' }, handler: () => held });
+    await e.dispatchChange(PageChange.added('held-page', { dataType: 'held', sourceId: 'test' }));
+    // One wait stays open; twenty give up while the handler holds the episode.
+    const open = e.waitForQuiescence({ timeoutMs: 60_000 });
+    const gaveUp = await Promise.all(Array.from({ length: 20 }, () => e.waitForQuiescence({ timeoutMs: 1 })));
+    expect(gaveUp).toEqual(gaveUp.map(() => null));
+    // The cancels travel in ring order before this query, so the worker has dropped all twenty.
+    expect((await e.getStatus()).quiescenceWaiters).toBe(1);
+    release();
+    expect(await open).not.toBeNull();
+    expect((await e.getStatus()).quiescenceWaiters).toBe(0);
+  });
+});
