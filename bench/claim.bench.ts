@@ -31,6 +31,7 @@
  * `converge,graphile,pgboss`) runs only those; `CLAIM_BENCH_TASKS=20000` sets the deep and shallow
  * task counts.
  */
+import type { BenchRatio, BenchReport } from './run.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -309,8 +310,9 @@ function percentile(values: readonly number[], p: number): number {
 // ---------------------------------------------------------------------------------------------
 
 /** Runs the benchmark and prints one table. */
-export async function run(options: BenchOptions): Promise<void> {
+export async function run(options: BenchOptions): Promise<BenchReport> {
   const quick = options.quick;
+  const ratios: BenchRatio[] = [];
   const sized = Number(process.env.CLAIM_BENCH_TASKS) || undefined;
   const deep = sized ?? (quick ? 2_000 : 100_000);
   const shallow = sized ?? (quick ? 2_000 : 50_000);
@@ -368,7 +370,7 @@ export async function run(options: BenchOptions): Promise<void> {
   if (url === undefined || url === '') {
     console.log('  PostgreSQL parts skipped: set CONVERGE_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/test)');
     console.table(rows);
-    return;
+    return { ratios };
   }
   const variants = quick ? [{ label: 'default', url }] : [{ label: 'default', url }, { label: 'synchronous_commit=off', url: withOption(url, 'synchronous_commit=off') }];
   const schemas: string[] = [];
@@ -424,6 +426,18 @@ export async function run(options: BenchOptions): Promise<void> {
           const ratio = (a: number | string, b: number | string): string => (typeof a === 'number' && typeof b === 'number' ? `${(a / b).toFixed(2)}×` : '?');
           ours.note = `vs graphile: submit ${ratio(ours['submit/s'], theirs['submit/s'])}, deep ${ratio(ours['deep claims/s'], theirs['deep claims/s'])}, shallow ${ratio(ours['shallow claims/s'], theirs['shallow claims/s'])} (goal ≥ ${GOAL.vsGraphile}×)`;
           if (claimers === 1 && typeof ours['p50 ms'] === 'number') ours.note += `; p50 ${ours['p50 ms'] <= GOAL.latencyP50Ms ? 'meets' : 'MISSES'} ≤ ${GOAL.latencyP50Ms} ms`;
+          // For the closing table of `converge bench`: each figure against graphile-worker's.
+          const columns = [
+            ['submit/s', 'submits', 'tasks/s'],
+            ['deep claims/s', 'claims + completions, deep queue', 'tasks/s'],
+            ['shallow claims/s', 'claims + completions, shallow queue', 'tasks/s'],
+          ] as const;
+          for (const [column, what, unit] of columns) {
+            const value = ours[column];
+            const baselineValue = theirs[column];
+            if (typeof value !== 'number' || typeof baselineValue !== 'number') continue;
+            ratios.push({ measure: `PostgresStore ${what}, ${claimers} claimer(s), ${variant.label}`, value, unit, baseline: 'graphile-worker 0.17', baselineValue, goal: GOAL.vsGraphile });
+          }
         }
       }
     }
@@ -434,6 +448,7 @@ export async function run(options: BenchOptions): Promise<void> {
     await client.end();
   }
   console.table(rows);
+  return { ratios };
 }
 
 /** `url` with a server setting for every session (libpq's `options=-c name=value`). */

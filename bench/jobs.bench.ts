@@ -13,6 +13,7 @@
  *
  *   npx tsx bench/jobs.bench.ts [--quick]      (PostgreSQL rows need CONVERGE_PG_URL)
  */
+import type { BenchRatio, BenchReport } from './run.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -126,7 +127,7 @@ async function child(url: string, schema: string): Promise<void> {
   process.disconnect();
 }
 
-export async function run(options: BenchOptions): Promise<void> {
+export async function run(options: BenchOptions): Promise<BenchReport> {
   const jobs = options.quick ? 20 : 400;
   const pool = new PiscinaJobPool();
   const rows: Row[] = [];
@@ -157,6 +158,9 @@ export async function run(options: BenchOptions): Promise<void> {
     await pool.destroy();
   }
   console.table(rows);
+  const [base, ...others] = rows;
+  const ratios: BenchRatio[] = others.map((row) => ({ measure: `jobs (3 agents × 3 rounds), ${row.case}`, value: row['jobs/s'], unit: 'jobs/s', baseline: base!.case, baselineValue: base!['jobs/s'] }));
+  return { ratios };
 }
 
 if (process.argv[2] === CHILD_FLAG) {
