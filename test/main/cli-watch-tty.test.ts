@@ -4,27 +4,17 @@
  * place (counters, episodes, latest changes) and the terminal is restored on exit. Skipped with a
  * warning where tmux is missing; runs in the src pass only (the view is the same code in dist).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_ARGS } from '../helpers/cli.js';
+import { HAVE_TMUX, shellQuote, TmuxServer } from '../helpers/tmux.js';
 import { renderWatchScreen } from '../../src/main/cli/live-view.js';
 import { stylesFor } from '../../src/main/cli/output.js';
 
-const HAVE_TMUX = (() => {
-  try {
-    execFileSync('tmux', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 const DIST_PASS = process.env.CONVERGE_TEST_TARGET === 'dist';
 if (!HAVE_TMUX && !DIST_PASS) console.warn('[converge tests] SKIPPED the terminal view test: tmux is missing (apt-get install -y tmux)');
-
-const quote = (arg: string): string => `'${arg.replaceAll("'", "'\\''")}'`;
 
 describe('the live view of converge watch', () => {
   it('renders counters, episodes and the newest changes that fit, clipped to the width', () => {
@@ -42,35 +32,21 @@ describe('the live view of converge watch', () => {
 });
 
 describe.skipIf(!HAVE_TMUX || DIST_PASS)('converge watch in tmux', () => {
-  const socket = `converge-test-${process.pid}`;
+  const tmux = new TmuxServer('converge-test');
   let dir = '';
-  const tmux = (...args: string[]): string => execFileSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'converge-tty-'));
   });
   afterAll(() => {
-    try {
-      tmux('kill-server');
-    } catch {
-      // Already gone.
-    }
+    tmux.kill();
     if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Polls the pane until `pattern` shows (deadline `timeoutMs`). */
-  async function pane(pattern: RegExp, timeoutMs = 30_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const text = tmux('capture-pane', '-p', '-t', 'watch');
-      if (pattern.test(text)) return text;
-      if (Date.now() > deadline) throw new Error(`the pane never showed ${pattern}:\n${text}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
+  const pane = (pattern: RegExp, timeoutMs = 30_000): Promise<string> => tmux.waitFor('watch', pattern, timeoutMs);
 
   it('redraws in place on a terminal and restores it on Ctrl-C', async () => {
-    const command = [process.execPath, ...CLI_ARGS, 'watch', dir].map(quote).join(' ');
-    tmux('new-session', '-d', '-s', 'watch', '-x', '100', '-y', '24', `env NO_COLOR=1 ${command}; echo EXITED $?; sleep 600`);
+    const command = [process.execPath, ...CLI_ARGS, 'watch', dir].map(shellQuote).join(' ');
+    tmux.run('new-session', '-d', '-s', 'watch', '-x', '100', '-y', '24', `env NO_COLOR=1 ${command}; echo EXITED $?; sleep 600`);
     let screen = await pane(/watching — /);
     expect(screen).toContain(`converge watch ${dir}`);
     expect(screen).toContain('no change yet');
@@ -89,7 +65,7 @@ describe.skipIf(!HAVE_TMUX || DIST_PASS)('converge watch in tmux', () => {
     screen = await pane(/^events [1-9]\d*\s+dispatched [1-9]/m);
     // One screen, redrawn: the title shows once, not once per update.
     expect(screen.match(/converge watch \//g)).toHaveLength(1);
-    tmux('send-keys', '-t', 'watch', 'C-c');
+    tmux.run('send-keys', '-t', 'watch', 'C-c');
     screen = await pane(/EXITED \d+/);
     expect(screen).toMatch(/converge watch: stopped after [1-9]\d* changes in [1-9]\d* episodes/);
     expect(screen).toContain('EXITED 0');

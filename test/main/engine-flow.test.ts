@@ -11,6 +11,7 @@ import {
   type QuiescenceReport,
 } from '../../src/main/index.js';
 import { useEngines } from '../helpers/engines.js';
+import { gate } from '../helpers/gate.js';
 
 const engine = useEngines();
 
@@ -131,9 +132,8 @@ describe('read your writes', () => {
 describe('quiescence waits that time out', () => {
   it('are cancelled in the worker too: only the waits still open are kept', async () => {
     const e = await engine();
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    await e.subscribe({ predicate: { dataType: 'held' }, handler: () => held });
+    const held = gate();
+    await e.subscribe({ predicate: { dataType: 'held' }, handler: () => held.promise });
     await e.dispatchChange(PageChange.added('held-page', { dataType: 'held', sourceId: 'test' }));
     // One wait stays open; twenty give up while the handler holds the episode.
     const open = e.waitForQuiescence({ timeoutMs: 60_000 });
@@ -141,7 +141,7 @@ describe('quiescence waits that time out', () => {
     expect(gaveUp).toEqual(gaveUp.map(() => null));
     // The cancels travel in ring order before this query, so the worker has dropped all twenty.
     expect((await e.getStatus()).quiescenceWaiters).toBe(1);
-    release();
+    held.open();
     expect(await open).not.toBeNull();
     expect((await e.getStatus()).quiescenceWaiters).toBe(0);
   });

@@ -16,19 +16,12 @@ import {
   WorkerCrashedError,
 } from '../../src/main/index.js';
 import { useEngines } from '../helpers/engines.js';
-
-const engine = useEngines();
-
-/** A promise the test resolves by hand: a barrier, not a sleep. */
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
-
 import { ENGINE_LIMITS } from '../../src/main/options.js';
 import { WorkerLink } from '../../src/main/worker-link.js';
 import { MainSlot } from '../../src/shared/protocol.js';
+import { gate } from '../helpers/gate.js';
+
+const engine = useEngines();
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const fromDist = process.env.CONVERGE_TEST_TARGET === 'dist';

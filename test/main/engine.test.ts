@@ -12,15 +12,9 @@ import {
   type Engine,
 } from '../../src/main/index.js';
 import { useEngines } from '../helpers/engines.js';
+import { gate } from '../helpers/gate.js';
 
 const engine = useEngines();
-
-/** A promise the test resolves by hand: a barrier, not a sleep. */
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
 
 async function settled(e: Engine): Promise<QuiescenceReport> {
   const report = await e.waitForQuiescence({ timeoutMs: 20_000 });

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createEngine, type Engine, type PageChangeEvent, StaticSourceError } from '../../src/main/index.js';
 import type { ContextPageSource, WatchContext } from '../../src/watchers/source.js';
 import { Collector, waitFor } from './helpers.js';
+import { gate } from '../helpers/gate.js';
 
 const engines: Engine[] = [];
 async function engine(): Promise<Engine> {
@@ -13,12 +14,6 @@ async function engine(): Promise<Engine> {
 afterEach(async () => {
   await Promise.all(engines.splice(0).map((e) => e.close()));
 });
-
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => (open = resolve));
-  return { promise, open };
-}
 
 const added = (i: number): PageChangeEvent => ({ kind: 'page_added', pageId: `p:${i}`, sourceId: 'test:source' });
 
