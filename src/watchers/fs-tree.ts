@@ -54,6 +54,8 @@ class FileTable {
   #ino = new Float64Array(0);
   /** 1 when the slot's hash is known (0: it must be taken as changed, see {@link invalidate}). */
   #hashed = new Uint8Array(0);
+  /** The last {@link mark} epoch that saw the slot's file on disk. */
+  #seen = new Uint32Array(0);
   #hashes = Buffer.alloc(0);
 
   get count(): number {
@@ -104,6 +106,19 @@ class FileTable {
     digest.copy(this.#hashes, slot * HASH_BYTES, 0, HASH_BYTES);
   }
 
+  /** Notes that a walk of epoch `epoch` found `rel` on disk. */
+  mark(rel: string, epoch: number): void {
+    const slot = this.#slots.get(rel);
+    if (slot !== undefined) this.#seen[slot] = epoch;
+  }
+
+  /** Known paths that no walk of epoch `epoch` marked. */
+  unmarked(epoch: number): string[] {
+    const out: string[] = [];
+    for (const [rel, slot] of this.#slots) if (this.#seen[slot] !== epoch) out.push(rel);
+    return out;
+  }
+
   /** Forgets the hash of `rel`: its next check reads it and reports a change. */
   invalidate(rel: string): void {
     const slot = this.#slots.get(rel);
@@ -133,6 +148,9 @@ class FileTable {
     const hashed = new Uint8Array(capacity);
     hashed.set(this.#hashed);
     this.#hashed = hashed;
+    const seen = new Uint32Array(capacity);
+    seen.set(this.#seen);
+    this.#seen = seen;
     const hashes = Buffer.alloc(capacity * HASH_BYTES);
     this.#hashes.copy(hashes);
     this.#hashes = hashes;
@@ -147,6 +165,7 @@ export class FsTree {
   /** Directories {@link check} found where it expected a file; the caller expands them. */
   readonly discovered: string[] = [];
   readonly #buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  #epoch = 0;
 
   constructor(root: string, ignored: IgnoreMatcher) {
     this.root = root;
@@ -254,6 +273,48 @@ export class FsTree {
     for (const path of this.files.paths()) if (path.startsWith(prefix)) out.push(path);
     for (const dir of this.dirs) if (dir === rel || dir.startsWith(prefix)) this.dirs.delete(dir);
     return out;
+  }
+
+  /**
+   * Reconciles the whole tree with the disk, streaming: each directory is listed and its files
+   * checked before the next one is read, so that a tree of 100k files never becomes 100k-element
+   * arrays and sets that live through the walk. Then the known files the walk did not see are
+   * checked (they are gone, or moved into a directory listed earlier). `trust(rel)`: the file's stat
+   * fingerprint may stand for its content (see {@link check}). Reports every net change to `found`.
+   */
+  async reconcileAll(trust: (rel: string) => boolean, found: (rel: string, change: NetChange) => void): Promise<void> {
+    const epoch = (this.#epoch = (this.#epoch + 1) >>> 0 || 1);
+    this.dirs.clear();
+    const visit = (rel: string): void => {
+      const change = this.check(rel, trust(rel));
+      this.files.mark(rel, epoch);
+      if (change !== undefined) found(rel, change);
+    };
+    const pending = [''];
+    let sliceStart = performance.now();
+    for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
+      let names: string[];
+      try {
+        names = readdirSync(join(this.root, dir));
+      } catch (error) {
+        if (isMissing(error) || (error as { code?: unknown }).code === 'ENOTDIR') continue;
+        throw error;
+      }
+      for (const name of names) {
+        const child = dir === '' ? name : `${dir}/${name}`;
+        if (this.#ignored(child)) continue;
+        // No file types from readdir (a Dirent per entry): check() stats anyway and tells directories apart.
+        visit(child);
+        if (this.dirs.has(child)) pending.push(child);
+        if (performance.now() - sliceStart >= SLICE_MS) {
+          await yieldToLoop();
+          sliceStart = performance.now();
+        }
+      }
+    }
+    // check() queued the directories it met as discoveries; the walk has listed them already.
+    this.discovered.length = 0;
+    await forEachSliced(this.files.unmarked(epoch), visit);
   }
 
   /**

@@ -136,7 +136,7 @@ export class FsWatchCore {
     if (!this.#options.poll) await this.#startNative();
     // Baseline after subscribing: a change during the scan is either in the baseline or an event.
     const tree = this.#tree;
-    await forEachSliced(await tree.reconcileSet(''), (rel) => void tree.check(rel, false));
+    await tree.reconcileAll(() => false, () => undefined);
     // A change reported after the subscription opened is a change after the watch started, even if
     // the scan already saw its result: a created file is reported as added, an updated one as replaced.
     for (const [rel, type] of this.#baselineEvents) {
@@ -255,22 +255,26 @@ export class FsWatchCore {
     this.#windowEvents = 0;
     this.stats.flushes++;
     const startedAt = performance.now();
-    let paths: Set<string>;
-    if (full) {
-      this.stats.rescans++;
-      paths = new Set(await tree.reconcileSet(''));
-      for (const rel of dirty) paths.add(rel);
-    } else paths = dirty;
-    // A known directory an event named stands for its whole subtree (removed, or renamed away).
-    for (const rel of dirty) if (tree.dirs.has(rel)) for (const sub of await tree.reconcileSet(rel)) paths.add(sub);
     const changes = new Map<string, NetChange>();
+    const record = (rel: string, change: NetChange): void => void changes.set(rel, change);
     const checkAll = (list: Iterable<string>, trust: (rel: string) => boolean) =>
       forEachSliced([...list], (rel) => {
         const change = tree.check(rel, trust(rel));
-        if (change !== undefined) changes.set(rel, change);
+        if (change !== undefined) record(rel, change);
       });
-    // With a full rescan, only paths an event named are re-read; the rest trust their stat fingerprint.
-    await checkAll(paths, full ? (rel) => !dirty.has(rel) : () => false);
+    const paths = new Set<string>();
+    if (full) {
+      // Only paths an event named are re-read; the rest trust their stat fingerprint.
+      this.stats.rescans++;
+      await tree.reconcileAll((rel) => !dirty.has(rel), record);
+    } else {
+      // A known directory an event named stands for its whole subtree (removed, or renamed away).
+      for (const rel of dirty) {
+        if (tree.dirs.has(rel)) for (const sub of await tree.reconcileSet(rel)) paths.add(sub);
+        else paths.add(rel);
+      }
+      await checkAll(paths, () => false);
+    }
     // New directories: their files may predate the directory's watch, so list them (and nested ones).
     while (tree.discovered.length > 0) {
       const found = new Set<string>();
