@@ -251,9 +251,9 @@ export class FsTree {
     const fd = openSync(abs, 'r');
     try {
       const buffer = size < this.#buffer.length ? this.#buffer : Buffer.allocUnsafe(Math.min(size + 1, 16 * 1024 * 1024));
-      for (;;) {
-        const n = readSync(fd, buffer, 0, buffer.length, null);
-        if (n === 0) break;
+      // A short read is the end of the file (a write after it raises an event of its own).
+      for (let n = buffer.length; n === buffer.length; ) {
+        n = readSync(fd, buffer, 0, buffer.length, null);
         hash.update(buffer.subarray(0, n));
       }
     } finally {

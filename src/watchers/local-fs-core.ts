@@ -29,7 +29,7 @@ export interface FsWatchCoreOptions {
   maxDelayMs: number;
   /** Raw events in one window that make it suspect; 0 = derive from the inotify queue limit. */
   suspectThreshold: number;
-  /** Raw events in one window that start storm tracking (see FsWatchCore). Default 256. */
+  /** Raw events in one window that start storm tracking (see FsWatchCore). Default 32. */
   stormEvents?: number;
   /** Quiet time on the storm's directories that ends a storm. Default debounceMs + 200 ms. */
   stormQuietMs?: number;
@@ -56,7 +56,7 @@ export interface FsWatchStats {
 /** Directories watched directly while a storm lasts (see FsWatchCore, storms). */
 const MAX_STORM_DIRS = 32;
 /** During a storm that goes on, a suspect window is reconciled at most this often… */
-const MIN_RESCAN_INTERVAL_MS = 5_000;
+const MIN_RESCAN_INTERVAL_MS = 30_000;
 /** …and at most once per this many times the last reconcile's duration (≤ 10 % of the time). */
 const RESCAN_DUTY = 10;
 /** Events per `emit` call. */
@@ -199,7 +199,7 @@ export class FsWatchCore {
     this.stats.rawEvents += events.length;
     this.#windowEvents += events.length;
     this.#lastActivity = now;
-    if (this.#windowEvents >= (this.#options.stormEvents ?? 256)) this.#trackStorm(events);
+    if (this.#windowEvents >= (this.#options.stormEvents ?? 32)) this.#trackStorm(events);
     if (this.#windowEvents >= this.#threshold && !this.#suspect) {
       this.#suspect = true;
       this.#suspectSince = now;
@@ -212,7 +212,10 @@ export class FsWatchCore {
   }
 
   #relative(abs: string): string | undefined {
-    const rel = relative(this.#realRoot, abs);
+    // The native watcher reports absolute paths under the real root: a prefix cut is enough (and
+    // path.relative, which normalizes both paths, was a tenth of this thread's time in a storm).
+    const prefix = this.#realRoot.endsWith(sep) ? this.#realRoot : this.#realRoot + sep;
+    const rel = abs.startsWith(prefix) ? abs.slice(prefix.length) : relative(this.#realRoot, abs);
     if (rel === '' || rel.startsWith('..')) return undefined;
     const posix = sep === '/' ? rel : rel.split(sep).join('/');
     return this.#tree!.ignored(posix) ? undefined : posix;
