@@ -44,6 +44,15 @@ export async function forEachSliced<T>(items: readonly T[], fn: (item: T) => voi
   }
 }
 
+/**
+ * A string of its own for a key kept as long as the file exists. A path cut out of the native
+ * watcher's absolute path is a V8 "sliced string" that keeps the whole absolute path alive (about
+ * 100 bytes more per file, 10 MB at 100k files).
+ */
+function flatCopy(rel: string): string {
+  return rel.length < 13 ? rel : Buffer.from(rel, 'utf8').toString('utf8');
+}
+
 /** Per-file state in columns: path → slot, fingerprint columns, 20-byte hashes. */
 class FileTable {
   readonly #slots = new Map<string, number>();
@@ -96,7 +105,7 @@ class FileTable {
     if (slot === undefined) {
       slot = this.#free.pop() ?? this.#slots.size;
       if (slot >= this.#size.length) this.#grow();
-      this.#slots.set(rel, slot);
+      this.#slots.set(flatCopy(rel), slot);
     }
     this.#size[slot] = stats.size;
     this.#mtime[slot] = stats.mtimeMs;
