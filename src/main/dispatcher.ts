@@ -6,8 +6,9 @@
  * event writes: with the ingest ring full and the worker at `maxInFlight`, the acks that let it
  * resume still get through. A handler's emitted events are written (or declared pending) before its
  * acknowledgement, so the worker counts them before the dispatch is released. Synchronous handlers
- * of one batch are acknowledged together in one frame; asynchronous ones as they settle, coalesced
- * per microtask.
+ * are acknowledged together: one ACKS frame per dispatch frame once {@link ACK_EVERY} or more have
+ * settled (else per drain turn), so that a worker held at maxInFlight resumes while this thread runs
+ * the rest; asynchronous ones as they settle, coalesced per microtask.
  */
 import { ProtocolError, type SerializedError, serializeError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
