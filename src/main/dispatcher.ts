@@ -163,6 +163,8 @@ export class MainDispatcher {
   readonly #busy = new Set<HandlerEntry>();
   /** Set by stop(): handlers that settle later are ignored, nothing more is written. */
   #stopped = false;
+  /** A wait on MainSlot.WAKE is pending. */
+  #waiting = false;
 
   constructor(options: {
     consumer: RingConsumer;
@@ -192,7 +194,27 @@ export class MainDispatcher {
     this.#onError = options.onError;
     this.#onFatal = options.onFatal;
     Atomics.store(this.#flags, MainSlot.PARKED, 1);
+    this.#park(Atomics.load(this.#flags, MainSlot.WAKE));
   }
+
+  /**
+   * Waits (without blocking) for the worker's wake: it bumps MainSlot.WAKE past `signal` and
+   * notifies once it has taken PARKED from 1 to 0. `signal` is read after PARKED was set and before
+   * the ring was last found empty, so a wake in between ends the wait at once ('not-equal').
+   */
+  #park(signal: number): void {
+    // One wait at a time (a wake from elsewhere must not leave a second one behind).
+    if (this.#waiting || this.#stopped) return;
+    this.#waiting = true;
+    const result = Atomics.waitAsync(this.#flags, MainSlot.WAKE, signal);
+    if (result.async) void result.value.then(this.#woken);
+    else queueMicrotask(this.#woken);
+  }
+
+  readonly #woken = (): void => {
+    this.#waiting = false;
+    this.wake();
+  };
 
   /** Handlers currently running (asynchronous ones not yet settled). */
   get running(): number {
@@ -214,6 +236,9 @@ export class MainDispatcher {
     this.#stopped = true;
     this.#settled = 0;
     this.#errors = [];
+    // End a pending wait on the wake signal (wake() then returns at once).
+    Atomics.add(this.#flags, MainSlot.WAKE, 1);
+    Atomics.notify(this.#flags, MainSlot.WAKE);
   }
 
   register(handle: number, id: string, handler: SubscriptionHandler | undefined, task?: TaskTarget): void {
@@ -272,7 +297,7 @@ export class MainDispatcher {
     }
   }
 
-  /** Called when the worker says it wrote while we were parked. Drains until the ring is empty. */
+  /** Called when the worker says it wrote while we were parked (see #park). Drains until the ring is empty. */
   wake(): void {
     if (this.#draining || this.#stopped) return;
     this.#draining = true;
@@ -294,12 +319,14 @@ export class MainDispatcher {
       // Say we are parked, then look once more: the worker writes first and reads PARKED second,
       // so either it sees PARKED = 1 and wakes us, or we see its frame here.
       Atomics.store(this.#flags, MainSlot.PARKED, 1);
+      const signal = Atomics.load(this.#flags, MainSlot.WAKE);
       if (this.#consumer.hasData()) {
         Atomics.store(this.#flags, MainSlot.PARKED, 0);
         setImmediate(() => this.#drainTurn());
         return;
       }
       this.#draining = false;
+      this.#park(signal);
       this.trim();
     } catch (error) {
       this.#draining = false;

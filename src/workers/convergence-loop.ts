@@ -59,9 +59,13 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   const encoder = new FrameEncoder();
   const post = (message: WorkerMessage): void => port.postMessage(message);
 
-  // Wake the main thread only if it said it is waiting (it re-checks the ring after saying so).
+  // Wake the main thread only if it said it is waiting (it re-checks the ring after saying so). It
+  // waits on MainSlot.WAKE with Atomics.waitAsync: a notify, not a MessagePort message per wake.
   const wakeMain = (): void => {
-    if (Atomics.exchange(mainFlags, MainSlot.PARKED, 0) === 1) post({ type: 'wake' });
+    if (Atomics.exchange(mainFlags, MainSlot.PARKED, 0) === 1) {
+      Atomics.add(mainFlags, MainSlot.WAKE, 1);
+      Atomics.notify(mainFlags, MainSlot.WAKE);
+    }
   };
 
   /** Writes groups as one frame, halving the batch while the frame is over the ring's limit. */
