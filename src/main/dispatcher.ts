@@ -12,7 +12,7 @@
  */
 import { ProtocolError, type SerializedError, serializeError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
-import { type FrameDecoder, type FrameEncoder, tupleToEvent } from '../shared/framing.js';
+import { type FrameDecoder, type FrameEncoder, readDispatchGroups, tupleToEvent } from '../shared/framing.js';
 import { type AckError, IngestTag, MainSlot, parseEventRef, type PoolTaskMessage } from '../shared/protocol.js';
 import type { RingConsumer, RingProducer } from '../shared/ring.js';
 import { seqCompare } from '../shared/ring-layout.js';
@@ -334,12 +334,28 @@ export class MainDispatcher {
     }
   }
 
+  /** The event of the group being run, and what it was looked up from (groups hold 1–2 dispatches each). */
+  #lastRef: number | unknown[] | undefined;
+  #lastEvent: PageChangeEvent | undefined;
+  #episodeId = '';
+
+  readonly #visitDispatch = (ref: number | unknown[], handle: number, dispatchId: number): void => {
+    if (ref !== this.#lastRef) {
+      this.#lastEvent = typeof ref === 'number' ? this.#lookup(ref) : tupleToEvent(ref);
+      this.#lastRef = ref;
+    }
+    this.#run(handle, this.#lastEvent!, dispatchId, this.#episodeId);
+  };
+
   readonly #visit = (view: Uint8Array): void => {
-    const [, episodeId, firstDispatchId, groups] = this.#decoder.decodeDispatch(view);
-    let dispatchId = firstDispatchId;
-    for (const [ref, handles] of groups) {
-      const event = typeof ref === 'number' ? this.#lookup(ref) : tupleToEvent(ref);
-      for (const handle of handles) this.#run(handle, event, dispatchId++, episodeId);
+    const frame = this.#decoder.decodeDispatch(view);
+    this.#episodeId = frame[1];
+    this.#lastRef = undefined;
+    try {
+      readDispatchGroups(frame, this.#visitDispatch);
+    } finally {
+      this.#lastRef = undefined;
+      this.#lastEvent = undefined;
     }
     // Acknowledge as we go rather than once per drain turn: the worker, held at maxInFlight, goes
     // on matching the next frames while this thread runs the rest of the handlers.

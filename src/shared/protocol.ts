@@ -73,11 +73,13 @@ export function asIngestFrame(value: unknown): IngestFrame | undefined {
 /** Tags of frames in the dispatch ring. */
 export const DispatchTag = {
   /**
-   * `[DISPATCH, episodeId, firstDispatchId, groups]`: each group is `[event, handles[]]`, one
-   * event and the main-thread subscription handles it goes to; dispatch ids are consecutive from
-   * `firstDispatchId` in group order, handle order. `event` is an event tuple, or — for an event
-   * the main thread itself wrote — a negative {@link eventRef} to the object it still holds, so the
-   * event is neither re-encoded here nor decoded there.
+   * `[DISPATCH, episodeId, firstDispatchId, groups, events]`: one group per event, each the event
+   * and the main-thread subscription handles it goes to; dispatch ids are consecutive from
+   * `firstDispatchId` in group order, handle order. `groups` is binary, float64 words (native byte
+   * order: both ends are threads of one process), per group `[ref, count, handle × count]`: `ref`
+   * is a negative {@link eventRef} to an event the main thread itself wrote and still holds (so it
+   * is neither re-encoded here nor decoded there), or the index of an event tuple in `events`. No
+   * array per group on either side (see `packDispatchGroups` / `readDispatchGroups` in framing.ts).
    */
   DISPATCH: 10,
 } as const;
@@ -87,7 +89,7 @@ export type DispatchTag = (typeof DispatchTag)[keyof typeof DispatchTag];
 export type DispatchGroup = [event: unknown[] | number, handles: number[]];
 
 /** Every dispatch-ring frame: one tuple per {@link DispatchTag}. */
-export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: DispatchGroup[]];
+export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: Uint8Array, events: unknown[][]];
 
 /** What an {@link IngestTag.QUERY} frame asks for. */
 export type QueryKind = 'status' | 'feed' | 'cycles';

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { MainDispatcher } from '../../src/main/dispatcher.js';
 import type { PageChangeEvent } from '../../src/shared/events.js';
-import { eventToTuple, FrameDecoder, FrameEncoder } from '../../src/shared/framing.js';
+import { eventToTuple, FrameDecoder, FrameEncoder, packDispatchGroups } from '../../src/shared/framing.js';
 import { DispatchTag, MainSlot } from '../../src/shared/protocol.js';
 import { Ring, RingConsumer, RingProducer } from '../../src/shared/ring.js';
 
@@ -51,7 +51,8 @@ describe('MainDispatcher wake through MainSlot.WAKE', () => {
     let dispatchId = 1;
     for (let round = 0; round < 20; round++) {
       const event: PageChangeEvent = { kind: 'page_added', pageId: `p${round}`, sourceId: 's', ts: 1 };
-      await writer.write(encoder.encodeDispatch([DispatchTag.DISPATCH, 'ep', dispatchId++, [[eventToTuple(event), [1]]]]));
+      const packed = packDispatchGroups([[eventToTuple(event), [1]]]);
+      await writer.write(encoder.encodeDispatch([DispatchTag.DISPATCH, 'ep', dispatchId++, packed.groups, packed.events]));
       // The main thread said it was parked: this wake is the only thing that can make it drain.
       await until(() => Atomics.load(flags, MainSlot.PARKED) === 1, `the dispatcher to park (round ${round})`);
       expect(wakeMain(flags)).toBe(true);
