@@ -244,6 +244,12 @@ export class MemoryStore implements TaskStore {
     return snapshot(this.#claim(record, agentId, nowMs));
   }
 
+  /** claimTask for each id, in one synchronous step. */
+  claimTasks(ids: readonly string[], agentId: string, nowMs: number): (Task | null)[] {
+    this.#assertOpen();
+    return ids.map((id) => this.claimTask(id, agentId, nowMs));
+  }
+
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Task | null {
     this.#assertOpen();
     const record = this.#claimNextRecord(agentId, filter, nowMs);

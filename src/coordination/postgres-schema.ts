@@ -245,6 +245,11 @@ export function pgStatements(schema: string) {
       `UPDATE ${s}.tasks AS t SET state = 'assigned', assigned_to = $2, claimed_at = $3, attempts = attempts + 1, fencing_token = fencing_token + 1
        WHERE id = $1 AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
     ),
+    claimMany: st(
+      'claim_many',
+      `UPDATE ${s}.tasks AS t SET state = 'assigned', assigned_to = $2, claimed_at = $3, attempts = attempts + 1, fencing_token = fencing_token + 1
+       WHERE id = ANY($1::text[] COLLATE "C") AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
+    ),
     claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1)`),
     claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6)`),
     // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result. Each row

@@ -224,6 +224,12 @@ export class PostgresStore implements TaskStore {
     return row === undefined ? null : pgRowToTask(row);
   }
 
+  async claimTasks(ids: readonly string[], agentId: string, nowMs: number): Promise<(Task | null)[]> {
+    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimMany, [ids, agentId, nowMs]);
+    const claimed = new Map(rows.map((row) => [row.id, pgRowToTask(row)]));
+    return ids.map((id) => claimed.get(id) ?? null);
+  }
+
   async claimNext(agentId: string, filter: TaskFilter, nowMs: number): Promise<Task | null> {
     const row = (await this.#query<PgTaskRow>(this.#sql.claimNext, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null])).rows[0];
     return row === undefined ? null : pgRowToTask(row);

@@ -180,6 +180,17 @@ export class SqliteStore implements TaskStore {
     });
   }
 
+  claimTasks(ids: readonly string[], agentId: string, nowMs: number): Awaitable<(Task | null)[]> {
+    return this.#run(() =>
+      this.#write(() =>
+        ids.map((id) => {
+          const row = this.#sql.claim.get({ id, agentId, nowMs }) as TaskRow | undefined;
+          return row === undefined ? null : rowToTask(row);
+        }),
+      ),
+    );
+  }
+
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Awaitable<Task | null> {
     const params = { agentId, nowMs, ...filterParams(filter) };
     return this.#run(() => {

@@ -39,6 +39,12 @@ export interface TaskStore extends PoolStore {
    */
   claimTask(id: string, agentId: string, nowMs: number): Awaitable<Task | null>;
   /**
+   * Batched `claimTask`: claims each of `ids` that is pending and visible to the agent, in one step
+   * (PostgreSQL: one statement; SQLite: one transaction). Returns one entry per id, in order: the
+   * claimed task, or null. Ids are distinct. Optional: the TaskManager falls back to `claimTask` per id.
+   */
+  claimTasks?(ids: readonly string[], agentId: string, nowMs: number): Awaitable<(Task | null)[]>;
+  /**
    * Claims the first pending task in claim order that `filter` lets through and the agent may see
    * (a pooled task only for members), or returns null.
    */

@@ -227,6 +227,21 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect(claimed).toMatchObject({ id, state: 'assigned', assignedTo: 'a', fencingToken: 1, attempts: 1, claimedAt: T0 });
         expect(await tm.claimTask('b', id)).toBeNull();
       });
+
+      it('claimTasks claims many by id at once: a task taken, finished, unknown or in a foreign pool is null, alone', async () => {
+        const tm = manager();
+        await new PoolManager({ store: tm.store }).createPool({ id: 'p' });
+        await tm.submitMany([...['m1', 'm2', 'taken', 'done', 'm3'].map((id) => ({ id, payload: id })), { id: 'pooled', payload: 'p', poolId: 'p' }]);
+        await tm.claimTask('other', 'taken');
+        await tm.cancelTask('done');
+        const claimed = await tm.claimTasks('a', ['m3', 'taken', 'm1', 'nope', 'done', 'pooled', 'm2']);
+        expect(claimed.map((task) => task?.id ?? null)).toEqual(['m3', null, 'm1', null, null, null, 'm2']);
+        expect(claimed[0]).toMatchObject({ state: 'assigned', assignedTo: 'a', fencingToken: 1, attempts: 1, claimedAt: T0 });
+        expect(await tm.getTask('taken')).toMatchObject({ assignedTo: 'other' });
+        expect(await tm.claimTasks('b', ['m1', 'm2'])).toEqual([null, null]);
+        await expect(tm.claimTasks('a', ['x', 'x'])).rejects.toBeInstanceOf(ValidationError);
+        expect(await tm.claimTasks('a', [])).toEqual([]);
+      });
     });
 
     describe('claimNext', () => {
