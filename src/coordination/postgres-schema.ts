@@ -96,14 +96,14 @@ INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${PG_SCHEMA_VERSIO
 }
 
 /**
- * `claim_batch(agent, now, pools, capabilities, topics, max)`: claims up to `max` visible pending
+ * `claim_batch(agent, now, pools, capabilities, topics, max, topicRequired)`: claims up to `max` visible pending
  * tasks in claim order, as one statement. A function for its planner settings: the pending tasks
  * must be walked in the order of the partial index, `LIMIT` rows at a time, and their rows updated
  * by ctid. Left to itself, on a queue filled in a burst and not yet analyzed, the planner estimates
  * a handful of pending rows and sorts all of them (and hash-joins them again) on every claim.
  */
 function claimBatchFunction(s: string): string {
-  return `CREATE OR REPLACE FUNCTION ${s}.claim_batch(p_agent text, p_now bigint, p_pools text[], p_caps text[], p_topics text[], p_max integer)
+  return `CREATE OR REPLACE FUNCTION ${s}.claim_batch(p_agent text, p_now bigint, p_pools text[], p_caps text[], p_topics text[], p_max integer, p_topic_required boolean)
 RETURNS TABLE (id text, state text, payload json, result json, pool_id text, topic text, required_capabilities text[], priority integer,
   assigned_to text, claimed_at float8, claim_ttl_ms float8, attempts integer, fencing_token integer)
 LANGUAGE sql VOLATILE
@@ -113,7 +113,7 @@ AS $fn$
     SELECT t.ctid AS tid FROM ${s}.tasks t
     WHERE t.state = 'pending'
       AND (p_pools IS NULL OR t.pool_id IS NULL OR t.pool_id = ANY(p_pools))
-      AND (p_topics IS NULL OR t.topic IS NULL OR t.topic = ANY(p_topics))
+      AND (p_topics IS NULL OR (t.topic IS NULL AND NOT p_topic_required) OR t.topic = ANY(p_topics))
       AND (p_caps IS NULL OR t.required_capabilities <@ p_caps)
       AND (t.pool_id IS NULL OR EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = p_agent))
     ORDER BY t.priority DESC, t.id
@@ -276,8 +276,8 @@ export function pgStatements(schema: string) {
       `UPDATE ${s}.tasks AS t SET state = 'assigned', assigned_to = $2, claimed_at = $3, attempts = attempts + 1, fencing_token = fencing_token + 1
        WHERE id = ANY($1::text[] COLLATE "C") AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
     ),
-    claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1)`),
-    claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6)`),
+    claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1, $6)`),
+    claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7)`),
     // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result (see
     // settle_batch). A row that changed in between is diagnosed and retried like any other miss.
     settle: st(
