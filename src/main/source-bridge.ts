@@ -13,6 +13,7 @@
  * events not yet handed to the ring, and lends the same hold to the source through `WatchContext`,
  * so a storm still being coalesced or reconciled keeps the engine from declaring quiescence.
  */
+import { createRequire } from 'node:module';
 import type { Worker } from 'node:worker_threads';
 import { deserializeError, StaticSourceError, TimeoutError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
 import type { PageChangeEvent } from '../shared/events.js';
@@ -22,6 +23,24 @@ import { type ContextPageSource, type WatchContext, WORKER_HOSTED, type WorkerHo
 import type { WatchReply, WatchRequest, WatchWorkerData } from '../watchers/watch-protocol.js';
 
 const WATCH_WORKER = new URL('../workers/watch.worker.js', import.meta.url);
+/** How long close() lets the watch worker close its native subscriptions before terminating it. */
+const WATCH_WORKER_CLOSE_MS = 10_000;
+
+let nativeWatcherPinned = false;
+/**
+ * Loads `@parcel/watcher` once on the main thread and keeps it loaded. Its addon cannot be unloaded
+ * and loaded again: once the only thread that loaded it ends, the next watch worker (a second engine
+ * in the same process) fails with "Module did not self-register" and would fall back to polling.
+ */
+function pinNativeWatcher(): void {
+  if (nativeWatcherPinned) return;
+  nativeWatcherPinned = true;
+  try {
+    createRequire(import.meta.url)('@parcel/watcher');
+  } catch {
+    // Unavailable on this platform: the watch worker reports the fallback to polling per source.
+  }
+}
 
 /** Events a main-thread bridge buffers before it stops pulling from its source (backpressure). */
 const MAX_BUFFERED_EVENTS = 8_192;
@@ -315,15 +334,21 @@ class WatchWorkerLink {
   readonly #names = new Map<number, string>();
   #nextId = 1;
   #exited = false;
+  #fatal: unknown;
+  #closed: (() => void) | undefined;
 
   constructor(host: SourceBridgeHost) {
     this.#host = host;
+    pinNativeWatcher();
     const data: WatchWorkerData = { ingest: host.ingest, held: this.#held };
     this.#worker = startWorker(WATCH_WORKER, { workerData: data, name: 'converge:watch' });
     this.#worker.unref();
     this.#worker.on('message', (reply: WatchReply) => this.#onReply(reply));
     this.#worker.on('error', (error) => this.#onExit(error));
-    this.#worker.on('exit', (code) => this.#onExit(new WorkerCrashedError(`watch worker exited with code ${code}`)));
+    this.#worker.on('exit', (code) => {
+      this.#closed?.();
+      this.#onExit(new WorkerCrashedError(`watch worker exited with code ${code}`, this.#fatal === undefined ? undefined : { cause: this.#fatal }));
+    });
   }
 
   watch(sourceId: string, descriptor: WorkerHostedDescriptor): Promise<Bridge> {
@@ -377,6 +402,12 @@ class WatchWorkerLink {
         this.#stopped.get(reply.id)?.();
         this.#stopped.delete(reply.id);
         return;
+      case 'closed':
+        this.#closed?.();
+        return;
+      case 'fatal':
+        this.#fatal = deserializeError(reply.error);
+        return;
     }
   }
 
@@ -393,7 +424,23 @@ class WatchWorkerLink {
     this.#names.clear();
   }
 
+  /**
+   * Ends the thread once its watchers have closed their native subscriptions: terminating it with a
+   * subscription open crashes the process (parcel-bundler/watcher#264). A worker that does not answer
+   * within {@link WATCH_WORKER_CLOSE_MS} is terminated anyway, with a warning.
+   */
   async close(): Promise<void> {
+    if (this.#exited) return;
+    const closed = new Promise<boolean>((resolve) => {
+      this.#closed = () => resolve(true);
+      setTimeout(() => resolve(false), WATCH_WORKER_CLOSE_MS).unref();
+    });
+    this.#post({ type: 'close' });
+    if (!(await closed) && !this.#exited) {
+      process.emitWarning(`converge: the watch worker did not close its watchers within ${WATCH_WORKER_CLOSE_MS} ms; terminating it`, {
+        code: 'CONVERGE_CLOSE_TIMEOUT',
+      });
+    }
     if (this.#exited) return;
     this.#exited = true;
     this.#worker.removeAllListeners('exit');

@@ -81,6 +81,8 @@ export class FsWatchCore {
   #tree: FsTree | undefined;
   #realRoot = '';
   #subscription: { unsubscribe(): Promise<void> } | undefined;
+  /** The native subscribe call while it is in flight: stop() waits for it (see stop). */
+  #subscribing: Promise<void> | undefined;
   #dirty = new Set<string>();
   #fullRescan = false;
   #suspect = false;
@@ -142,10 +144,14 @@ export class FsWatchCore {
     else if (this.#dirty.size > 0 || this.#fullRescan) this.#schedule();
   }
 
-  async #startNative(): Promise<void> {
-    let parcel: ParcelModule;
+  #startNative(): Promise<void> {
+    this.#subscribing = this.#subscribeNative();
+    return this.#subscribing;
+  }
+
+  async #subscribeNative(): Promise<void> {
     try {
-      parcel = (await import('@parcel/watcher')) as ParcelModule;
+      const parcel = (await import('@parcel/watcher')) as ParcelModule;
       this.#subscription = await parcel.subscribe(this.#realRoot, (err, events) => this.#onRaw(err, events as ParcelEvent[]), {
         ignore: [...NATIVE_IGNORE_GLOBS],
       });
@@ -360,12 +366,19 @@ export class FsWatchCore {
     return this.#flush();
   }
 
-  /** Stops watching; waits for a flush in progress. Idempotent. */
+  /**
+   * Stops watching; waits for a flush in progress. Idempotent.
+   *
+   * When this resolves, the native subscription is gone, even if stop() was called while it was
+   * still being opened: the thread hosting the watcher may then exit. (`@parcel/watcher` 2.6 crashes
+   * the whole process when a worker thread exits with a live subscription; parcel-bundler/watcher#264.)
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    await this.#subscribing;
     const subscription = this.#subscription;
     this.#subscription = undefined;
     await subscription?.unsubscribe().catch((error: unknown) => this.#sink.error(error));

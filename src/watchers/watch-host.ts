@@ -75,7 +75,12 @@ export function runWatchHost(data: WatchWorkerData, port: MessagePort): void {
     }
   };
 
+  /** Stops every watcher; the thread must not end before this settles (see FsWatchCore.stop). */
+  const stopAll = (): Promise<unknown> => Promise.allSettled([...cores.keys()].map((id) => stop(id)));
+
+  let closing = false;
   port.on('message', (request: WatchRequest) => {
+    if (closing) return;
     switch (request.type) {
       case 'watch':
         void start(request.id, request);
@@ -83,6 +88,23 @@ export function runWatchHost(data: WatchWorkerData, port: MessagePort): void {
       case 'unwatch':
         void stop(request.id);
         return;
+      case 'close':
+        closing = true;
+        void stopAll().then(() => post({ type: 'closed' }));
+        return;
     }
   });
+
+  // An error escaping this thread would end it with native subscriptions open, which takes the whole
+  // process down (parcel-bundler/watcher#264): close them first, say why, then end the thread.
+  const fail = (error: unknown): void => {
+    if (closing) return;
+    closing = true;
+    void stopAll().finally(() => {
+      post({ type: 'fatal', error: serializeError(error) });
+      process.exit(1);
+    });
+  };
+  process.on('uncaughtException', fail);
+  process.on('unhandledRejection', fail);
 }

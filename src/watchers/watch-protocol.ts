@@ -17,7 +17,9 @@ export interface WatchWorkerData {
 /** Main thread → watch worker. */
 export type WatchRequest =
   | { type: 'watch'; id: number; descriptor: WorkerHostedDescriptor }
-  | { type: 'unwatch'; id: number };
+  | { type: 'unwatch'; id: number }
+  /** Stop every watcher (their native subscriptions closed), then answer `closed`: the thread may end. */
+  | { type: 'close' };
 
 /** Watch worker → main thread. */
 export type WatchReply =
@@ -28,4 +30,8 @@ export type WatchReply =
   /** A non-fatal problem of a running watcher. */
   | { type: 'source-error'; id: number; error: SerializedError }
   /** The watcher stopped (after `unwatch`, or because the ring closed) and released its holds. */
-  | { type: 'stopped'; id: number };
+  | { type: 'stopped'; id: number }
+  /** Every watcher stopped after `close`; terminating the thread is now safe. */
+  | { type: 'closed' }
+  /** An error escaped the worker's code: every watcher was stopped and the thread is ending. */
+  | { type: 'fatal'; error: SerializedError };

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEngine, type Engine, LocalFsWatcher, type PageChangeEvent } from '../../src/main/index.js';
 import { FsWatchCore, type FsWatchCoreOptions } from '../../src/watchers/local-fs-core.js';
@@ -242,4 +244,40 @@ describe('LocalFsWatcher through the engine', () => {
     // Whatever was queued drains, then the iteration ends.
     for (;;) if ((await iterator.next()).done === true) break;
   });
+});
+
+describe('LocalFsWatcher in the watch worker: closing engines while the native watcher delivers', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const run = (...args: string[]) => {
+    const script = fileURLToPath(new URL('../fixtures/watchers/close-under-churn.mjs', import.meta.url));
+    const node = process.env.CONVERGE_TEST_TARGET === 'dist' ? [script, ...args] : ['--import', 'tsx', script, ...args];
+    return new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, node, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal, stdout, stderr });
+      });
+    });
+  };
+
+  // @parcel/watcher 2.6 takes the whole process down when a thread ends with a live subscription
+  // (parcel-bundler/watcher#264), and its addon cannot be loaded again once the only thread that
+  // loaded it has ended. Closing must unsubscribe before the thread goes, and every engine in the
+  // process must watch natively.
+  it.each([['the addon loaded only by watch workers', ''], ['the addon also loaded on the main thread', 'pin']])(
+    'the process survives 4 engines closed mid-storm, each watching natively (%s)',
+    async (_, pin) => {
+      const child = await run('4', pin);
+      expect(child.signal, child.stderr).toBeNull();
+      expect(child.code, child.stderr).toBe(0);
+      const result = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { closed: number; sourceErrors: string[] };
+      expect(result).toEqual({ closed: 4, sourceErrors: [] });
+    },
+    60_000,
+  );
 });
