@@ -294,7 +294,11 @@ export class MemoryStore implements TaskStore {
   }
 
   #claimNextRecord(agentId: string, filter: TaskFilter, nowMs: number): TaskRecord | undefined {
+    // Tasks without pool, topic or capabilities (the open partition) are visible to every filter
+    // but one that requires a topic.
+    const openVisible = filter.topicRequired !== true || filter.topics === undefined;
     if (this.#partitions.size === 1) {
+      if (!openVisible) return undefined;
       // Only the open partition exists: no filter can hide it, no comparison across heaps.
       const top = this.#liveTop(this.#open);
       if (top === undefined) return undefined;
@@ -305,7 +309,9 @@ export class MemoryStore implements TaskStore {
     let best: TaskRecord | undefined;
     let bestPartition: Partition | undefined;
     for (const partition of this.#partitions.values()) {
-      if (partition.key !== '') {
+      if (partition.key === '') {
+        if (!openVisible) continue;
+      } else {
         if (!isVisible(partition.poolId, partition.topic, partition.requiredCapabilities, filter)) continue;
         if (partition.poolId !== null && !this.#isMember(partition.poolId, agentId)) continue;
       }

@@ -478,6 +478,7 @@ function filterParams(filter: TaskFilter) {
     poolIds: filter.poolIds === undefined ? null : JSON.stringify(filter.poolIds),
     capabilities: filter.capabilities === undefined ? null : JSON.stringify(filter.capabilities),
     topics: filter.topics === undefined ? null : JSON.stringify(filter.topics),
+    topicRequired: filter.topicRequired === true ? 1 : 0,
   };
 }
 
@@ -487,7 +488,7 @@ const VISIBLE = `
   (@agentId IS NULL OR pool_id IS NULL OR EXISTS (
     SELECT 1 FROM converge_pool_members m WHERE m.pool_id = converge_tasks.pool_id AND m.agent_id = @agentId))
   AND (@poolIds IS NULL OR pool_id IS NULL OR pool_id IN (SELECT value FROM json_each(@poolIds)))
-  AND (@topics IS NULL OR topic IS NULL OR topic IN (SELECT value FROM json_each(@topics)))
+  AND (@topics IS NULL OR (topic IS NULL AND @topicRequired = 0) OR topic IN (SELECT value FROM json_each(@topics)))
   AND (@capabilities IS NULL OR NOT EXISTS (
     SELECT 1 FROM json_each(converge_tasks.required_capabilities) AS required
     WHERE required.value NOT IN (SELECT value FROM json_each(@capabilities))))`;

@@ -245,6 +245,17 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
     });
 
     describe('claimNext', () => {
+      it('topicRequired: only tasks whose topic is listed, never one without a topic', async () => {
+        const tm = manager();
+        await tm.submitMany([{ id: 'a-plain', payload: 1 }, { id: 'b-other', payload: 2, topic: 'other' }, { id: 'c-mine', payload: 3, topic: 'mine' }, { id: 'd-mine', payload: 4, topic: 'mine' }]);
+        expect((await tm.claimNext('w', { topics: ['mine'], topicRequired: true }))?.id).toBe('c-mine');
+        expect((await tm.claimNext('w', { topics: ['mine'], topicRequired: true }, { max: 10 })).map((t) => t.id)).toEqual(['d-mine']);
+        expect(await tm.claimNext('w', { topics: ['mine'], topicRequired: true })).toBeNull();
+        // Without it, a task without a topic is visible to a topic filter (DESIGN §5).
+        expect((await tm.claimNext('w', { topics: ['mine'] }))?.id).toBe('a-plain');
+        await expect(tm.claimNext('w', { topics: ['mine'], topicRequired: 'yes' as never })).rejects.toBeInstanceOf(ValidationError);
+      });
+
       it('takes the highest priority first, then the smallest id', async () => {
         const tm = manager();
         await tm.submitMany([
