@@ -224,13 +224,19 @@ export class PostgresStore implements TaskStore {
     return row === undefined ? null : pgRowToTask(row);
   }
 
+  async claimTasks(ids: readonly string[], agentId: string, nowMs: number): Promise<(Task | null)[]> {
+    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimMany, [ids, agentId, nowMs]);
+    const claimed = new Map(rows.map((row) => [row.id, pgRowToTask(row)]));
+    return ids.map((id) => claimed.get(id) ?? null);
+  }
+
   async claimNext(agentId: string, filter: TaskFilter, nowMs: number): Promise<Task | null> {
-    const row = (await this.#query<PgTaskRow>(this.#sql.claimNext, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null])).rows[0];
+    const row = (await this.#query<PgTaskRow>(this.#sql.claimNext, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, filter.topicRequired === true])).rows[0];
     return row === undefined ? null : pgRowToTask(row);
   }
 
   async claimNextBatch(agentId: string, filter: TaskFilter, nowMs: number, max: number): Promise<Task[]> {
-    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max]);
+    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max, filter.topicRequired === true]);
     return rows.map(pgRowToTask).sort(compareClaimOrder);
   }
 

@@ -12,7 +12,7 @@
  * the agent id is checked.
  */
 import { z } from 'zod';
-import { ClosedError, StoreError } from '../shared/errors.js';
+import { ClosedError, StoreError, ValidationError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
 import { lastIdHead, newId } from './ids.js';
 import { MemoryStore } from './memory-store.js';
@@ -20,6 +20,7 @@ import { assertPlainData } from './plain-data.js';
 import {
   AgentListOptionsSchema,
   ClaimBatchOptionsSchema,
+  MAX_CLAIM_BATCH,
   MAX_ID_LENGTH,
   MAX_SETTLE_BATCH,
   SettlementsSchema,
@@ -193,6 +194,24 @@ export class TaskManager {
     const agent = parseId(agentId, 'agentId');
     const id = parseId(taskId, 'taskId');
     return this.#store.claimTask(id, agent, this.#now());
+  }
+
+  /**
+   * {@link claimTask} for many ids at once (one statement on PostgreSQL, one transaction on SQLite):
+   * one entry per id, in order, the claimed task (with its fencing token) or null. Ids must be distinct.
+   */
+  async claimTasks(agentId: string, taskIds: readonly string[]): Promise<(Task | null)[]> {
+    this.#assertOpen();
+    const agent = parseId(agentId, 'agentId');
+    if (!Array.isArray(taskIds) || taskIds.length > MAX_CLAIM_BATCH) throw new ValidationError('taskIds', `must be an array of at most ${MAX_CLAIM_BATCH} task ids`);
+    const ids = taskIds.map((id, index) => parseId(id, `taskIds[${index}]`));
+    if (new Set(ids).size !== ids.length) throw new ValidationError('taskIds', 'must not repeat an id');
+    if (ids.length === 0) return [];
+    const nowMs = this.#now();
+    if (this.#store.claimTasks !== undefined) return this.#store.claimTasks(ids, agent, nowMs);
+    const out: (Task | null)[] = [];
+    for (const id of ids) out.push(await this.#store.claimTask(id, agent, nowMs));
+    return out;
   }
 
   /**

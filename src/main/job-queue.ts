@@ -13,7 +13,7 @@
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { TaskManager } from '../coordination/task-manager.js';
+import { TaskManager, type SubmitTaskInput } from '../coordination/task-manager.js';
 import { StaleClaimError } from '../coordination/errors.js';
 import type { Task } from '../coordination/task.js';
 import type { TaskStore } from '../coordination/task-store.js';
@@ -118,11 +118,20 @@ interface JobPayload {
   readonly spec: JobSpec;
 }
 
+/** A submitJob call waiting for the end of its turn. */
+interface PendingSubmit {
+  readonly input: SubmitTaskInput;
+  readonly resolve: (id: string) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /** A queue of jobs over a TaskManager store. */
 export class JobQueue {
   readonly #manager: TaskManager;
   readonly #topic: string;
   readonly #claimTtlMs: number;
+  /** Jobs submitted in this turn, stored together at its end. */
+  #burst: PendingSubmit[] = [];
 
   constructor(options: JobQueueOptions = {}) {
     this.#manager = new TaskManager(options.store === undefined ? {} : { store: options.store });
@@ -139,9 +148,32 @@ export class JobQueue {
 
   /** Stores a job; returns its id. The spec is validated here (a bad one is refused, not queued). */
   async submitJob(spec: JobSpec, options: { readonly id?: string; readonly priority?: number } = {}): Promise<string> {
-    const task = await this.#manager.submit({ id: options.id, payload: jobPayload(spec, 'spec'), topic: this.#topic, priority: options.priority, claimTtlMs: this.#claimTtlMs });
-    return task.id;
+    const input: SubmitTaskInput = { id: options.id, payload: jobPayload(spec, 'spec'), topic: this.#topic, priority: options.priority, claimTtlMs: this.#claimTtlMs };
+    // Jobs submitted in one turn (a job subscription's matches in one dispatch frame) go to the store
+    // together, with one submitMany.
+    return new Promise<string>((resolve, reject) => {
+      this.#burst.push({ input, resolve, reject });
+      if (this.#burst.length === 1) queueMicrotask(this.#submitBurst);
+    });
   }
+
+  readonly #submitBurst = (): void => {
+    const burst = this.#burst;
+    this.#burst = [];
+    const one = (item: PendingSubmit): void => {
+      this.#manager.submit(item.input).then((task) => item.resolve(task.id), item.reject);
+    };
+    if (burst.length === 1) {
+      one(burst[0]!);
+      return;
+    }
+    this.#manager.submitMany(burst.map((item) => item.input)).then(
+      (tasks) => tasks.forEach((task, i) => burst[i]!.resolve(task.id)),
+      // All or none: nothing was stored. Each alone, so that each gets its own outcome (a taken id
+      // refuses that job only).
+      () => burst.forEach(one),
+    );
+  };
 
   /** Stores many jobs in one step (all or none); returns their ids in order. */
   async submitJobs(specs: readonly JobSpec[]): Promise<string[]> {
@@ -232,7 +264,8 @@ class JobRunner {
           await Promise.race(this.#active);
           continue;
         }
-        const task = await this.#tm.claimNext(this.#runtimeId, { topics: [this.#topic] });
+        // topicRequired: a task without a topic is not a job (another system's, in a shared store).
+        const task = await this.#tm.claimNext(this.#runtimeId, { topics: [this.#topic], topicRequired: true });
         if (task !== null) {
           const running = this.#runJob(task).finally(() => this.#active.delete(running));
           this.#active.add(running);

@@ -15,7 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { TaskManager } from '../coordination/task-manager.js';
 import type { Task } from '../coordination/task.js';
+import type { TaskSettlement } from '../coordination/task-manager.js';
 import type { TaskStore } from '../coordination/task-store.js';
+import { assertPlainData } from '../coordination/plain-data.js';
 import { ConvergeError, deserializeError, ErrorCode, type SerializedError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
 import type { PageChangeEvent } from '../shared/events.js';
 import { FrameEncoder } from '../shared/framing.js';
@@ -136,6 +138,8 @@ interface Lane {
 let poolSeq = 0;
 /** One waitUntilDone round for a task another process runs (the wait repeats until it ends). */
 const REMOTE_WAIT_MS = 60_000;
+/** Most tasks admitted (submitMany + claimTasks) or recorded (settleMany) in one store call. */
+const MAX_BATCH = 1000;
 const ABANDON_ON_DESTROY: SubmitHooks = Object.freeze({ abandonOnDestroy: true });
 
 /** See the file comment. */
@@ -166,6 +170,10 @@ export class TaskPool {
   #closed = false;
   #draining = false;
   #fillQueued = false;
+  /** Entries enqueued in this turn, admitted together at its end. */
+  #admissions: Entry[] = [];
+  /** Outcomes settled in this turn, recorded in the store together at its end. */
+  #settlements: TaskSettlement[] = [];
   /** Tasks waiting on other processes. */
   #remote = 0;
   #reaper: NodeJS.Timeout | undefined;
@@ -262,7 +270,11 @@ export class TaskPool {
       return { entry, result };
     }
     this.#admitting++;
-    void this.#admit(entry);
+    // Admitted in bursts: every task enqueued in this turn (one dispatch frame's matches, a colony's
+    // spawned tasks) is submitted with one submitMany and claimed with one claimTasks. It counts as
+    // queued (quiescence) from here on.
+    this.#admissions.push(entry);
+    if (this.#admissions.length === 1) queueMicrotask(this.#admitBurst);
     return { entry, result };
   }
 
@@ -305,6 +317,80 @@ export class TaskPool {
 
   // ── admission ─────────────────────────────────────────────────────────────
 
+  readonly #admitBurst = (): void => {
+    const burst = this.#admissions;
+    this.#admissions = [];
+    if (this.#closed) {
+      for (const entry of burst) {
+        this.#admitting--;
+        this.#admitted(entry);
+      }
+      return;
+    }
+    const recorded: Entry[] = [];
+    for (const entry of burst) {
+      if (entry.hooks?.internal === true) void this.#admit(entry);
+      else recorded.push(entry);
+    }
+    if (recorded.length === 1) void this.#admit(recorded[0]!);
+    else for (let i = 0; i < recorded.length; i += MAX_BATCH) void this.#admitMany(recorded.length <= MAX_BATCH ? recorded : recorded.slice(i, i + MAX_BATCH));
+  };
+
+  /**
+   * Records a burst in the store with one submitMany and claims it with one claimTasks. When the
+   * batch is refused (one payload the store cannot keep, a store failure: submitMany is all or none),
+   * each task is admitted alone, so that every one gets its own outcome and error.
+   */
+  async #admitMany(entries: Entry[]): Promise<void> {
+    const ttl = this.#claimTtlMs === undefined ? {} : { claimTtlMs: this.#claimTtlMs };
+    const shared = entries.map((entry) => this.#shareable(entry.payload));
+    let tasks: Task[];
+    try {
+      tasks = await this.#manager.submitMany(
+        entries.map((entry, i) => (shared[i] === undefined ? { payload: describe(entry.payload), ...ttl } : { payload: shared[i], topic: TASK_TOPIC, ...ttl })),
+      );
+    } catch {
+      for (const entry of entries) void this.#admit(entry);
+      return;
+    }
+    const claiming: Entry[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      entry.taskId = tasks[i]!.id;
+      if (shared[i] !== undefined && !this.#runLocally) {
+        // Left pending for `runTaskWorker` processes sharing the store.
+        this.#admitting--;
+        void this.#awaitElsewhere(entry);
+      } else claiming.push(entry);
+    }
+    if (claiming.length === 0) return;
+    let claimed: (Task | null)[];
+    try {
+      claimed = await this.#manager.claimTasks(
+        this.#agent,
+        claiming.map((entry) => entry.taskId),
+      );
+    } catch (error) {
+      for (const entry of claiming) {
+        this.#admitting--;
+        this.#admitFailed(entry, error);
+      }
+      return;
+    }
+    for (let i = 0; i < claiming.length; i++) {
+      const entry = claiming[i]!;
+      const task = claimed[i];
+      this.#admitting--;
+      if (task === null || task === undefined) {
+        // Another agent sharing the store took it (e.g. a `converge worker` on PostgreSQL).
+        void this.#awaitElsewhere(entry);
+        continue;
+      }
+      entry.fencingToken = task.fencingToken;
+      this.#admitted(entry);
+    }
+  }
+
   async #admit(entry: Entry): Promise<void> {
     try {
       if (entry.hooks?.internal !== true) {
@@ -339,10 +425,21 @@ export class TaskPool {
       }
     } catch (error) {
       this.#admitting--;
-      this.#settle(entry, false, error);
+      this.#admitFailed(entry, error);
       return;
     }
     this.#admitting--;
+    this.#admitted(entry);
+  }
+
+  /** The store refused or failed an entry's admission (after a destroy: as for any entry then). */
+  #admitFailed(entry: Entry, error: unknown): void {
+    if (this.#closed) this.#admitted(entry);
+    else this.#settle(entry, false, error);
+  }
+
+  /** An entry recorded and claimed (or internal): into the backlog, unless it ended meanwhile. */
+  #admitted(entry: Entry): void {
     if (entry.settled) return;
     if (this.#closed) {
       if (entry.hooks?.abandonOnDestroy === true) entry.settled = true;
@@ -644,21 +741,49 @@ export class TaskPool {
       else this.#failed++;
     }
     if (entry.taskId !== '' && entry.fencingToken !== undefined && !this.#closed) {
-      const holder = { fencingToken: entry.fencingToken };
-      const recorded = ok
-        ? this.#manager.report(this.#agent, entry.taskId, value ?? null, holder).catch((error: unknown) => {
-            // A result the store cannot keep as JSON (a Uint8Array, a Map…) still completes the
-            // task there; the value itself went to the caller.
-            if (!(error instanceof ValidationError)) throw error;
-            return this.#manager.report(this.#agent, entry.taskId, { unrecorded: `result is not JSON: ${error.message}` }, holder);
-          })
-        : this.#manager.failTask(entry.taskId, errorRecord(value), { agentId: this.#agent, fencingToken: entry.fencingToken });
-      recorded.catch((error: unknown) => {
-        if (!this.#closed) process.emitWarning(`colony pool could not record task ${entry.taskId}: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_POOL_RECORD' });
-      });
+      // Recorded in batches: every settlement of this turn goes to the store in one settleMany.
+      const result = ok ? recordable(value) : errorRecord(value);
+      this.#settlements.push({ taskId: entry.taskId, outcome: ok ? 'completed' : 'failed', result, fencingToken: entry.fencingToken });
+      if (this.#settlements.length === 1) queueMicrotask(this.#recordSettlements);
     }
     if (ok) entry.resolve(value);
     else entry.reject(value);
+  }
+
+  readonly #recordSettlements = (): void => {
+    const all = this.#settlements;
+    this.#settlements = [];
+    if (this.#closed) return;
+    for (let i = 0; i < all.length; i += MAX_BATCH) this.#recordBatch(all.length <= MAX_BATCH ? all : all.slice(i, i + MAX_BATCH));
+  };
+
+  #recordBatch(items: TaskSettlement[]): void {
+    const warn = (taskId: string, error: unknown): void => {
+      if (!this.#closed) process.emitWarning(`colony pool could not record task ${taskId}: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_POOL_RECORD' });
+    };
+    this.#manager.settleMany(this.#agent, items).then(
+      (outcomes) => outcomes.forEach((outcome, i) => outcome instanceof Error && warn(items[i]!.taskId, outcome)),
+      (error: unknown) => {
+        // Nothing of the batch was applied. A result the store cannot keep as JSON (a Uint8Array,
+        // a Map…) refuses the whole batch: record each alone, that one as unrecorded (the value
+        // itself went to the caller).
+        if (!(error instanceof ValidationError)) {
+          for (const item of items) warn(item.taskId, error);
+          return;
+        }
+        for (const item of items) {
+          const holder = { fencingToken: item.fencingToken! };
+          const recorded =
+            item.outcome === 'completed'
+              ? this.#manager.report(this.#agent, item.taskId, item.result, holder).catch((refused: unknown) => {
+                  if (!(refused instanceof ValidationError)) throw refused;
+                  return this.#manager.report(this.#agent, item.taskId, { unrecorded: `result is not JSON: ${refused.message}` }, holder);
+                })
+              : this.#manager.failTask(item.taskId, item.result, { agentId: this.#agent, fencingToken: item.fencingToken! });
+          recorded.catch((failed: unknown) => warn(item.taskId, failed));
+        }
+      },
+    );
   }
 
   // ── control ───────────────────────────────────────────────────────────────
@@ -759,6 +884,21 @@ function toError(value: unknown): unknown {
     return deserializeError(value as SerializedError);
   }
   return new ConvergeError(`task failed: ${JSON.stringify(value)}`);
+}
+
+/**
+ * What the store keeps as a completed task's result: the value, or, when the store could not keep it
+ * as JSON (a Uint8Array, a Map…), a note saying so (the value itself goes to the caller). Checked
+ * here so that one such result does not refuse the whole batch of settlements.
+ */
+function recordable(value: unknown): unknown {
+  try {
+    assertPlainData(value ?? null, 'result');
+    return value ?? null;
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    return { unrecorded: `result is not JSON: ${error.message}` };
+  }
 }
 
 /** What the store keeps as a failed task's reason: the serialised error (plain data). */

@@ -162,6 +162,39 @@ describe('TaskPool store records', () => {
     expect(['completed', 'failed']).toContain((await p.manager.getTask(handle.taskId))!.state);
   });
 
+  it('a burst of tasks goes to the store in batches: one submitMany, one claimTasks, settleMany; each task keeps its own outcome', async () => {
+    const store = new MemoryStore();
+    const inserted = vi.spyOn(store, 'insertTasks');
+    const claimed = vi.spyOn(store, 'claimTasks');
+    const settled = vi.spyOn(store, 'settleTasks');
+    const completed = vi.spyOn(store, 'completeTask');
+    const failed = vi.spyOn(store, 'failTask');
+    const p = pool(undefined, { maxThreads: 2 }, store);
+    const n = 50;
+    // One turn, as the dispatcher runs one frame's matches: every submit before the first await.
+    const handles = Array.from({ length: n }, (_, i) => (i === 7 ? p.submit([TaskKind.CALL, math, 'invalid', ['f7']]) : p.submit([TaskKind.CALL, math, 'add', [i, 1]])));
+    // Counted as queued from the moment it was accepted (quiescence), before the store has seen it.
+    expect(p.stats().queued).toBe(n);
+    const outcomes = await Promise.allSettled(handles.map((h) => h.result));
+    expect(outcomes.filter((o) => o.status === 'rejected')).toHaveLength(1);
+    expect((outcomes[7] as PromiseRejectedResult).reason).toBeInstanceOf(ValidationError);
+    expect((outcomes[8] as PromiseFulfilledResult<unknown>).value).toBe(9);
+    // Without batching there is one insert per task (submit) and no insertTasks at all.
+    expect(inserted).toHaveBeenCalledTimes(1);
+    expect(inserted.mock.calls[0]![0]).toHaveLength(n);
+    expect(claimed).toHaveBeenCalledTimes(1);
+    expect(claimed.mock.calls[0]![0]).toEqual(handles.map((h) => h.taskId));
+    await vi.waitFor(async () => {
+      for (const h of handles) expect(['completed', 'failed']).toContain((await p.manager.getTask(h.taskId))!.state);
+    });
+    expect(completed).not.toHaveBeenCalled();
+    expect(failed).not.toHaveBeenCalled();
+    expect(settled.mock.calls.length).toBeLessThan(n);
+    expect(settled.mock.calls.reduce((sum, call) => sum + call[1].length, 0)).toBe(n);
+    expect(await p.manager.getTask(handles[7]!.taskId)).toMatchObject({ state: 'failed', result: { name: 'ValidationError' } });
+    expect(await p.manager.getTask(handles[8]!.taskId)).toMatchObject({ state: 'completed', result: 9 });
+  });
+
   it('a result the store cannot keep as JSON still completes the task there; the caller gets the value', async () => {
     const p = pool(undefined, { maxThreads: 1 });
     const handle = p.submit([TaskKind.CALL, math, 'bytes', [3]]);

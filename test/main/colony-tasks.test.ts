@@ -5,8 +5,8 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryStore, PostgresStore } from '../../src/coordination/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MemoryStore, PostgresStore, TaskManager } from '../../src/coordination/index.js';
 import { describePg, dropSchema, uniqueSchema } from '../helpers/pg.js';
 import { createEngine, type Engine, type EngineOptions, PageChange, type PageChangeEvent, ValidationError } from '../../src/main/index.js';
 import type { TaskContext } from '../../src/main/index.js';
@@ -52,6 +52,23 @@ describe('task subscriptions on the colony pool', () => {
     // One pool task per chain event; each recorded and settled in the engine's store.
     expect(status.pool).toMatchObject({ completed: 40, failed: 0, running: 0, queued: 0 });
     expect(store.listPendingTasks({ sortByPriority: false })).toHaveLength(0);
+  });
+
+  it('one dispatch frame with many matches is submitted with submitMany and claimed with claimTasks, not task by task', async () => {
+    const store = new MemoryStore();
+    const inserted = vi.spyOn(store, 'insertTasks');
+    const claimed = vi.spyOn(store, 'claimTasks');
+    const e = await engine({ pool: { maxThreads: 2 }, store });
+    await e.subscribe({ predicate: { dataType: 'chain' }, task: { filename: tasks } });
+    const n = 40;
+    await e.dispatchChange(Array.from({ length: n }, (_, i) => root(`b${i}`, 0)));
+    expect(await e.waitForQuiescence({ timeoutMs: 30_000 })).not.toBeNull();
+    expect((await e.getStatus()).pool).toMatchObject({ completed: n, failed: 0, running: 0, queued: 0 });
+    // Every task went through insertTasks (the memory store's single submit path is another
+    // method), in fewer calls than tasks: the frame's matches travel together.
+    expect(inserted.mock.calls.reduce((sum, call) => sum + call[0].length, 0)).toBe(n);
+    expect(inserted.mock.calls.length).toBeLessThanOrEqual(n / 4);
+    expect(claimed.mock.calls.reduce((sum, call) => sum + call[0].length, 0)).toBe(n);
   });
 
   it('task errors keep their class and code through dispatch-error', async () => {
@@ -131,6 +148,9 @@ describePg('task subscriptions run by another process (PostgreSQL)', (url) => {
         child.once('exit', (code) => reject(new Error(`task worker exited with ${String(code)} before "${key}"`)));
       });
     try {
+      // Another system's task in the same store, without a topic: the worker must leave it alone.
+      const foreign = new TaskManager({ store });
+      await foreign.submit({ id: 'not-a-dispatch', payload: { kind: 'other' } });
       const ready = await next('ready');
       const e = await engine({ store, pool: { runLocally: false, claimTtlMs: 30_000 } });
       const seen: PageChangeEvent[] = [];
@@ -145,6 +165,7 @@ describePg('task subscriptions run by another process (PostgreSQL)', (url) => {
       child.stdin!.end();
       const stopped = (await next('stopped'))['stopped'] as { completed: number; failed: number };
       expect(stopped).toMatchObject({ completed: 9, failed: 0 });
+      expect(await foreign.getTask('not-a-dispatch')).toMatchObject({ state: 'pending', attempts: 0 });
     } finally {
       child.kill();
       await store.close();

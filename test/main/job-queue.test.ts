@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { PostgresStore } from '../../src/coordination/index.js';
-import { ConvergeJob, JobQueue, PiscinaJobPool, ValidationError, type JobSpec } from '../../src/main/index.js';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { MemoryStore, PostgresStore } from '../../src/coordination/index.js';
+import { ConvergeJob, DuplicateIdError, JobQueue, PiscinaJobPool, ValidationError, type JobSpec } from '../../src/main/index.js';
 import { describePg, dropSchema, uniqueSchema } from '../helpers/pg.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -53,6 +53,21 @@ describe('JobQueue in one process', () => {
     expect(await queue.cancelJob(cancelled)).toBe(true);
     expect(await queue.runJobs({ untilIdle: true, pool })).toEqual({ completed: 0, failed: 0, lost: 0 });
     expect((await queue.getJob(cancelled))!.state).toBe('cancelled');
+    await queue.close();
+  });
+
+  it('submitJob calls of one turn are stored with one submitMany; a refused job fails alone', async () => {
+    const store = new MemoryStore();
+    const inserted = vi.spyOn(store, 'insertTasks');
+    const queue = new JobQueue({ store });
+    const ids = await Promise.all([1, 2, 3, 4].map((n) => queue.submitJob(chainSpec(n))));
+    expect(inserted).toHaveBeenCalledTimes(1);
+    expect(inserted.mock.calls[0]![0].map((task) => task.id)).toEqual(ids);
+    // A taken id refuses the batch (all or none): each job is then stored alone, with its own outcome.
+    const burst = await Promise.allSettled([queue.submitJob(chainSpec(5), { id: 'job-x' }), queue.submitJob(chainSpec(6), { id: ids[0]! }), queue.submitJob(chainSpec(7))]);
+    expect(burst.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((burst[1] as PromiseRejectedResult).reason).toBeInstanceOf(DuplicateIdError);
+    expect(await queue.manager.listPendingTasks()).toHaveLength(6);
     await queue.close();
   });
 
