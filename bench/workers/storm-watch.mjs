@@ -50,7 +50,7 @@ const quiescences = [];
 if (contender === 'converge') {
   const api = await import(convergeModule);
   const engine = await api.createEngine({ episodeBudget: 100_000_000 });
-  engine.on("quiescence", () => { quiescences.push(Date.now()); if (process.env.STORM_TRACE) console.error(`[trace] quiescence ${Date.now()}`); });
+  engine.on('quiescence', () => quiescences.push(Date.now()));
   await engine.subscribe({
     predicate: { sourcePrefix: 'file:' },
     handler: (event) => {
@@ -84,7 +84,7 @@ if (contender === 'converge') {
 }
 
 const { stdout } = await promisify(execFile)(process.execPath, [WRITER, root, String(files), String(dirs)], { maxBuffer: 1 << 20 });
-const phases = JSON.parse(stdout); if (process.env.STORM_TRACE) console.error(`[trace] phases ${JSON.stringify(phases)}`);
+const phases = JSON.parse(stdout);
 const lost = () => {
   let n = 0;
   for (let i = 0; i < files; i++) {
