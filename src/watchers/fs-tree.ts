@@ -1,8 +1,9 @@
 /**
  * What a file watcher knows about its tree: per file the stat fingerprint and a content hash. Every
  * decision is a comparison of this state with the disk *now*, so a burst of raw events collapses to
- * each path's net change (create+change → added, create+delete → nothing, delete+create → replaced)
- * and a rewrite with identical content is no change at all.
+ * each path's net change (create+change → added, create+delete → nothing, delete+create → replaced,
+ * even with the same content: the file was born again) and a rewrite in place with identical content
+ * is no change at all.
  */
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
@@ -15,6 +16,8 @@ export interface FileState {
   mtimeNs: bigint;
   ctimeNs: bigint;
   ino: bigint;
+  /** Creation time (0 where the file system does not report it): a new file at a known path. */
+  birthNs: bigint;
   hash: string;
 }
 
@@ -110,7 +113,7 @@ export class FsTree {
       this.dirs.add(rel);
       return this.#forget(rel);
     }
-    if (prev !== undefined && prev.size === stats.size && prev.mtimeNs === stats.mtimeNs && prev.ctimeNs === stats.ctimeNs && prev.ino === stats.ino) {
+    if (prev !== undefined && prev.size === stats.size && prev.mtimeNs === stats.mtimeNs && prev.ctimeNs === stats.ctimeNs && prev.ino === stats.ino && prev.birthNs === stats.birthtimeNs) {
       if (trustStat) return undefined;
     }
     let content: Buffer | string;
@@ -121,9 +124,11 @@ export class FsTree {
       return this.#forget(rel);
     }
     const hash = createHash('sha1').update(content).digest('hex');
-    this.files.set(rel, { size: stats.size, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs, ino: stats.ino, hash });
+    this.files.set(rel, { size: stats.size, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs, ino: stats.ino, birthNs: stats.birthtimeNs, hash });
     if (prev === undefined) return 'added';
-    return prev.hash === hash ? undefined : 'replaced';
+    // Deleted and created again (ext4 reuses the inode number at once; the birth time tells).
+    const reborn = prev.ino !== stats.ino || prev.birthNs !== stats.birthtimeNs;
+    return prev.hash === hash && !reborn ? undefined : 'replaced';
   }
 
   #forget(rel: string): NetChange | undefined {
