@@ -1,10 +1,11 @@
 /**
  * What a file watcher knows about its tree: per file the stat fingerprint and a content hash. Every
  * decision is a comparison of this state with the disk *now*, so a burst of raw events collapses to
- * each path's net change (create+change → added, create+delete → nothing, delete+create → replaced)
- * and a rewrite with identical content is no change at all.
+ * each path's net change (create+change → added, create+delete → nothing, delete+create → replaced,
+ * even with the same content: the file was born again) and a rewrite in place with identical content
+ * is no change at all.
  *
- * Sized for storms of 100k files: the state lives in typed columns (one slot per file, about 60 bytes
+ * Sized for storms of 100k files: the state lives in typed columns (one slot per file, about 70 bytes
  * plus the path string), not in an object per file, and the disk is read with synchronous calls in
  * short time slices ({@link SLICE_MS}) that yield to the event loop between them. A promise per stat
  * or read costs a thread-pool round trip and several allocations; a stat call costs a microsecond or
@@ -61,6 +62,8 @@ class FileTable {
   #mtime = new Float64Array(0);
   #ctime = new Float64Array(0);
   #ino = new Float64Array(0);
+  /** Creation time (0 where the file system does not report it): a new file at a known path. */
+  #birth = new Float64Array(0);
   /** 1 when the slot's hash is known (0: it must be taken as changed, see {@link invalidate}). */
   #hashed = new Uint8Array(0);
   /** The last {@link mark} epoch that saw the slot's file on disk. */
@@ -83,7 +86,19 @@ class FileTable {
   sameFingerprint(rel: string, stats: Stats): boolean {
     const slot = this.#slots.get(rel);
     if (slot === undefined) return false;
-    return this.#size[slot] === stats.size && this.#mtime[slot] === stats.mtimeMs && this.#ctime[slot] === stats.ctimeMs && this.#ino[slot] === stats.ino;
+    return (
+      this.#size[slot] === stats.size &&
+      this.#mtime[slot] === stats.mtimeMs &&
+      this.#ctime[slot] === stats.ctimeMs &&
+      this.#ino[slot] === stats.ino &&
+      this.#birth[slot] === stats.birthtimeMs
+    );
+  }
+
+  /** The file at `rel` is not the one known there: another inode, or born again (ext4 reuses inode numbers at once). */
+  reborn(rel: string, stats: Stats): boolean {
+    const slot = this.#slots.get(rel);
+    return slot !== undefined && (this.#ino[slot] !== stats.ino || this.#birth[slot] !== stats.birthtimeMs);
   }
 
   /** The kept hash of `rel` equals `digest`. */
@@ -111,6 +126,7 @@ class FileTable {
     this.#mtime[slot] = stats.mtimeMs;
     this.#ctime[slot] = stats.ctimeMs;
     this.#ino[slot] = stats.ino;
+    this.#birth[slot] = stats.birthtimeMs;
     this.#hashed[slot] = 1;
     digest.copy(this.#hashes, slot * HASH_BYTES, 0, HASH_BYTES);
   }
@@ -154,6 +170,7 @@ class FileTable {
     this.#mtime = grow(this.#mtime);
     this.#ctime = grow(this.#ctime);
     this.#ino = grow(this.#ino);
+    this.#birth = grow(this.#birth);
     const hashed = new Uint8Array(capacity);
     hashed.set(this.#hashed);
     this.#hashed = hashed;
@@ -246,7 +263,7 @@ export class FsTree {
       if (!isMissing(error)) throw error;
       return this.#forget(rel);
     }
-    if (known && this.files.sameHash(rel, digest)) {
+    if (known && this.files.sameHash(rel, digest) && !this.files.reborn(rel, stats)) {
       this.files.set(rel, stats, digest);
       return undefined;
     }

@@ -65,6 +65,7 @@ describe('LocalFsWatcher coalescing and self-write suppression (core, windows en
     const root = tempDir();
     writeFileSync(join(root, 'existing.txt'), 'v1');
     writeFileSync(join(root, 'same.txt'), 'same');
+    writeFileSync(join(root, 'reborn.txt'), 'r');
     const w = await core(root);
     expect(w.core.stats.backend).toBe('native');
 
@@ -75,6 +76,9 @@ describe('LocalFsWatcher coalescing and self-write suppression (core, windows en
     rmSync(join(root, 'existing.txt'));
     writeFileSync(join(root, 'existing.txt'), 'v2');
     writeFileSync(join(root, 'same.txt'), 'same');
+    // Deleted and created again with the same content: still replaced (DESIGN §4: delete+create → replaced).
+    rmSync(join(root, 'reborn.txt'));
+    writeFileSync(join(root, 'reborn.txt'), 'r');
     writeFileSync(join(root, 'sentinel.txt'), 's');
     await waitFor(() => w.core.stats.rawEvents >= 1 && w.holds() === 1, 'raw events (and the hold they take)');
     await waitFor(async () => {
@@ -84,12 +88,12 @@ describe('LocalFsWatcher coalescing and self-write suppression (core, windows en
     }, 'the sentinel');
     const events = w.out.filter((e) => e.pageId !== 'file:sentinel.txt');
     // Raw events may trickle over several flushes: compare as a set (each flush is sorted by path).
-    expect(summary(events).sort()).toEqual(['page_added file:new.txt', 'page_replaced file:existing.txt']);
+    expect(summary(events).sort()).toEqual(['page_added file:new.txt', 'page_replaced file:existing.txt', 'page_replaced file:reborn.txt']);
     const added = events.find((e) => e.kind === 'page_added')!;
     expect(added.sourceId).toBe(`file:${root}`);
     expect(added.extra).toMatchObject({ relativePath: 'new.txt' });
     expect(added.dataType).toBe('file');
-    expect(events.find((e) => e.kind === 'page_replaced')!.related).toEqual(['file:existing.txt']);
+    expect(events.find((e) => e.pageId === 'file:existing.txt')!.related).toEqual(['file:existing.txt']);
     expect(w.holds()).toBe(0);
   });
 
