@@ -12,7 +12,7 @@
  */
 import { type FSWatcher, readFileSync, watch as fsWatch } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
-import { dirname, relative, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { PageChangeEvent } from '../shared/events.js';
 import { SourceNotFoundError, WatcherBackendError } from './errors.js';
 import { FsTree, forEachSliced, type NetChange } from './fs-tree.js';
@@ -279,6 +279,9 @@ export class FsWatchCore {
         else paths.add(rel);
       }
       await checkAll(paths, () => false);
+      // Directories a storm creates are where it goes on (their parent's watch does not see inside):
+      // a storm whose first delivery was only its mkdirs would otherwise look over in 250 ms.
+      if (this.#stormDirs.size > 0) for (const rel of dirty) if (tree.dirs.has(rel)) this.#watchStormDir(join(this.#realRoot, rel));
     }
     // New directories: their files may predate the directory's watch, so list them (and nested ones).
     while (tree.discovered.length > 0) {
@@ -363,16 +366,20 @@ export class FsWatchCore {
   #trackStorm(events: readonly ParcelEvent[]): void {
     for (const event of events) {
       if (this.#stormDirs.size >= MAX_STORM_DIRS) return;
-      const dir = dirname(event.path);
-      if (this.#stormDirs.has(dir)) continue;
-      try {
-        const watcher = fsWatch(dir, { persistent: false }, () => (this.#lastActivity = performance.now()));
-        // Only a hint: a directory that goes away (or a watch limit) just stops contributing.
-        watcher.on('error', () => watcher.close());
-        this.#stormDirs.set(dir, watcher);
-      } catch {
-        this.#stormDirs.set(dir, { close: () => undefined } as FSWatcher);
-      }
+      this.#watchStormDir(dirname(event.path));
+    }
+  }
+
+  /** Watches `dir` (absolute) for activity while the storm lasts, within {@link MAX_STORM_DIRS}. */
+  #watchStormDir(dir: string): void {
+    if (this.#stormDirs.size >= MAX_STORM_DIRS || this.#stormDirs.has(dir)) return;
+    try {
+      const watcher = fsWatch(dir, { persistent: false }, () => (this.#lastActivity = performance.now()));
+      // Only a hint: a directory that goes away (or a watch limit) just stops contributing.
+      watcher.on('error', () => watcher.close());
+      this.#stormDirs.set(dir, watcher);
+    } catch {
+      this.#stormDirs.set(dir, { close: () => undefined } as FSWatcher);
     }
   }
 
