@@ -301,9 +301,12 @@ async function deepRun(system: System, claimers: number, total: number): Promise
     all.check();
   });
   await all.promise;
+  // Read before stop: stopping ends the claimers' connections, and an exited backend's CPU time
+  // leaves the sum (this misses only the last completion flush).
+  const cpu1 = cpuNow();
   await system.stop(); // the last completions are flushed before the clock stops
   const rate = Math.round((total * 1000) / (performance.now() - t0));
-  return [submitRate, rate, cpuPerTask(cpu0, cpuNow(), total)];
+  return [submitRate, rate, cpuPerTask(cpu0, cpu1, total)];
 }
 
 /** Shallow queue: idle claimers, a producer adds `total` in small batches while they drain. */
