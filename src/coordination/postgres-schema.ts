@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS ${s}.tasks (
   state text NOT NULL,
   payload json NOT NULL,
   result json,
-  pool_id text COLLATE "C" REFERENCES ${s}.pools (id),
+  pool_id text COLLATE "C",
   topic text COLLATE "C",
   required_capabilities text[] COLLATE "C" NOT NULL,
   priority integer NOT NULL,
@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS ${s}.tasks (
   attempts integer NOT NULL DEFAULT 0,
   fencing_token integer NOT NULL DEFAULT 0
 );
+-- A task may name a pool this store does not know (DESIGN §5): no foreign key (older layouts had
+-- one). Looked up first, so that a store that opens does not take an exclusive lock on the tasks.
+DO $do$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '${s}.tasks'::regclass AND conname = 'tasks_pool_id_fkey') THEN
+    ALTER TABLE ${s}.tasks DROP CONSTRAINT tasks_pool_id_fkey;
+  END IF;
+END $do$;
 CREATE INDEX IF NOT EXISTS tasks_pending_idx ON ${s}.tasks (priority DESC, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_claimed_idx ON ${s}.tasks (claimed_at) WHERE state IN ('assigned', 'running') AND claim_ttl_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS ${s}.pool_members (
@@ -112,10 +119,11 @@ AS $fn$
   WITH picked AS (
     SELECT t.ctid AS tid FROM ${s}.tasks t
     WHERE t.state = 'pending'
-      AND (p_pools IS NULL OR t.pool_id IS NULL OR t.pool_id = ANY(p_pools))
       AND (p_topics IS NULL OR (t.topic IS NULL AND NOT p_topic_required) OR t.topic = ANY(p_topics))
       AND (p_caps IS NULL OR t.required_capabilities <@ p_caps)
-      AND (t.pool_id IS NULL OR EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = p_agent))
+      AND (t.pool_id IS NULL OR CASE WHEN p_pools IS NULL
+        THEN EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = p_agent)
+        ELSE t.pool_id = ANY(p_pools) END)
     ORDER BY t.priority DESC, t.id
     LIMIT p_max
     FOR UPDATE SKIP LOCKED)
@@ -213,10 +221,12 @@ function visible(p: string, c: string, t: string): string {
 }
 
 // DESIGN §5: a task with a pool is visible only to the pool's members. On a task row aliased `t`;
-// $A the agent (null: no agent, an administrative listing that sees everything).
-function member(s: string, a: string, nullSeesAll: boolean): string {
+// $A the agent (null: no agent, an administrative listing that sees everything); $P, when given,
+// the filter's pools: when not null, they stand for the agent's memberships (see `visible`).
+function member(s: string, a: string, nullSeesAll: boolean, p?: string): string {
   const exists = `EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = ${a}::text)`;
-  return nullSeesAll ? `(${a}::text IS NULL OR t.pool_id IS NULL OR ${exists})` : `(t.pool_id IS NULL OR ${exists})`;
+  const given = p === undefined ? '' : `${p}::text[] IS NOT NULL OR `;
+  return nullSeesAll ? `(${given}${a}::text IS NULL OR t.pool_id IS NULL OR ${exists})` : `(${given}t.pool_id IS NULL OR ${exists})`;
 }
 
 const CLAIMED = "state IN ('assigned', 'running')";
@@ -302,10 +312,10 @@ export function pgStatements(schema: string) {
          WHERE ${CLAIMED} AND claim_ttl_ms IS NOT NULL AND claimed_at + claim_ttl_ms <= $1 RETURNING id)
        SELECT id, ${wakeIdle} AS woke FROM released`,
     ),
-    pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true)} ORDER BY seq`),
+    pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true, '$1')} ORDER BY seq`),
     pendingByPriority: st(
       'pending_priority',
-      `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true)} ORDER BY priority DESC, id`,
+      `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true, '$1')} ORDER BY priority DESC, id`,
     ),
     done: st('done', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C") AND ${TERMINAL}`),
     addWaiter: st(

@@ -61,7 +61,10 @@ export interface NewTask {
 /**
  * Which pending tasks an agent may see or claim. An absent field applies no filter (the caller
  * vouches for the agent); a present one restricts:
- * - `poolIds`: a task with a pool is visible only when its pool is listed; a task without one always is;
+ * - `poolIds`: a task with a pool is visible only when its pool is listed; a task without one always is.
+ *   Absent, a task with a pool is visible only to the members the store knows (pools made by a
+ *   PoolManager on the same store); present, the list stands for the agent's memberships (the pools
+ *   may live elsewhere), so the store's membership is not consulted;
  * - `capabilities`: a task's required capabilities must all be listed;
  * - `topics`: a task with a topic is visible only when its topic is listed; a task without one always
  *   is, unless `topicRequired` is true (then only tasks whose topic is listed are: a worker that must

@@ -203,7 +203,7 @@ export class Engine {
     });
     this.#writer = new IngestWriter(this.#ingest, options.onFull, {
       canRemember: () => this.#dispatcher.canRemember(),
-      remember: (seq, events) => this.#dispatcher.remember(seq, events),
+      remember: (seq, events, bytes) => this.#dispatcher.remember(seq, events, bytes),
     });
     // Acknowledgements have a ring of their own and always wait for space there: losing one would
     // hold quiescence forever, and queueing one behind events could wedge the bound. Derived events

@@ -16,7 +16,8 @@ const EVENTS_PER_FRAME = 512;
 export interface FrameKeeper {
   /** False while too many frames are held already. */
   canRemember(): boolean;
-  remember(seq: number, events: readonly PageChangeEvent[]): void;
+  /** `bytes`: the frame's encoded size. */
+  remember(seq: number, events: readonly PageChangeEvent[], bytes: number): void;
 }
 
 export class IngestWriter {
@@ -121,7 +122,7 @@ export class IngestWriter {
     if (frame.length <= limit) {
       if (keep) {
         this.#nextFrameSeq++;
-        this.#frames.remember(seq, events);
+        this.#frames.remember(seq, events, frame.length);
       }
       out.push(frame);
       return;

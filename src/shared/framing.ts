@@ -22,6 +22,7 @@ import {
   type AckError,
   type ControlFrame,
   type DispatchFrame,
+  type DispatchGroup,
   DispatchTag,
   type IngestFrame,
   type IngestMeta,
@@ -144,7 +145,7 @@ export function checkDispatchFrame(frame: unknown[]): DispatchFrame {
   const tag = frame[0] as DispatchTag;
   switch (tag) {
     case DispatchTag.DISPATCH:
-      if (typeof frame[1] === 'string' && isId(frame[2]) && Array.isArray(frame[3])) return frame as DispatchFrame;
+      if (typeof frame[1] === 'string' && isId(frame[2]) && frame[3] instanceof Uint8Array && frame[3].byteLength % 8 === 0 && Array.isArray(frame[4])) return frame as DispatchFrame;
       throw malformed('bad fields for dispatch tag DISPATCH');
     default:
       return unknownTag(tag, 'dispatch');
@@ -154,6 +155,86 @@ export function checkDispatchFrame(frame: unknown[]): DispatchFrame {
 /** The exhaustive-switch guard: `tag` is `never` once every tag has a case. */
 function unknownTag(tag: never, ring: string): never {
   throw malformed(`unknown ${ring} frame tag ${String(tag)}`);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Dispatch groups (see DispatchTag.DISPATCH)
+
+let packScratch = new Float64Array(4096);
+
+/**
+ * Packs dispatch groups into a DISPATCH frame's `groups` bytes and `events` tuples. The bytes are a
+ * view of a scratch buffer: valid until the next call (encode the frame before packing again).
+ */
+export function packDispatchGroups(groups: readonly DispatchGroup[]): { groups: Uint8Array; events: unknown[][] } {
+  let words = 0;
+  for (let i = 0; i < groups.length; i++) words += 2 + groups[i]![1].length;
+  if (words > packScratch.length) packScratch = new Float64Array(2 ** Math.ceil(Math.log2(words)));
+  const out = packScratch;
+  const events: unknown[][] = [];
+  let at = 0;
+  for (let i = 0; i < groups.length; i++) {
+    const [event, handles] = groups[i]!;
+    if (typeof event === 'number') out[at++] = event;
+    else {
+      out[at++] = events.length;
+      events.push(event);
+    }
+    out[at++] = handles.length;
+    for (let j = 0; j < handles.length; j++) out[at++] = handles[j]!;
+  }
+  return { groups: new Uint8Array(out.buffer, 0, at * 8), events };
+}
+
+/** Called per dispatch of a frame: `ref` is a negative eventRef or a tuple from the frame's events. */
+export type DispatchVisitor = (ref: number | unknown[], handle: number, dispatchId: number) => void;
+
+/** A DISPATCH frame's group words, checked (ProtocolError before anything runs if malformed). */
+function dispatchWords(frame: DispatchFrame): Float64Array {
+  const bytes = frame[3];
+  const events = frame[4];
+  const words = bytes.byteOffset % 8 === 0 ? new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8) : new Float64Array(bytes.slice().buffer);
+  const n = words.length;
+  for (let at = 0; at < n; ) {
+    const ref = words[at]!;
+    const count = words[at + 1]!;
+    const refOk = Number.isInteger(ref) && (ref < 0 || (ref < events.length && Array.isArray(events[ref])));
+    if (!refOk || !Number.isInteger(count) || count < 0 || at + 2 + count > n) throw malformed('bad dispatch group');
+    at += 2 + count;
+  }
+  return words;
+}
+
+/**
+ * Walks a DISPATCH frame's groups in dispatch-id order. Throws ProtocolError on malformed groups,
+ * before the first call: a corrupt frame runs no handler.
+ */
+export function readDispatchGroups(frame: DispatchFrame, visit: DispatchVisitor): void {
+  const words = dispatchWords(frame);
+  const events = frame[4];
+  const n = words.length;
+  let id = frame[2];
+  for (let at = 0; at < n; ) {
+    const ref = words[at]!;
+    const count = words[at + 1]!;
+    const event = ref < 0 ? ref : events[ref]!;
+    at += 2;
+    for (const end = at + count; at < end; at++) visit(event, words[at]!, id++);
+  }
+}
+
+/** A DISPATCH frame's groups as `[event, handles]` pairs (tests and diagnostics). */
+export function unpackDispatchGroups(frame: DispatchFrame): DispatchGroup[] {
+  const words = dispatchWords(frame);
+  const events = frame[4];
+  const out: DispatchGroup[] = [];
+  for (let at = 0; at < words.length; ) {
+    const ref = words[at]!;
+    const count = words[at + 1]!;
+    out.push([ref < 0 ? ref : events[ref]!, Array.from(words.subarray(at + 2, at + 2 + count))]);
+    at += 2 + count;
+  }
+  return out;
 }
 
 const INITIAL_SCRATCH_BYTES = 64 * 1024;

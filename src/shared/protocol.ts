@@ -73,11 +73,13 @@ export function asIngestFrame(value: unknown): IngestFrame | undefined {
 /** Tags of frames in the dispatch ring. */
 export const DispatchTag = {
   /**
-   * `[DISPATCH, episodeId, firstDispatchId, groups]`: each group is `[event, handles[]]`, one
-   * event and the main-thread subscription handles it goes to; dispatch ids are consecutive from
-   * `firstDispatchId` in group order, handle order. `event` is an event tuple, or — for an event
-   * the main thread itself wrote — a negative {@link eventRef} to the object it still holds, so the
-   * event is neither re-encoded here nor decoded there.
+   * `[DISPATCH, episodeId, firstDispatchId, groups, events]`: one group per event, each the event
+   * and the main-thread subscription handles it goes to; dispatch ids are consecutive from
+   * `firstDispatchId` in group order, handle order. `groups` is binary, float64 words (native byte
+   * order: both ends are threads of one process), per group `[ref, count, handle × count]`: `ref`
+   * is a negative {@link eventRef} to an event the main thread itself wrote and still holds (so it
+   * is neither re-encoded here nor decoded there), or the index of an event tuple in `events`. No
+   * array per group on either side (see `packDispatchGroups` / `readDispatchGroups` in framing.ts).
    */
   DISPATCH: 10,
 } as const;
@@ -87,7 +89,7 @@ export type DispatchTag = (typeof DispatchTag)[keyof typeof DispatchTag];
 export type DispatchGroup = [event: unknown[] | number, handles: number[]];
 
 /** Every dispatch-ring frame: one tuple per {@link DispatchTag}. */
-export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: DispatchGroup[]];
+export type DispatchFrame = [tag: typeof DispatchTag.DISPATCH, episodeId: string, firstDispatchId: number, groups: Uint8Array, events: unknown[][]];
 
 /** What an {@link IngestTag.QUERY} frame asks for. */
 export type QueryKind = 'status' | 'feed' | 'cycles';
@@ -210,6 +212,11 @@ export interface EngineCounters {
   dispatchesBudgetExhausted: number;
   /** Matches of derived events not dispatched because they were deeper than `maxDerivationDepth`. */
   dispatchesDepthExceeded: number;
+  /**
+   * DESIGN §3's counter: matches of derived events refused by either limit of the episode (its
+   * budget or the derivation depth), i.e. `dispatchesBudgetExhausted + dispatchesDepthExceeded`.
+   */
+  budgetExhausted: number;
 }
 
 /** A fresh set of zeroed counters. */
@@ -224,6 +231,7 @@ export function zeroCounters(): EngineCounters {
     dispatchesFailed: 0,
     dispatchesBudgetExhausted: 0,
     dispatchesDepthExceeded: 0,
+    budgetExhausted: 0,
   };
 }
 
@@ -341,7 +349,7 @@ export interface ConvergenceWorkerData {
 
 /** Slots of the small Int32Array shared between the main thread and the convergence worker. */
 export const MainSlot = {
-  /** 1 while the main thread waits for a wake message before draining the dispatch ring again. */
+  /** 1 while the main thread waits for a wake (see {@link WAKE}) before draining the dispatch ring again. */
   PARKED: 0,
   /**
    * Highest main-thread frame `seq` the worker has finished with. Stored only after the dispatch
@@ -349,7 +357,12 @@ export const MainSlot = {
    * drained that ring after reading this value, no unread frame can still refer to them.
    */
   RELEASED: 1,
-  /** Dispatch frames/handlers not yet acknowledged by the main thread (diagnostics). */
+  /**
+   * The main thread's wake signal: a parked main thread waits on it with Atomics.waitAsync; the
+   * worker, having taken PARKED from 1 to 0, bumps it and notifies. (A MessagePort message per wake
+   * cost the worker ~10 % of its CPU at high rates.)
+   */
+  WAKE: 2,
   SIZE: 4,
 } as const;
 

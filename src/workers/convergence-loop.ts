@@ -16,7 +16,7 @@
 import { expose } from 'comlink';
 import { type MessagePort } from 'node:worker_threads';
 import { serializeError } from '../shared/errors.js';
-import { type EventTuple, FrameDecoder, FrameEncoder } from '../shared/framing.js';
+import { type EventTuple, FrameDecoder, FrameEncoder, packDispatchGroups } from '../shared/framing.js';
 import { type ConvergenceControl, type ConvergenceWorkerData, type DispatchFrame, DispatchTag, MainSlot, type WorkerMessage } from '../shared/protocol.js';
 import { Ring, RingConsumer, RingProducer, type StalledReservation } from '../shared/ring.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
@@ -59,14 +59,19 @@ export async function runConvergenceWorker(data: ConvergenceWorkerData, port: Me
   const encoder = new FrameEncoder();
   const post = (message: WorkerMessage): void => port.postMessage(message);
 
-  // Wake the main thread only if it said it is waiting (it re-checks the ring after saying so).
+  // Wake the main thread only if it said it is waiting (it re-checks the ring after saying so). It
+  // waits on MainSlot.WAKE with Atomics.waitAsync: a notify, not a MessagePort message per wake.
   const wakeMain = (): void => {
-    if (Atomics.exchange(mainFlags, MainSlot.PARKED, 0) === 1) post({ type: 'wake' });
+    if (Atomics.exchange(mainFlags, MainSlot.PARKED, 0) === 1) {
+      Atomics.add(mainFlags, MainSlot.WAKE, 1);
+      Atomics.notify(mainFlags, MainSlot.WAKE);
+    }
   };
 
   /** Writes groups as one frame, halving the batch while the frame is over the ring's limit. */
   const writeDispatches = (episodeId: string, firstId: number, groups: [EventTuple | number, number[]][]): number => {
-    const dispatchFrame: DispatchFrame = [DispatchTag.DISPATCH, episodeId, firstId, groups];
+    const packed = packDispatchGroups(groups);
+    const dispatchFrame: DispatchFrame = [DispatchTag.DISPATCH, episodeId, firstId, packed.groups, packed.events];
     const frame = encoder.encodeDispatch(dispatchFrame);
     if (frame.length > dispatchRing.maxFrameBytes) {
       if (groups.length > 1) {

@@ -9,7 +9,7 @@ import { FrameDecoder, FrameEncoder } from '../../src/shared/framing.js';
 import { MainSlot } from '../../src/shared/protocol.js';
 import { Ring, RingConsumer, RingProducer } from '../../src/shared/ring.js';
 
-function dispatcher(flags: Int32Array): MainDispatcher {
+function dispatcher(flags: Int32Array, maxRememberedBytes?: number): MainDispatcher {
   return new MainDispatcher({
     consumer: new RingConsumer(new Ring(Ring.allocate(1024))),
     producer: new RingProducer(new Ring(Ring.allocate(1024))),
@@ -22,6 +22,7 @@ function dispatcher(flags: Int32Array): MainDispatcher {
     },
     runTask: () => Promise.resolve(),
     writeDerived: () => Promise.resolve(),
+    ...(maxRememberedBytes === undefined ? {} : { maxRememberedBytes }),
   });
 }
 
@@ -39,4 +40,33 @@ describe('MainDispatcher.trim across the Int32 wrap of RELEASED', () => {
       expect(d.rememberedFrames).toBe(0);
     });
   }
+});
+
+describe('MainDispatcher reference window', () => {
+  it('is bounded by the encoded bytes it holds, and frees them as frames are released', () => {
+    const flags = new Int32Array(new SharedArrayBuffer(64));
+    const d = dispatcher(flags, 10_000);
+    let seq = 1;
+    while (d.canRemember()) d.remember(seq++, [], 3_000);
+    // 4 frames of 3,000 bytes: the fourth went past the bound, so a fifth is refused.
+    expect(seq - 1).toBe(4);
+    expect(d.rememberedBytes).toBe(12_000);
+    Atomics.store(flags, MainSlot.RELEASED, 2);
+    expect(d.canRemember()).toBe(true);
+    expect(d.rememberedFrames).toBe(2);
+    expect(d.rememberedBytes).toBe(6_000);
+    Atomics.store(flags, MainSlot.RELEASED, 4);
+    d.trim();
+    expect(d.rememberedBytes).toBe(0);
+  });
+
+  it('holds far more than 64 frames of a burst that fits within its bytes', () => {
+    const flags = new Int32Array(new SharedArrayBuffer(64));
+    const d = dispatcher(flags);
+    for (let seq = 1; seq <= 400; seq++) {
+      expect(d.canRemember()).toBe(true);
+      d.remember(seq, [], 40_000);
+    }
+    expect(d.rememberedFrames).toBe(400);
+  });
 });

@@ -7,8 +7,8 @@ import { Packr, unpack, unpackMultiple } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { ProtocolError, ValidationError } from '../../src/shared/errors.js';
 import { PAGE_CHANGE_KINDS, type PageChangeEvent } from '../../src/shared/events.js';
-import { EVENT_FIELDS, FrameDecoder, FrameEncoder, eventToTuple, readEvents, tupleToEvent } from '../../src/shared/framing.js';
-import { DispatchTag, IngestTag } from '../../src/shared/protocol.js';
+import { EVENT_FIELDS, FrameDecoder, FrameEncoder, eventToTuple, packDispatchGroups, readDispatchGroups, readEvents, tupleToEvent, unpackDispatchGroups } from '../../src/shared/framing.js';
+import { type DispatchGroup, DispatchTag, IngestTag } from '../../src/shared/protocol.js';
 
 /** Copies bytes into a SharedArrayBuffer, as a ring would hold them. */
 function shared(bytes: Uint8Array): Uint8Array {
@@ -296,8 +296,30 @@ describe('typed ingest and dispatch frames', () => {
     const [tag, meta, packed] = decoder.decodeIngest(shared(encoder.encodeEvents(IngestTag.EVENTS, { seq: 1 }, events)));
     expect([tag, meta]).toEqual([IngestTag.EVENTS, { seq: 1 }]);
     expect(readEvents(packed)).toEqual(events);
-    const dispatch = [DispatchTag.DISPATCH, 'ep', 7, [[-1, [1, 2]], [eventToTuple(events[0]!), [3]]]] as const;
-    expect(decoder.decodeDispatch(shared(encoder.encodeDispatch(dispatch as never)))).toEqual(dispatch);
+    const groups: DispatchGroup[] = [[-1, [1, 2]], [eventToTuple(events[0]!), [3]], [-(2 ** 40), [4]]];
+    const { groups: words, events: tuples } = packDispatchGroups(groups);
+    const dispatch = decoder.decodeDispatch(shared(encoder.encodeDispatch([DispatchTag.DISPATCH, 'ep', 7, words, tuples])));
+    expect(dispatch.slice(0, 3)).toEqual([DispatchTag.DISPATCH, 'ep', 7]);
+    expect(unpackDispatchGroups(dispatch)).toEqual(groups);
+    const visited: unknown[] = [];
+    readDispatchGroups(dispatch, (ref, handle, id) => visited.push([ref, handle, id]));
+    expect(visited).toEqual([[-1, 1, 7], [-1, 2, 8], [eventToTuple(events[0]!), 3, 9], [-(2 ** 40), 4, 10]]);
+  });
+
+  it('refuses DISPATCH groups that overrun the frame or name a missing event, before running any', () => {
+    const bad: [string, number[], unknown[][]][] = [
+      ['a count past the end', [-1, 3, 1, 2], []],
+      ['an event index with no tuple', [0, 1, 1], []],
+      ['a fractional ref', [0.5, 1, 1], [[0, 'p', 's']]],
+      ['a negative count', [-1, -1], []],
+    ];
+    for (const [what, words, tuples] of bad) {
+      const bytes = new Uint8Array(new Float64Array(words).buffer);
+      const frame = decoder.decodeDispatch(shared(encoder.encodeDispatch([DispatchTag.DISPATCH, 'ep', 1, bytes, tuples])));
+      let calls = 0;
+      expect(() => readDispatchGroups(frame, () => void calls++), what).toThrow(ProtocolError);
+      expect(calls, what).toBe(0);
+    }
   });
 
   it.each([
@@ -308,6 +330,8 @@ describe('typed ingest and dispatch frames', () => {
     ['an EVENTS frame without events', [IngestTag.EVENTS, {}, 'x'], 'ingest'],
     ['an unknown dispatch tag', [IngestTag.ACKS, 1, []], 'dispatch'],
     ['a DISPATCH frame without groups', [DispatchTag.DISPATCH, 'ep', 1], 'dispatch'],
+    ['a DISPATCH frame with groups as an array', [DispatchTag.DISPATCH, 'ep', 1, [[-1, [1]]], []], 'dispatch'],
+    ['a DISPATCH frame whose groups are not whole words', [DispatchTag.DISPATCH, 'ep', 1, new Uint8Array(12), []], 'dispatch'],
   ])('%s → ProtocolError', (_what, frame, ring) => {
     const bytes = shared(encoder.encode(frame));
     expect(() => (ring === 'ingest' ? decoder.decodeIngest(bytes) : decoder.decodeDispatch(bytes))).toThrow(ProtocolError);

@@ -7,7 +7,7 @@
 import { MessageChannel, type Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PageChange } from '../../src/shared/events.js';
-import { FrameDecoder, FrameEncoder } from '../../src/shared/framing.js';
+import { FrameDecoder, FrameEncoder, unpackDispatchGroups } from '../../src/shared/framing.js';
 import { type ConvergenceWorkerData, DispatchTag, IngestTag, MainSlot, type RingStallInfo, type SubscriptionSpec } from '../../src/shared/protocol.js';
 import { RESERVED, Slot } from '../../src/shared/ring-layout.js';
 import { Ring, RingConsumer, RingProducer } from '../../src/shared/ring.js';
@@ -64,9 +64,9 @@ describe('convergence worker and a dead producer', () => {
     while (dispatched < 2 || stalls.length === 0) {
       if (Date.now() > deadline) throw new Error(`after the stall: ${dispatched} dispatches, ${stalls.length} reports`);
       dispatches.drain((view) => {
-        const [tag, , , groups] = decoder.decodeDispatch(view);
-        expect(tag).toBe(DispatchTag.DISPATCH);
-        for (const [, handles] of groups) dispatched += handles.length;
+        const frame = decoder.decodeDispatch(view);
+        expect(frame[0]).toBe(DispatchTag.DISPATCH);
+        for (const [, handles] of unpackDispatchGroups(frame)) dispatched += handles.length;
       });
       await dispatches.waitForDataAsync(50);
     }

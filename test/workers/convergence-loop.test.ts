@@ -8,7 +8,7 @@ import { wrap } from 'comlink';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nodeEndpoint } from '../../src/shared/endpoint.js';
 import { PageChange } from '../../src/shared/events.js';
-import { eventToTuple, FrameDecoder, FrameEncoder } from '../../src/shared/framing.js';
+import { eventToTuple, FrameDecoder, FrameEncoder, unpackDispatchGroups } from '../../src/shared/framing.js';
 import { type ConvergenceControl, type ConvergenceWorkerData, DispatchTag, IngestTag, MainSlot, type SubscriptionSpec } from '../../src/shared/protocol.js';
 import { Ring, RingConsumer, RingProducer } from '../../src/shared/ring.js';
 import { startWorker } from '../../src/shared/worker-entry.js';
@@ -69,9 +69,9 @@ describe('convergence loop backpressure', () => {
       while (dispatched < count) {
         if (Date.now() > deadline) throw new Error(`only ${dispatched} of ${count} dispatches arrived`);
         dispatches.drain((view) => {
-          const frame = decoder.decode(view) as [number, string, number, [unknown, number[]][]];
+          const frame = decoder.decodeDispatch(view);
           expect(frame[0]).toBe(DispatchTag.DISPATCH);
-          for (const [, handles] of frame[3]) dispatched += handles.length;
+          for (const [, handles] of unpackDispatchGroups(frame)) dispatched += handles.length;
         });
         if (dispatched < count) await dispatches.waitForDataAsync(50);
       }
