@@ -14,7 +14,9 @@
  * Rows:
  * - submit/s: adding the deep queue in batches of 5 000;
  * - deep: 100 000 tasks pending (quick: 2 000), then the claimers drain them; claims+completions/s
- *   from start to the last completion flushed to the database;
+ *   from start to the last completion flushed to the database; and the CPU each task cost during
+ *   the drain, PostgreSQL's + the bench process's in µs (on a shared, loaded machine the rates say
+ *   how much CPU was left over; CPU per task says what the work costs);
  * - shallow: claimers idle, then a producer adds the same number in batches of 500 while they drain;
  *   the queue stays as shallow as the claimers can keep it;
  * - latency: one idle claimer; tasks are added one at a time, each after the previous one started;
@@ -33,7 +35,7 @@
  */
 import type { BenchRatio, BenchReport } from './run.js';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -81,6 +83,8 @@ interface Row {
   'shallow claims/s': number | string;
   'p50 ms': number | string;
   'p99 ms': number | string;
+  /** CPU per task of the deep drain: PostgreSQL's processes + this process, in µs (load-independent). */
+  'deep cpu µs/task': string;
   note: string;
 }
 
@@ -251,19 +255,58 @@ function reached(count: () => number, total: number, timeoutMs: number): { promi
   return { promise, check };
 }
 
-/** Deep queue: `total` pending, then drain. Returns [submits/s, claims+completions/s]. */
-async function deepRun(system: System, claimers: number, total: number): Promise<[number, number]> {
+/**
+ * CPU time so far, in ms: of this process, and of every local process named postgres (all of the
+ * server: backends, WAL writer, autovacuum; NaN when the server is not local). On a loaded machine
+ * these say what a task costs where wall-clock rates say how much CPU was left over.
+ */
+function cpuNow(): { node: number; pg: number } {
+  const usage = process.cpuUsage();
+  let ticks = 0;
+  let found = false;
+  try {
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        if (!stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith('postgres')) continue;
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(fields[11]) + Number(fields[12]); // utime + stime
+        found = true;
+      } catch {
+        // exited meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return { node: (usage.user + usage.system) / 1000, pg: found ? ticks * 10 : Number.NaN }; // USER_HZ = 100
+}
+
+/** `pg+node` µs per task between two {@link cpuNow} readings. */
+function cpuPerTask(from: { node: number; pg: number }, to: { node: number; pg: number }, tasks: number): string {
+  const us = (ms: number): string => (Number.isNaN(ms) ? '?' : ((ms * 1000) / tasks).toFixed(0));
+  return `${us(to.pg - from.pg)}+${us(to.node - from.node)}`;
+}
+
+/** Deep queue: `total` pending, then drain. Returns [submits/s, claims+completions/s, CPU µs/task of the drain]. */
+async function deepRun(system: System, claimers: number, total: number): Promise<[number, number, string]> {
   const submitRate = await fill(system, total, SUBMIT_BATCH);
   let ran = 0;
   const all = reached(() => ran, total, 600_000);
+  const cpu0 = cpuNow();
   const t0 = performance.now();
   await system.start(claimers, () => {
     ran += 1;
     all.check();
   });
   await all.promise;
+  // Read before stop: stopping ends the claimers' connections, and an exited backend's CPU time
+  // leaves the sum (this misses only the last completion flush).
+  const cpu1 = cpuNow();
   await system.stop(); // the last completions are flushed before the clock stops
-  return [submitRate, Math.round((total * 1000) / (performance.now() - t0))];
+  const rate = Math.round((total * 1000) / (performance.now() - t0));
+  return [submitRate, rate, cpuPerTask(cpu0, cpu1, total)];
 }
 
 /** Shallow queue: idle claimers, a producer adds `total` in small batches while they drain. */
@@ -322,9 +365,9 @@ export async function run(options: BenchOptions): Promise<BenchReport> {
   const wanted = (system: 'converge' | 'graphile' | 'pgboss'): boolean => only.length === 0 || only.includes(system);
   const rows: Row[] = [];
   const row = (fields: Partial<Row> & Pick<Row, 'system' | 'durability' | 'claimers'>): Row => {
-    const full: Row = { 'submit/s': '', 'deep claims/s': '', 'shallow claims/s': '', 'p50 ms': '', 'p99 ms': '', note: '', ...fields };
+    const full: Row = { 'submit/s': '', 'deep claims/s': '', 'shallow claims/s': '', 'p50 ms': '', 'p99 ms': '', 'deep cpu µs/task': '', note: '', ...fields };
     rows.push(full);
-    console.log(`  ${full.system} [${full.durability}] ×${full.claimers}: submit ${String(full['submit/s'])}/s, deep ${String(full['deep claims/s'])}/s, shallow ${String(full['shallow claims/s'])}/s, p50 ${String(full['p50 ms'])} ms, p99 ${String(full['p99 ms'])} ms`);
+    console.log(`  ${full.system} [${full.durability}] ×${full.claimers}: submit ${String(full['submit/s'])}/s, deep ${String(full['deep claims/s'])}/s, shallow ${String(full['shallow claims/s'])}/s, p50 ${String(full['p50 ms'])} ms, p99 ${String(full['p99 ms'])} ms, deep cpu ${full['deep cpu µs/task']} µs/task (pg+node)`);
     return full;
   };
 
@@ -397,7 +440,7 @@ export async function run(options: BenchOptions): Promise<BenchReport> {
         for (const maker of makers.filter((m) => wanted(m.key))) {
           // A fresh schema per row, so that no system works on another's leftovers (dead tuples).
           let system = await maker.make(variant.url);
-          const [submitRate, deepRate] = await deepRun(system, claimers, deep);
+          const [submitRate, deepRate, deepCpu] = await deepRun(system, claimers, deep);
           await system.close();
           system = await maker.make(variant.url);
           const shallowRate = await shallowRun(system, claimers, shallow);
@@ -413,6 +456,7 @@ export async function run(options: BenchOptions): Promise<BenchReport> {
               claimers,
               'submit/s': submitRate,
               'deep claims/s': deepRate,
+              'deep cpu µs/task': deepCpu,
               'shallow claims/s': shallowRate,
               'p50 ms': latencies.length > 0 ? percentile(latencies, 50) : '',
               'p99 ms': latencies.length > 0 ? percentile(latencies, 99) : '',
