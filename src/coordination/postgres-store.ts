@@ -134,6 +134,8 @@ const MAX_HELD_ATTEMPTS = 5;
  * again; a dead one stops costing submits their NOTIFY when this runs out.
  */
 const IDLE_REGISTRATION_MS = 60_000;
+/** How long an idle registration outlives the claimer's going busy (see `#setIdle`). */
+const IDLE_LINGER_MS = 1_000;
 
 /** PostgreSQL-backed {@link TaskStore}. */
 export class PostgresStore implements TaskStore {
@@ -306,24 +308,52 @@ export class PostgresStore implements TaskStore {
     if (this.#closed) return;
     if (idle) {
       this.#everIdle = true;
+      clearTimeout(this.#idleLinger);
+      this.#idleLinger = undefined;
+      if (Date.now() < this.#registeredUntil) {
+        // Still registered (the claimer was busy only briefly): every submit since the registration
+        // has seen it and notified, and LISTEN is up again once `ready` resolves. No lock, no write.
+        const ready = this.#listener.ready();
+        this.#idleReady = ready;
+        ready.catch(() => undefined);
+        return;
+      }
       const registered = this.#idleOps.then(async () => {
         await this.#listener.ready();
-        await this.#registerIdle(this.#idleTimeoutMs + IDLE_REGISTRATION_MS);
+        const durationMs = this.#idleTimeoutMs + IDLE_REGISTRATION_MS;
+        const from = Date.now();
+        await this.#registerIdle(durationMs);
+        // Half the duration: a margin for the database's clock (the row expires by it) and ours.
+        this.#registeredUntil = from + durationMs / 2;
       });
       this.#idleReady = registered;
       registered.catch(() => undefined); // reported to whoever awaits `ready`
       this.#idleOps = registered.catch(() => undefined);
     } else {
-      this.#idleOps = this.#idleOps
-        .then(() => this.#query(this.#sql.removeIdle, [this.#waiterId]))
-        .then(
-          () => undefined,
-          (error: unknown) => {
-            if (!this.#closed) this.#onError(error);
-          },
-        );
+      // Busy again. The registration lingers a little: a claimer on a shallow queue goes idle again
+      // within milliseconds, and re-registering each time takes a lock every submit waits for.
+      // Held longer, it would make every submit of a busy system NOTIFY.
+      clearTimeout(this.#idleLinger);
+      this.#idleLinger = setTimeout(() => {
+        this.#idleLinger = undefined;
+        this.#registeredUntil = 0;
+        this.#idleOps = this.#idleOps
+          .then(() => (this.#closed ? undefined : this.#query(this.#sql.removeIdle, [this.#waiterId])))
+          .then(
+            () => undefined,
+            (error: unknown) => {
+              if (!this.#closed) this.#onError(error);
+            },
+          );
+      }, IDLE_LINGER_MS);
+      this.#idleLinger.unref();
     }
   }
+
+  /** Until when (local epoch ms, with a margin) this instance's idle registration surely holds. */
+  #registeredUntil = 0;
+  /** Removes the registration once the instance has stayed busy for IDLE_LINGER_MS. */
+  #idleLinger: NodeJS.Timeout | undefined;
 
   async startTask(id: string, holder: ClaimHolder): Promise<Task | null> {
     const row = await this.#held(this.#sql.start, id, holder, []);
@@ -442,6 +472,7 @@ export class PostgresStore implements TaskStore {
     this.#poller.stop();
     this.#waiters.closeAll('PostgresStore');
     this.#wakers.notify();
+    clearTimeout(this.#idleLinger);
     await this.#idleOps;
     if (this.#everIdle) await this.#pool?.query({ text: this.#sql.removeIdle.text, values: [this.#waiterId] }).catch(() => undefined);
     await Promise.all([...this.#locks].map((lock) => lock.release()));
