@@ -33,6 +33,8 @@ export interface FsWatchCoreOptions {
   stormEvents?: number;
   /** Quiet time on the storm's directories that ends a storm. Default debounceMs + 200 ms. */
   stormQuietMs?: number;
+  /** Longest a suspect window waits for its storm to end before it is reconciled all the same. Default 30 s. */
+  maxReconcileDelayMs?: number;
 }
 
 /** Where the core delivers. `emit` may return a promise: the core waits (backpressure). */
@@ -55,7 +57,7 @@ export interface FsWatchStats {
 
 /** Directories watched directly while a storm lasts (see FsWatchCore, storms). */
 const MAX_STORM_DIRS = 32;
-/** During a storm that goes on, a suspect window is reconciled at most this often… */
+/** During a storm that goes on, a suspect window is reconciled at most this often (by default)… */
 const MIN_RESCAN_INTERVAL_MS = 30_000;
 /** …and at most once per this many times the last reconcile's duration (≤ 10 % of the time). */
 const RESCAN_DUTY = 10;
@@ -325,21 +327,22 @@ export class FsWatchCore {
       this.#dropHold();
       return;
     }
+    const now = performance.now();
+    // Events may have been lost: the whole tree is reconciled once, when the storm is over (a rescan
+    // in the middle of it would only be redone), or every so often during a storm that goes on.
+    const overdue = this.#suspect && now - this.#suspectSince >= Math.max(this.#options.maxReconcileDelayMs ?? MIN_RESCAN_INTERVAL_MS, RESCAN_DUTY * this.#lastRescanMs);
+    if (overdue) this.#fullRescan = true;
     if (this.#dirty.size > 0 || this.#fullRescan) {
-      this.#windowStart = performance.now();
+      this.#windowStart = now;
       this.#schedule();
       return;
     }
     if (this.#timer !== undefined) return;
-    const now = performance.now();
     const quietFor = now - this.#lastActivity;
     // A storm is over once its directories have been quiet for stormQuietMs (without one, a debounce).
     const quietMs = this.#stormDirs.size > 0 ? (this.#options.stormQuietMs ?? this.#options.debounceMs + 200) : this.#options.debounceMs;
     if (this.#suspect) {
-      // Events may have been lost: reconcile the whole tree once, when the storm is over (a rescan in
-      // the middle of it would only be redone), or every so often during a storm that goes on.
-      const overdue = now - this.#suspectSince >= Math.max(MIN_RESCAN_INTERVAL_MS, RESCAN_DUTY * this.#lastRescanMs);
-      if (quietFor >= quietMs || overdue) {
+      if (quietFor >= quietMs) {
         this.#fullRescan = true;
         this.#timer = setTimeout(() => {
           this.#timer = undefined;

@@ -197,6 +197,23 @@ describe('LocalFsWatcher coalescing and self-write suppression (core, windows en
     await waitFor(() => w.holds() === 0 && w.out.length === written, 'the storm to end and every file to be reported', 90_000);
   });
 
+  it('a suspect window in a storm that never ends is still reconciled (not only once the storm is over)', { timeout: 120_000 }, async () => {
+    const root = tempDir();
+    const w = await core(root, { debounceMs: 20, maxDelayMs: 100, suspectThreshold: 20, stormQuietMs: 600_000, maxReconcileDelayMs: 300 });
+    let writing = true;
+    let written = 0;
+    const writer = (async () => {
+      while (writing) await writeFile(join(root, `n${written++ % 500}.txt`), String(written));
+    })();
+    try {
+      await waitFor(() => w.core.stats.suspectWindows >= 1 && w.core.stats.rescans >= 1, 'a reconcile while the storm goes on', 60_000);
+      expect(w.holds()).toBe(1);
+    } finally {
+      writing = false;
+      await writer;
+    }
+  });
+
   it('a missing root fails with code ENOENT', async () => {
     const missing = join(tempDir(), 'nope');
     const c = new FsWatchCore(missing, SLOW, { emit: () => undefined, hold: () => () => undefined, error: () => undefined });
