@@ -6,7 +6,7 @@
  * checkpoint, and file watchers ignore `.git`, so a checkpoint is never reported back as a change.
  */
 import * as fs from 'node:fs';
-import git from 'isomorphic-git';
+import { loadGit } from './git-module.js';
 import { CheckpointError } from './errors.js';
 
 /** Prefix of the tags made at quiescence. */
@@ -41,6 +41,7 @@ export class GitCheckpointer {
 
   async #checkpointOnce(): Promise<string | undefined> {
     const dir = this.dir;
+    const { git } = await loadGit();
     try {
       const matrix = await git.statusMatrix({ fs, dir });
       // [path, head, workdir, stage]: 1/1/1 is unmodified; anything else is a change to record.
@@ -64,6 +65,7 @@ export class GitCheckpointer {
 
   /** Tags made by checkpoints, oldest first. */
   async list(): Promise<string[]> {
+    const { git } = await loadGit();
     return (await git.listTags({ fs, dir: this.dir })).filter((t) => t.startsWith(CHECKPOINT_TAG_PREFIX)).sort();
   }
 
@@ -74,6 +76,7 @@ export class GitCheckpointer {
    */
   async restore(id: string): Promise<void> {
     const dir = this.dir;
+    const { git } = await loadGit();
     let oid: string;
     try {
       oid = await git.resolveRef({ fs, dir, ref: `refs/tags/${id}` });

@@ -1,6 +1,6 @@
 /** Tree diffs between two commits with isomorphic-git (shared by the git watchers and checkpoints). */
 import * as fs from 'node:fs';
-import git from 'isomorphic-git';
+import { loadGit } from './git-module.js';
 
 /** One path's change between two commits. Renames and copies appear as a removal plus an addition. */
 export interface TreeChange {
@@ -10,6 +10,7 @@ export interface TreeChange {
 
 /** Files that differ between commits `from` and `to` of the repository at `dir`, sorted by path. */
 export async function diffCommits(dir: string, from: string, to: string): Promise<TreeChange[]> {
+  const { git } = await loadGit();
   const changes = (await git.walk({
     fs,
     dir,

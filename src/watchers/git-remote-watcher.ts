@@ -8,8 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { resolve } from 'node:path';
-import git from 'isomorphic-git';
-import nodeHttp from 'isomorphic-git/http/node';
+import { loadGit } from './git-module.js';
 import { z } from 'zod';
 import type { PageChangeEvent } from '../shared/events.js';
 import { parseInput } from '../shared/validation.js';
@@ -150,6 +149,7 @@ export class GitRemoteWatcher implements ContextPageSource {
 
   /** Fetches once and returns the changes since the last poll (none on the first: the baseline). */
   async poll(): Promise<PageChangeEvent[]> {
+    const { git, http: nodeHttp } = await loadGit();
     const url = (await git.getConfig({ fs, dir: this.dir, path: `remote.${this.remote}.url` })) as string | undefined;
     await git.fetch({
       fs,
