@@ -25,7 +25,8 @@ export const AUCTION_TYPES: readonly AuctionType[] = Object.freeze(['first_price
 
 /** Options of {@link BiddingProtocol}. */
 export interface BiddingOptions {
-  readonly auctionType: AuctionType;
+  /** Default `first_price_sealed_bid`. */
+  readonly auctionType?: AuctionType;
   /** No sale below this; bids under it are refused. */
   readonly reservePrice?: number;
   /** English: how much a bid must beat the standing bid by (default 0: any higher bid). */
@@ -60,9 +61,10 @@ export interface Bid {
 }
 
 const Amount = z.number().finite().min(0);
+const AuctionTypeSchema = z.enum(['first_price_sealed_bid', 'second_price_sealed_bid', 'english', 'dutch']);
 const OptionsSchema = z
   .strictObject({
-    auctionType: z.enum(['first_price_sealed_bid', 'second_price_sealed_bid', 'english', 'dutch']),
+    auctionType: AuctionTypeSchema.default('first_price_sealed_bid'),
     reservePrice: Amount.optional(),
     minIncrement: Amount.optional(),
     startPrice: Amount.optional(),
@@ -102,8 +104,12 @@ export class BiddingProtocol {
   #open = true;
   #result: AuctionResult | null = null;
 
-  constructor(options: BiddingOptions) {
-    const resolved = parseInput(OptionsSchema, options, 'options');
+  /**
+   * `options`: the options, or just the auction type (`new BiddingProtocol('english')`); nothing
+   * runs a first-price sealed-bid auction.
+   */
+  constructor(options: BiddingOptions | AuctionType = {}) {
+    const resolved = typeof options === 'string' ? parseInput(OptionsSchema, { auctionType: parseInput(AuctionTypeSchema, options, 'auctionType') }, 'options') : parseInput(OptionsSchema, options, 'options');
     this.auctionType = resolved.auctionType;
     this.#reserve = resolved.reservePrice ?? 0;
     this.#hasReserve = resolved.reservePrice !== undefined;

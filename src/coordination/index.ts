@@ -10,7 +10,7 @@
  *   `startTask`, or in `settleMany(agent, [{ taskId, outcome, result, fencingToken }])`, which
  *   completes, fails and releases many claims in one statement, refusing stale ones one by one;
  * - a pooled task is visible and claimable only by the pool's members (give the TaskManager and the
- *   PoolManager one store);
+ *   PoolManager one store, or pass the agent's pools as the filter's `poolIds`);
  * - `TaskClaimer`: a worker's local queue over all of that — batched claims refilled in the
  *   background, batched settlements (`complete` / `fail` / `release`), an idle wait woken by new
  *   tasks (LISTEN/NOTIFY on PostgreSQL), and `run(handler, { concurrency })`.
@@ -31,6 +31,21 @@ export { PostgresStore } from './postgres-store.js';
 export type { PostgresStoreOptions, PostgresPoolLike } from './postgres-store.js';
 export { LeaderLock } from './leader-lock.js';
 export type { LeaderLockOptions } from './leader-lock.js';
+// The shared error classes a coordination caller can meet, so that `instanceof` checks need no
+// second import (the same classes as the main entry's: one module, no database driver).
+export {
+  ClosedError,
+  ConvergeError,
+  DuplicateIdError,
+  ErrorCode,
+  InvalidStateError,
+  NotAuthorizedError,
+  NotFoundError,
+  StoreError,
+  TimeoutError,
+  ValidationError,
+} from '../shared/errors.js';
+export type { ValidationIssue } from '../shared/errors.js';
 export { StaleClaimError, StoreConnectionError, STORE_CONNECTION_CODE } from './errors.js';
 export { MissingDependencyError, MISSING_DEPENDENCY_CODE } from './optional-deps.js';
 export { PoolManager } from './pool-manager.js';

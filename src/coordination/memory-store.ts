@@ -23,7 +23,7 @@
  * Payloads and results are kept by reference, not copied.
  */
 import { z } from 'zod';
-import { ClosedError, DuplicateIdError, NotFoundError } from '../shared/errors.js';
+import { ClosedError, DuplicateIdError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
 import { BinaryHeap } from './binary-heap.js';
 import { DoneWaiters } from './done-waiters.js';
@@ -189,7 +189,6 @@ export class MemoryStore implements TaskStore {
 
   insertTask(input: NewTask): Task {
     this.#assertOpen();
-    this.#assertPool(input.poolId);
     const key = suffixKey(input.id);
     if (this.#find(input.id, key) !== undefined) throw new DuplicateIdError('task', input.id);
     return snapshot(this.#insert(input.id, key, null, input.payload, input.poolId, input.topic, input.requiredCapabilities, input.priority, input.claimTtlMs));
@@ -213,7 +212,6 @@ export class MemoryStore implements TaskStore {
     claimTtlMs: number | null,
   ): Task {
     this.#assertOpen();
-    if (poolId !== null) this.#assertPool(poolId);
     const key = suffixKey(id);
     if (this.#find(id, key) !== undefined) throw new DuplicateIdError('task', id);
     return snapshot(this.#insert(id, key, head, payload, poolId, topic, requiredCapabilities, priority, claimTtlMs));
@@ -223,7 +221,6 @@ export class MemoryStore implements TaskStore {
     this.#assertOpen();
     const seen = new Set<string>();
     for (const input of inputs) {
-      this.#assertPool(input.poolId);
       if (this.#lookup(input.id) !== undefined || seen.has(input.id)) throw new DuplicateIdError('task', input.id);
       seen.add(input.id);
     }
@@ -294,7 +291,11 @@ export class MemoryStore implements TaskStore {
   }
 
   #claimNextRecord(agentId: string, filter: TaskFilter, nowMs: number): TaskRecord | undefined {
+    // Tasks without pool, topic or capabilities (the open partition) are visible to every filter
+    // but one that requires a topic.
+    const openVisible = filter.topicRequired !== true || filter.topics === undefined;
     if (this.#partitions.size === 1) {
+      if (!openVisible) return undefined;
       // Only the open partition exists: no filter can hide it, no comparison across heaps.
       const top = this.#liveTop(this.#open);
       if (top === undefined) return undefined;
@@ -305,9 +306,11 @@ export class MemoryStore implements TaskStore {
     let best: TaskRecord | undefined;
     let bestPartition: Partition | undefined;
     for (const partition of this.#partitions.values()) {
-      if (partition.key !== '') {
+      if (partition.key === '') {
+        if (!openVisible) continue;
+      } else {
         if (!isVisible(partition.poolId, partition.topic, partition.requiredCapabilities, filter)) continue;
-        if (partition.poolId !== null && !this.#isMember(partition.poolId, agentId)) continue;
+        if (partition.poolId !== null && filter.poolIds === undefined && !this.#isMember(partition.poolId, agentId)) continue;
       }
       const top = this.#liveTop(partition);
       if (top === undefined) continue;
@@ -398,7 +401,7 @@ export class MemoryStore implements TaskStore {
     const agentId = query.agentId;
     for (const record of this.#records()) {
       if (record.state !== 'pending') continue;
-      if (agentId !== undefined && record.poolId !== null && !this.#isMember(record.poolId, agentId)) continue;
+      if (agentId !== undefined && record.poolId !== null && filter?.poolIds === undefined && !this.#isMember(record.poolId, agentId)) continue;
       if (filter !== undefined && !isVisible(record.poolId, record.topic, record.requiredCapabilities, filter)) continue;
       out.push(snapshot(record));
     }
@@ -462,14 +465,12 @@ export class MemoryStore implements TaskStore {
     return out;
   }
 
-  /** DESIGN §5: a task with a pool is visible only to the pool's members. */
+  /**
+   * DESIGN §5: a task with a pool is visible only to the pool's members: those listed in a filter's
+   * `poolIds` when one is given, else those this store knows (see {@link TaskFilter}).
+   */
   #isMember(poolId: string, agentId: string): boolean {
     return this.#pools.get(poolId)?.members.has(agentId) === true;
-  }
-
-  /** A task may only name a pool that exists (else nobody could ever claim it). */
-  #assertPool(poolId: string | null): void {
-    if (poolId !== null && !this.#pools.has(poolId)) throw new NotFoundError('pool', poolId);
   }
 
   #assertOpen(): void {

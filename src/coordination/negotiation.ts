@@ -83,6 +83,15 @@ export class NegotiationProtocol {
     return true;
   }
 
+  /**
+   * A counter-proposal (DESIGN §5: propose / counter / accept / reject / close): the same as
+   * {@link propose}. True when recorded; false for a non-participant, an unknown session, or a
+   * session that is closed or decided.
+   */
+  async counter(sessionId: string, agentId: string, content: unknown): Promise<boolean> {
+    return this.propose(sessionId, agentId, content);
+  }
+
   /** Accepts the current proposal; refused for outsiders, closed or decided sessions, and the proposer itself. */
   async accept(sessionId: string, agentId: string): Promise<boolean> {
     const session = this.#open(sessionId, agentId);

@@ -8,7 +8,9 @@
  *
  * Membership decides what an agent may claim (DESIGN §5): a task with a pool is visible to, and
  * claimable by, the pool's members only — through `claim`, `claimNext` with or without a filter, and
- * `listPendingTasksForAgent`. Give the TaskManager and the PoolManager the same store.
+ * `listPendingTasksForAgent`. Give the TaskManager and the PoolManager the same store for the store
+ * to check membership itself; with separate stores, pass the agent's pools as the filter's `poolIds`
+ * (e.g. `await pools.getPoolsForAgent(agent)`), which then decide alone.
  */
 import { z } from 'zod';
 import { ClosedError } from '../shared/errors.js';

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS ${s}.tasks (
   state text NOT NULL,
   payload json NOT NULL,
   result json,
-  pool_id text COLLATE "C" REFERENCES ${s}.pools (id),
+  pool_id text COLLATE "C",
   topic text COLLATE "C",
   required_capabilities text[] COLLATE "C" NOT NULL,
   priority integer NOT NULL,
@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS ${s}.tasks (
   attempts integer NOT NULL DEFAULT 0,
   fencing_token integer NOT NULL DEFAULT 0
 );
+-- A task may name a pool this store does not know (DESIGN §5): no foreign key (older layouts had
+-- one). Looked up first, so that a store that opens does not take an exclusive lock on the tasks.
+DO $do$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '${s}.tasks'::regclass AND conname = 'tasks_pool_id_fkey') THEN
+    ALTER TABLE ${s}.tasks DROP CONSTRAINT tasks_pool_id_fkey;
+  END IF;
+END $do$;
 CREATE INDEX IF NOT EXISTS tasks_pending_idx ON ${s}.tasks (priority DESC, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_claimed_idx ON ${s}.tasks (claimed_at) WHERE state IN ('assigned', 'running') AND claim_ttl_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS ${s}.pool_members (
@@ -90,19 +97,20 @@ CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.idle_claimers (
   expires_at bigint NOT NULL
 );
 ${claimBatchFunction(s)}
+${settleBatchFunction(s)}
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${PG_SCHEMA_VERSION}') ON CONFLICT (key) DO NOTHING;
 `;
 }
 
 /**
- * `claim_batch(agent, now, pools, capabilities, topics, max)`: claims up to `max` visible pending
+ * `claim_batch(agent, now, pools, capabilities, topics, max, topicRequired)`: claims up to `max` visible pending
  * tasks in claim order, as one statement. A function for its planner settings: the pending tasks
  * must be walked in the order of the partial index, `LIMIT` rows at a time, and their rows updated
  * by ctid. Left to itself, on a queue filled in a burst and not yet analyzed, the planner estimates
  * a handful of pending rows and sorts all of them (and hash-joins them again) on every claim.
  */
 function claimBatchFunction(s: string): string {
-  return `CREATE OR REPLACE FUNCTION ${s}.claim_batch(p_agent text, p_now bigint, p_pools text[], p_caps text[], p_topics text[], p_max integer)
+  return `CREATE OR REPLACE FUNCTION ${s}.claim_batch(p_agent text, p_now bigint, p_pools text[], p_caps text[], p_topics text[], p_max integer, p_topic_required boolean)
 RETURNS TABLE (id text, state text, payload json, result json, pool_id text, topic text, required_capabilities text[], priority integer,
   assigned_to text, claimed_at float8, claim_ttl_ms float8, attempts integer, fencing_token integer)
 LANGUAGE sql VOLATILE
@@ -111,10 +119,11 @@ AS $fn$
   WITH picked AS (
     SELECT t.ctid AS tid FROM ${s}.tasks t
     WHERE t.state = 'pending'
-      AND (p_pools IS NULL OR t.pool_id IS NULL OR t.pool_id = ANY(p_pools))
-      AND (p_topics IS NULL OR t.topic IS NULL OR t.topic = ANY(p_topics))
+      AND (p_topics IS NULL OR (t.topic IS NULL AND NOT p_topic_required) OR t.topic = ANY(p_topics))
       AND (p_caps IS NULL OR t.required_capabilities <@ p_caps)
-      AND (t.pool_id IS NULL OR EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = p_agent))
+      AND (t.pool_id IS NULL OR CASE WHEN p_pools IS NULL
+        THEN EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = p_agent)
+        ELSE t.pool_id = ANY(p_pools) END)
     ORDER BY t.priority DESC, t.id
     LIMIT p_max
     FOR UPDATE SKIP LOCKED)
@@ -122,6 +131,31 @@ AS $fn$
   FROM picked WHERE u.ctid = picked.tid AND u.state = 'pending'
   RETURNING u.id, u.state, u.payload, u.result, u.pool_id, u.topic, u.required_capabilities, u.priority, u.assigned_to,
     u.claimed_at::float8, u.claim_ttl_ms::float8, u.attempts, u.fencing_token
+$fn$;`;
+}
+
+/**
+ * `settle_batch(agent, ids, tokens, targets, results)`: applies each settlement whose row the agent
+ * holds (with that fencing token, when given) and returns the ids and new states of those it
+ * applied. A function for its planner settings, like `claim_batch`: each row must be found by its
+ * own primary-key probe. Left to itself, on a queue whose statistics say no row is claimed (filled
+ * in a burst, not yet analyzed), the planner scans the whole table and joins every row against
+ * every settlement: 200 ms for 500 settlements on a 20 000-row table, growing with the table.
+ */
+function settleBatchFunction(s: string): string {
+  return `CREATE OR REPLACE FUNCTION ${s}.settle_batch(p_agent text, p_ids text[], p_tokens integer[], p_targets text[], p_results json[])
+RETURNS TABLE (id text, state text)
+LANGUAGE sql VOLATILE
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off
+AS $fn$
+  UPDATE ${s}.tasks u SET state = x.target,
+    result = CASE WHEN x.target = 'pending' THEN u.result ELSE x.result END,
+    assigned_to = CASE WHEN x.target = 'pending' THEN NULL ELSE u.assigned_to END,
+    claimed_at = CASE WHEN x.target = 'pending' THEN NULL ELSE u.claimed_at END
+  FROM unnest(p_ids, p_tokens, p_targets, p_results) AS x (sid, token, target, result)
+  WHERE u.id = (x.sid COLLATE "C") AND u.assigned_to = p_agent AND u.state IN ('assigned', 'running')
+    AND (x.token IS NULL OR u.fencing_token = x.token)
+  RETURNING u.id, u.state
 $fn$;`;
 }
 
@@ -187,10 +221,12 @@ function visible(p: string, c: string, t: string): string {
 }
 
 // DESIGN §5: a task with a pool is visible only to the pool's members. On a task row aliased `t`;
-// $A the agent (null: no agent, an administrative listing that sees everything).
-function member(s: string, a: string, nullSeesAll: boolean): string {
+// $A the agent (null: no agent, an administrative listing that sees everything); $P, when given,
+// the filter's pools: when not null, they stand for the agent's memberships (see `visible`).
+function member(s: string, a: string, nullSeesAll: boolean, p?: string): string {
   const exists = `EXISTS (SELECT 1 FROM ${s}.pool_members m WHERE m.pool_id = t.pool_id AND m.agent_id = ${a}::text)`;
-  return nullSeesAll ? `(${a}::text IS NULL OR t.pool_id IS NULL OR ${exists})` : `(t.pool_id IS NULL OR ${exists})`;
+  const given = p === undefined ? '' : `${p}::text[] IS NOT NULL OR `;
+  return nullSeesAll ? `(${given}${a}::text IS NULL OR t.pool_id IS NULL OR ${exists})` : `(${given}t.pool_id IS NULL OR ${exists})`;
 }
 
 const CLAIMED = "state IN ('assigned', 'running')";
@@ -250,33 +286,17 @@ export function pgStatements(schema: string) {
       `UPDATE ${s}.tasks AS t SET state = 'assigned', assigned_to = $2, claimed_at = $3, attempts = attempts + 1, fencing_token = fencing_token + 1
        WHERE id = ANY($1::text[] COLLATE "C") AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
     ),
-    claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1)`),
-    claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6)`),
-    // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result. Each row
-    // is found by its own primary-key probe (LATERAL … OFFSET 0 keeps the planner from joining the
-    // other way round: on a deep queue its statistics say no row is claimed, and it would scan the
-    // table once per item), then updated by ctid; a row that changed in between no longer matches
-    // its ctid and is diagnosed and retried like any other miss.
+    claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1, $6)`),
+    claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7)`),
+    // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result (see
+    // settle_batch). A row that changed in between is diagnosed and retried like any other miss.
     settle: st(
       'settle',
-      `WITH input AS (
-         SELECT * FROM unnest($2::text[], $3::integer[], $4::text[], $5::json[]) AS i (sid, token, target, result)),
-       targets AS MATERIALIZED (
-         SELECT found.tid, i.token, i.target, i.result FROM input i
-         CROSS JOIN LATERAL (SELECT ctid AS tid FROM ${s}.tasks WHERE id = (i.sid COLLATE "C") OFFSET 0) found),
-       done AS (
-         UPDATE ${s}.tasks u SET state = x.target,
-           result = CASE WHEN x.target = 'pending' THEN u.result ELSE x.result END,
-           assigned_to = CASE WHEN x.target = 'pending' THEN NULL ELSE u.assigned_to END,
-           claimed_at = CASE WHEN x.target = 'pending' THEN NULL ELSE u.claimed_at END
-         FROM targets x
-         WHERE u.ctid = x.tid AND u.assigned_to = $1 AND u.${CLAIMED} AND (x.token IS NULL OR u.fencing_token = x.token)
-         RETURNING u.id, u.state)
-       SELECT done.id,
+      `SELECT done.id,
          CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
            THEN pg_notify('${doneChannel(schema)}', done.id) END AS notified,
          CASE WHEN done.state = 'pending' THEN ${wakeIdle} END AS woke
-       FROM done`,
+       FROM ${s}.settle_batch($1, $2::text[], $3::integer[], $4::text[], $5::json[]) AS done`,
     ),
     getMany: st('get_many', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C")`),
     removeIdle: st('remove_idle', `DELETE FROM ${s}.idle_claimers WHERE claimer_id = $1`),
@@ -292,10 +312,10 @@ export function pgStatements(schema: string) {
          WHERE ${CLAIMED} AND claim_ttl_ms IS NOT NULL AND claimed_at + claim_ttl_ms <= $1 RETURNING id)
        SELECT id, ${wakeIdle} AS woke FROM released`,
     ),
-    pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true)} ORDER BY seq`),
+    pendingBySeq: st('pending_seq', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true, '$1')} ORDER BY seq`),
     pendingByPriority: st(
       'pending_priority',
-      `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true)} ORDER BY priority DESC, id`,
+      `SELECT ${TASK_COLUMNS} FROM ${s}.tasks t WHERE state = 'pending' AND ${visible('$1', '$2', '$3')} AND ${member(s, '$4', true, '$1')} ORDER BY priority DESC, id`,
     ),
     done: st('done', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C") AND ${TERMINAL}`),
     addWaiter: st(

@@ -231,12 +231,12 @@ export class PostgresStore implements TaskStore {
   }
 
   async claimNext(agentId: string, filter: TaskFilter, nowMs: number): Promise<Task | null> {
-    const row = (await this.#query<PgTaskRow>(this.#sql.claimNext, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null])).rows[0];
+    const row = (await this.#query<PgTaskRow>(this.#sql.claimNext, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, filter.topicRequired === true])).rows[0];
     return row === undefined ? null : pgRowToTask(row);
   }
 
   async claimNextBatch(agentId: string, filter: TaskFilter, nowMs: number, max: number): Promise<Task[]> {
-    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max]);
+    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max, filter.topicRequired === true]);
     return rows.map(pgRowToTask).sort(compareClaimOrder);
   }
 

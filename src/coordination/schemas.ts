@@ -45,7 +45,7 @@ const filterShape = {
 };
 
 /** `claimNext`'s filter. Unknown keys are refused (a misspelt field must not widen what is claimed). */
-export const TaskFilterSchema = z.strictObject(filterShape);
+export const TaskFilterSchema = z.strictObject({ ...filterShape, topicRequired: z.boolean().optional() });
 
 /** `listPendingTasksForAgent`'s options. */
 export const AgentListOptionsSchema = z.strictObject({

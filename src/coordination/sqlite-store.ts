@@ -15,7 +15,7 @@
  */
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { ClosedError, DuplicateIdError, NotFoundError, StoreError } from '../shared/errors.js';
+import { ClosedError, DuplicateIdError, StoreError } from '../shared/errors.js';
 import { parseInput } from '../shared/validation.js';
 import { DonePoller } from './done-poller.js';
 import { DoneWaiters } from './done-waiters.js';
@@ -384,7 +384,6 @@ export class SqliteStore implements TaskStore {
   }
 
   #insertRow(row: ReturnType<typeof taskParams>): void {
-    if (row.poolId !== null && this.#sql.poolExists.get(row.poolId) === undefined) throw new NotFoundError('pool', row.poolId);
     try {
       this.#sql.insert.run(row);
     } catch (error) {
@@ -478,16 +477,18 @@ function filterParams(filter: TaskFilter) {
     poolIds: filter.poolIds === undefined ? null : JSON.stringify(filter.poolIds),
     capabilities: filter.capabilities === undefined ? null : JSON.stringify(filter.capabilities),
     topics: filter.topics === undefined ? null : JSON.stringify(filter.topics),
+    topicRequired: filter.topicRequired === true ? 1 : 0,
   };
 }
 
 // The visibility rule of task.ts `isVisible`, in SQL, and DESIGN §5's: a task with a pool is visible
-// only to the pool's members (@agentId null: an administrative listing that sees everything).
+// only to the pool's members: those of @poolIds when given, else those stored (@agentId null: an
+// administrative listing that sees everything).
 const VISIBLE = `
-  (@agentId IS NULL OR pool_id IS NULL OR EXISTS (
-    SELECT 1 FROM converge_pool_members m WHERE m.pool_id = converge_tasks.pool_id AND m.agent_id = @agentId))
-  AND (@poolIds IS NULL OR pool_id IS NULL OR pool_id IN (SELECT value FROM json_each(@poolIds)))
-  AND (@topics IS NULL OR topic IS NULL OR topic IN (SELECT value FROM json_each(@topics)))
+  (pool_id IS NULL OR CASE WHEN @poolIds IS NULL THEN @agentId IS NULL OR EXISTS (
+    SELECT 1 FROM converge_pool_members m WHERE m.pool_id = converge_tasks.pool_id AND m.agent_id = @agentId)
+    ELSE pool_id IN (SELECT value FROM json_each(@poolIds)) END)
+  AND (@topics IS NULL OR (topic IS NULL AND @topicRequired = 0) OR topic IN (SELECT value FROM json_each(@topics)))
   AND (@capabilities IS NULL OR NOT EXISTS (
     SELECT 1 FROM json_each(converge_tasks.required_capabilities) AS required
     WHERE required.value NOT IN (SELECT value FROM json_each(@capabilities))))`;

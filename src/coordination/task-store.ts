@@ -18,7 +18,10 @@ export type Awaitable<T> = T | Promise<T>;
 /** What to list from the pending tasks. */
 export interface PendingQuery {
   readonly filter?: TaskFilter | undefined;
-  /** Only tasks this agent may see: a task with a pool only if the agent is a member. Absent: every task. */
+  /**
+   * Only tasks this agent may see: a task with a pool only if the agent is a member (as the store
+   * knows it, unless `filter.poolIds` is given: see {@link TaskFilter}). Absent: every task.
+   */
   readonly agentId?: string | undefined;
   /** true: (−priority, id). false: submission order. */
   readonly sortByPriority: boolean;
@@ -28,14 +31,17 @@ export interface PendingQuery {
 export interface TaskStore extends PoolStore {
   /** `'memory' | 'sqlite' | 'postgres'` or a third-party name; for diagnostics. */
   readonly kind: string;
-  /** Creates a task in `pending`. A taken id → `DuplicateIdError`; a pool that does not exist → `NotFoundError`. */
+  /**
+   * Creates a task in `pending`. A taken id → `DuplicateIdError`. `poolId` may name a pool the store
+   * does not know (pools may be managed on another store): it is kept as given.
+   */
   insertTask(task: NewTask): Awaitable<Task>;
-  /** Creates all tasks or none. A taken or repeated id → `DuplicateIdError`; an unknown pool → `NotFoundError`. */
+  /** Creates all tasks or none. A taken or repeated id → `DuplicateIdError`. */
   insertTasks(tasks: readonly NewTask[]): Awaitable<Task[]>;
   getTask(id: string): Awaitable<Task | null>;
   /**
    * Claims `id` for `agentId` if and only if it is pending and visible to the agent: a task with a
-   * pool only for the pool's members (DESIGN §5).
+   * pool only for the pool's members as this store knows them (DESIGN §5).
    */
   claimTask(id: string, agentId: string, nowMs: number): Awaitable<Task | null>;
   /**
@@ -46,7 +52,8 @@ export interface TaskStore extends PoolStore {
   claimTasks?(ids: readonly string[], agentId: string, nowMs: number): Awaitable<(Task | null)[]>;
   /**
    * Claims the first pending task in claim order that `filter` lets through and the agent may see
-   * (a pooled task only for members), or returns null.
+   * (a pooled task only for members: those of `filter.poolIds` when given, else as the store knows
+   * them), or returns null.
    */
   claimNext(agentId: string, filter: TaskFilter, nowMs: number): Awaitable<Task | null>;
   /**

@@ -61,14 +61,20 @@ export interface NewTask {
 /**
  * Which pending tasks an agent may see or claim. An absent field applies no filter (the caller
  * vouches for the agent); a present one restricts:
- * - `poolIds`: a task with a pool is visible only when its pool is listed; a task without one always is;
+ * - `poolIds`: a task with a pool is visible only when its pool is listed; a task without one always is.
+ *   Absent, a task with a pool is visible only to the members the store knows (pools made by a
+ *   PoolManager on the same store); present, the list stands for the agent's memberships (the pools
+ *   may live elsewhere), so the store's membership is not consulted;
  * - `capabilities`: a task's required capabilities must all be listed;
- * - `topics`: a task with a topic is visible only when its topic is listed; a task without one always is.
+ * - `topics`: a task with a topic is visible only when its topic is listed; a task without one always
+ *   is, unless `topicRequired` is true (then only tasks whose topic is listed are: a worker that must
+ *   never take another system's tasks).
  */
 export interface TaskFilter {
   readonly poolIds?: readonly string[] | undefined;
   readonly capabilities?: readonly string[] | undefined;
   readonly topics?: readonly string[] | undefined;
+  readonly topicRequired?: boolean | undefined;
 }
 
 /** Who claims to hold a task's claim: the agent, and optionally the fencing token it was given. */
@@ -114,7 +120,7 @@ export function isVisible(
   filter: TaskFilter,
 ): boolean {
   if (poolId !== null && filter.poolIds !== undefined && !filter.poolIds.includes(poolId)) return false;
-  if (topic !== null && filter.topics !== undefined && !filter.topics.includes(topic)) return false;
+  if (filter.topics !== undefined && (topic === null ? filter.topicRequired === true : !filter.topics.includes(topic))) return false;
   const capabilities = filter.capabilities;
   if (capabilities !== undefined) {
     for (const required of requiredCapabilities) if (!capabilities.includes(required)) return false;

@@ -8,6 +8,7 @@
  * engine's pool returns them to pending.
  */
 import { z } from 'zod';
+import { TaskClaimer } from '../coordination/task-claimer.js';
 import { TaskManager } from '../coordination/task-manager.js';
 import type { Task } from '../coordination/task.js';
 import type { TaskStore } from '../coordination/task-store.js';
@@ -65,21 +66,24 @@ export function runTaskWorker(options: TaskWorkerOptions): TaskWorker {
   const pollMs = o.pollMs ?? TASK_WORKER_DEFAULTS.pollMs;
   const manager = new TaskManager({ store: o.store });
   const pool = new TaskPool(undefined, { ...(options.pool ?? {}) });
-  const running = new Set<Promise<void>>();
+  const warn = (error: unknown): void => {
+    if (!stopped) process.emitWarning(`task worker ${agentId}: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_TASK_WORKER' });
+  };
+  // Batched claims into a small local queue (one statement per batch, in claim order), batched
+  // settlements, and an idle wait woken by new tasks (LISTEN/NOTIFY on PostgreSQL) or `pollMs`.
+  // topicRequired: never a task that is not a dispatch (the engine's own local tasks, or another
+  // system's in the same store), which a plain topic filter would let through.
+  const claimer = new TaskClaimer(manager, {
+    agentId,
+    filter: { topics: [TASK_TOPIC], topicRequired: true },
+    batchSize: concurrency,
+    idlePollMs: pollMs,
+    onError: warn,
+  });
   let completed = 0;
   let failed = 0;
+  let running = 0;
   let stopped = false;
-  let wake: (() => void) | undefined;
-  let timer: NodeJS.Timeout | undefined;
-
-  const nap = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      wake = resolve;
-      timer = setTimeout(resolve, pollMs);
-    }).finally(() => {
-      clearTimeout(timer);
-      wake = undefined;
-    });
 
   async function runOne(task: Task): Promise<void> {
     const holder = { fencingToken: task.fencingToken };
@@ -90,66 +94,39 @@ export function runTaskWorker(options: TaskWorkerOptions): TaskWorker {
     try {
       const payload = task.payload as SharedTaskPayload;
       const value = await pool.submit([TaskKind.SUBSCRIPTION, payload.module, payload.name, payload.event, payload.dispatch], { internal: true }).result;
-      await manager.report(agentId, task.id, value ?? null, holder);
+      await claimer.complete(task, value ?? null);
       completed++;
     } catch (error) {
       failed++;
-      await manager.failTask(task.id, serializeError(error), { agentId, ...holder }).catch(() => undefined);
+      await claimer.fail(task, serializeError(error)).catch(() => undefined);
     } finally {
       clearInterval(heartbeat);
     }
   }
 
-  /**
-   * Claims the oldest pending shared dispatch. Not `claimNext`: a topic filter still lets tasks
-   * without a topic through, and this worker must never take a task that is not a dispatch (the
-   * engine's own local tasks, or another system's in the same store).
-   */
-  async function claimShared(): Promise<Task | null> {
-    const pending = await manager.listPendingTasksForAgent(agentId, { topics: [TASK_TOPIC], sortByPriority: true });
-    for (const candidate of pending) {
-      if (candidate.topic !== TASK_TOPIC) continue;
-      const claimed = await manager.claimTask(agentId, candidate.id);
-      if (claimed !== null) return claimed;
-    }
-    return null;
-  }
-
-  async function loop(): Promise<void> {
-    while (!stopped) {
-      if (running.size >= concurrency) {
-        await Promise.race(running);
-        continue;
-      }
-      let task: Task | null;
+  async function work(): Promise<void> {
+    for (let task = await claimer.next(); task !== null; task = await claimer.next()) {
+      running++;
       try {
-        task = await claimShared();
-      } catch (error) {
-        if (stopped) return;
-        process.emitWarning(`task worker ${agentId} could not claim: ${(error as Error)?.message ?? String(error)}`, { code: 'CONVERGE_TASK_WORKER' });
-        await nap();
-        continue;
+        await runOne(task);
+      } finally {
+        running--;
       }
-      if (task === null) {
-        await nap();
-        continue;
-      }
-      const done = runOne(task).finally(() => running.delete(done));
-      running.add(done);
     }
   }
 
-  const looping = loop();
+  const looping = Promise.all(Array.from({ length: concurrency }, work));
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       stopped = true;
-      wake?.();
+      // Stops claiming, wakes the idle workers, releases claimed tasks not started; running ones
+      // finish and settle.
+      await claimer.close();
       await looping.catch(() => undefined);
-      await Promise.allSettled(running);
       await pool.destroy();
       await manager.close();
     })());
   o.signal?.addEventListener('abort', () => void stop(), { once: true });
-  return { agentId, stats: () => ({ completed, failed, running: running.size }), stop };
+  return { agentId, stats: () => ({ completed, failed, running }), stop };
 }

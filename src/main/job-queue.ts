@@ -264,7 +264,8 @@ class JobRunner {
           await Promise.race(this.#active);
           continue;
         }
-        const task = await this.#tm.claimNext(this.#runtimeId, { topics: [this.#topic] });
+        // topicRequired: a task without a topic is not a job (another system's, in a shared store).
+        const task = await this.#tm.claimNext(this.#runtimeId, { topics: [this.#topic], topicRequired: true });
         if (task !== null) {
           const running = this.#runJob(task).finally(() => this.#active.delete(running));
           this.#active.add(running);

@@ -20,6 +20,7 @@ import type { PageChangeEvent } from '../shared/events.js';
 import { startWorker } from '../shared/worker-entry.js';
 import { IngestHold } from '../watchers/ingest-hold.js';
 import { type ContextPageSource, type WatchContext, WORKER_HOSTED, type WorkerHostedDescriptor } from '../watchers/source.js';
+import { SourcePollWatcher } from '../watchers/source-poll-watcher.js';
 import type { WatchReply, WatchRequest, WatchWorkerData } from '../watchers/watch-protocol.js';
 
 const WATCH_WORKER = new URL('../workers/watch.worker.js', import.meta.url);
@@ -113,12 +114,14 @@ export class SourceBridges {
       if (source.static === true) return Promise.reject(new StaticSourceError(`${describeSource(source)} is static: it has no live changes to bridge`));
       return Promise.reject(new ValidationError('source.static', 'must be a boolean'));
     }
-    if (typeof source.watch !== 'function' && descriptorOf(source) === undefined) {
-      return Promise.reject(new ValidationError('source.watch', 'a non-static source must implement watch(signal)'));
+    const watches = typeof source.watch === 'function' || descriptorOf(source) !== undefined;
+    if (!watches && typeof source.snapshot !== 'function') {
+      return Promise.reject(new ValidationError('source.watch', 'a non-static source must implement watch(signal) or snapshot()'));
     }
     let bridge = this.#bridges.get(source);
     if (bridge === undefined) {
-      bridge = this.#start(source);
+      // A source with only snapshot() is polled (SourcePollWatcher, default interval) and diffed.
+      bridge = this.#start(watches ? source : new SourcePollWatcher(source), source);
       this.#bridges.set(source, bridge);
       // A bridge that failed to start is forgotten, so the source can be mapped again.
       bridge.catch(() => {
@@ -129,7 +132,8 @@ export class SourceBridges {
     return bridge.then((b) => ({ sourceId: b.sourceId, unmap: () => this.unmap(source).then(() => undefined) }));
   }
 
-  async #start(source: ContextPageSource): Promise<Bridge> {
+  /** Starts the bridge that watches `source`; `key` is the source as mapped (the map's key). */
+  async #start(source: ContextPageSource, key: ContextPageSource): Promise<Bridge> {
     const descriptor = descriptorOf(source);
     if (descriptor !== undefined) {
       this.#watchWorker ??= new WatchWorkerLink(this.#host);
@@ -140,7 +144,7 @@ export class SourceBridges {
       return this.#watchWorker.watch(describeSource(source), descriptor).then((hosted) => () => hosted.stop());
     };
     const bridge = new MainThreadBridge(source, this.#host, this.#hold, hostInWorker, () => {
-      this.#bridges.delete(source);
+      this.#bridges.delete(key);
       this.#host.onChange?.();
     });
     // A source that announces readiness is mapped once it watches (or fails to start: rejected).

@@ -213,15 +213,25 @@ export function serializeError(error: unknown, depth = 0): SerializedError {
   return out;
 }
 
+/** The built-in error classes a task may throw: they come back as themselves, with a `code`. */
+const builtins = new Map<string, new (...args: any[]) => Error>(
+  ([Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, AggregateError] as (new (...args: any[]) => Error)[]).map((cls) => [cls.name, cls]),
+);
+
 /**
  * Rebuilds an error from {@link serializeError}'s output. Known ConvergeError classes come back as
- * themselves (`instanceof` works); anything else comes back as a ConvergeError carrying the original
- * name and code, so callers always get a coded error.
+ * themselves (`instanceof` works), and so do the built-in ones (`Error`, `TypeError`, `RangeError`,
+ * `SyntaxError`, `ReferenceError`, `EvalError`, `URIError`, `AggregateError`: DESIGN §3, a task's
+ * error keeps its class), carrying the `code` they were sent with (`CONVERGE_UNKNOWN` when they had
+ * none); anything else comes back as a ConvergeError carrying the original name and code, so callers
+ * always get a coded error.
  */
-export function deserializeError(data: SerializedError): ConvergeError {
+export function deserializeError(data: SerializedError): ConvergeError | (Error & { readonly code: string }) {
+  const builtin = registry.has(data.name) ? undefined : builtins.get(data.name);
   const cls = registry.get(data.name) ?? ConvergeError;
   // Bypass the constructor: subclass constructors build their message from arguments we do not have.
-  const error = Object.create(cls.prototype) as ConvergeError & Record<string, unknown>;
+  // A built-in is constructed (a real native error: `Error.isError`, inspection), then overwritten.
+  const error = (builtin === undefined ? Object.create(cls.prototype) : Reflect.construct(builtin, builtin === AggregateError ? [[]] : [])) as Error & { code: string } & Record<string, unknown>;
   Object.defineProperty(error, 'message', { value: data.message, writable: true, configurable: true, enumerable: false });
   Object.defineProperty(error, 'name', { value: data.name, writable: true, configurable: true, enumerable: false });
   Object.defineProperty(error, 'stack', { value: data.stack ?? `${data.name}: ${data.message}`, writable: true, configurable: true, enumerable: false });

@@ -212,6 +212,11 @@ export interface EngineCounters {
   dispatchesBudgetExhausted: number;
   /** Matches of derived events not dispatched because they were deeper than `maxDerivationDepth`. */
   dispatchesDepthExceeded: number;
+  /**
+   * DESIGN §3's counter: matches of derived events refused by either limit of the episode (its
+   * budget or the derivation depth), i.e. `dispatchesBudgetExhausted + dispatchesDepthExceeded`.
+   */
+  budgetExhausted: number;
 }
 
 /** A fresh set of zeroed counters. */
@@ -226,6 +231,7 @@ export function zeroCounters(): EngineCounters {
     dispatchesFailed: 0,
     dispatchesBudgetExhausted: 0,
     dispatchesDepthExceeded: 0,
+    budgetExhausted: 0,
   };
 }
 

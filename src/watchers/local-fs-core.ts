@@ -4,9 +4,10 @@
  * `@parcel/watcher` events — or periodic rescans when polling — into each path's net change.
  *
  * Nothing lost: the kernel's inotify queue overflows silently under a storm, so a window whose raw
- * event count comes near the queue limit (or a backend error) is *suspect*; once the storm calms the
- * whole tree is reconciled against the known state (stat fingerprints, then content hashes), and
- * every path's final state is reported. A hold is kept from the first raw event until the changes
+ * event count comes near the queue limit (or a backend error) is *suspect*. The paths the events
+ * name are delivered as the storm goes on; once it is over, the whole tree is reconciled once
+ * against the known state (stat fingerprints, then content hashes of what differs), and every
+ * path's final state is reported. (A storm that goes on and on is reconciled every few seconds.) A hold is kept from the first raw event until the changes
  * are handed over (and through any pending reconcile), so the engine is never quiescent meanwhile.
  */
 import { type FSWatcher, readFileSync, watch as fsWatch } from 'node:fs';
@@ -14,7 +15,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { dirname, relative, resolve, sep } from 'node:path';
 import type { PageChangeEvent } from '../shared/events.js';
 import { SourceNotFoundError, WatcherBackendError } from './errors.js';
-import { FsTree, forEachLimited, type NetChange } from './fs-tree.js';
+import { FsTree, forEachSliced, type NetChange } from './fs-tree.js';
 import { compileIgnore, NATIVE_IGNORE_GLOBS } from './ignore.js';
 
 /** Options of the core, all resolved (see LocalFsWatcher for the user-facing ones). */
@@ -28,7 +29,7 @@ export interface FsWatchCoreOptions {
   maxDelayMs: number;
   /** Raw events in one window that make it suspect; 0 = derive from the inotify queue limit. */
   suspectThreshold: number;
-  /** Raw events in one window that start storm tracking (see FsWatchCore). Default 256. */
+  /** Raw events in one window that start storm tracking (see FsWatchCore). Default 1: every burst. */
   stormEvents?: number;
   /** Quiet time on the storm's directories that ends a storm. Default debounceMs + 200 ms. */
   stormQuietMs?: number;
@@ -54,6 +55,10 @@ export interface FsWatchStats {
 
 /** Directories watched directly while a storm lasts (see FsWatchCore, storms). */
 const MAX_STORM_DIRS = 32;
+/** During a storm that goes on, a suspect window is reconciled at most this often… */
+const MIN_RESCAN_INTERVAL_MS = 30_000;
+/** …and at most once per this many times the last reconcile's duration (≤ 10 % of the time). */
+const RESCAN_DUTY = 10;
 /** Events per `emit` call. */
 const EMIT_BATCH = 1_024;
 /** The kernel default, if /proc cannot be read. */
@@ -85,10 +90,13 @@ export class FsWatchCore {
   #subscribing: Promise<void> | undefined;
   #dirty = new Set<string>();
   #fullRescan = false;
+  /** A window since the last full reconcile may have lost events (see #afterFlush). */
   #suspect = false;
+  #suspectSince = 0;
+  /** How long the last full reconcile took (ms). */
+  #lastRescanMs = 0;
   #windowEvents = 0;
   #windowStart = 0;
-  #lastEventAt = 0;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
   #ready = false;
@@ -99,7 +107,9 @@ export class FsWatchCore {
    * native debounce), so during a continuous storm the watcher would look idle and the engine could
    * declare quiescence in the middle of it. While a storm lasts, a few of its directories are also
    * watched with `fs.watch` (undebounced inotify) just to see activity, and the hold is kept until
-   * they have been quiet for `stormQuietMs`.
+   * they have been quiet for `stormQuietMs`. Every burst is treated so: the first delivery of a
+   * storm may hold a dozen events while the rest is still buffered natively, and a hold dropped
+   * then would be a quiescence 50 ms into the storm (seen in the 100k-file bench).
    */
   readonly #stormDirs = new Map<string, FSWatcher>();
   #lastActivity = 0;
@@ -127,15 +137,13 @@ export class FsWatchCore {
     this.#tree = new FsTree(this.#realRoot, compileIgnore(this.#options.ignore));
     if (!this.#options.poll) await this.#startNative();
     // Baseline after subscribing: a change during the scan is either in the baseline or an event.
-    const baseline = await this.#tree.reconcileSet('');
-    await forEachLimited(baseline, async (rel) => void (await this.#tree!.check(rel, false)));
+    const tree = this.#tree;
+    await tree.reconcileAll(() => false, () => undefined);
     // A change reported after the subscription opened is a change after the watch started, even if
     // the scan already saw its result: a created file is reported as added, an updated one as replaced.
     for (const [rel, type] of this.#baselineEvents) {
-      const state = this.#tree.files.get(rel);
-      if (state === undefined) continue;
-      if (type === 'create') this.#tree.files.delete(rel);
-      else if (type === 'update') state.hash = '';
+      if (type === 'create') tree.files.delete(rel);
+      else if (type === 'update') tree.files.invalidate(rel);
     }
     this.#baselineEvents.clear();
     this.#ready = true;
@@ -193,12 +201,12 @@ export class FsWatchCore {
     this.stats.rawEvents += events.length;
     this.#windowEvents += events.length;
     this.#lastActivity = now;
-    if (this.#windowEvents >= (this.#options.stormEvents ?? 256)) this.#trackStorm(events);
+    if (this.#windowEvents >= (this.#options.stormEvents ?? 1)) this.#trackStorm(events);
     if (this.#windowEvents >= this.#threshold && !this.#suspect) {
       this.#suspect = true;
+      this.#suspectSince = now;
       this.stats.suspectWindows++;
     }
-    this.#lastEventAt = now;
     if (this.#dirty.size > 0 || this.#fullRescan) {
       this.#release ??= this.#sink.hold();
       if (this.#ready) this.#schedule();
@@ -206,7 +214,10 @@ export class FsWatchCore {
   }
 
   #relative(abs: string): string | undefined {
-    const rel = relative(this.#realRoot, abs);
+    // The native watcher reports absolute paths under the real root: a prefix cut is enough (and
+    // path.relative, which normalizes both paths, was a tenth of this thread's time in a storm).
+    const prefix = this.#realRoot.endsWith(sep) ? this.#realRoot : this.#realRoot + sep;
+    const rel = abs.startsWith(prefix) ? abs.slice(prefix.length) : relative(this.#realRoot, abs);
     if (rel === '' || rel.startsWith('..')) return undefined;
     const posix = sep === '/' ? rel : rel.split(sep).join('/');
     return this.#tree!.ignored(posix) ? undefined : posix;
@@ -241,43 +252,46 @@ export class FsWatchCore {
 
   async #flushOnce(): Promise<void> {
     const tree = this.#tree!;
-    const calm = performance.now() - this.#lastEventAt >= this.#options.debounceMs;
-    const full = this.#fullRescan || (this.#suspect && calm);
+    const full = this.#fullRescan;
     const dirty = this.#dirty;
     this.#dirty = new Set();
     this.#fullRescan = false;
     if (full) this.#suspect = false;
     this.#windowEvents = 0;
     this.stats.flushes++;
+    const startedAt = performance.now();
+    const changes = new Map<string, NetChange>();
+    const record = (rel: string, change: NetChange): void => void changes.set(rel, change);
+    const checkAll = (list: Iterable<string>, trust: (rel: string) => boolean) =>
+      forEachSliced([...list], (rel) => {
+        const change = tree.check(rel, trust(rel));
+        if (change !== undefined) record(rel, change);
+      });
     const paths = new Set<string>();
     if (full) {
+      // Only paths an event named are re-read; the rest trust their stat fingerprint.
       this.stats.rescans++;
-      for (const rel of await tree.reconcileSet('')) paths.add(rel);
+      await tree.reconcileAll((rel) => !dirty.has(rel), record);
+    } else {
+      // A known directory an event named stands for its whole subtree (removed, or renamed away).
+      for (const rel of dirty) {
+        if (tree.dirs.has(rel)) for (const sub of await tree.reconcileSet(rel)) paths.add(sub);
+        else paths.add(rel);
+      }
+      await checkAll(paths, () => false);
     }
-    // A known directory an event named stands for its whole subtree (removed, or renamed away).
-    for (const rel of dirty) {
-      if (tree.dirs.has(rel)) for (const sub of await tree.reconcileSet(rel)) paths.add(sub);
-      else paths.add(rel);
-    }
-    const changes = new Map<string, NetChange>();
-    const checkAll = (list: readonly string[], trust: (rel: string) => boolean) =>
-      forEachLimited(list, async (rel) => {
-        const change = await tree.check(rel, trust(rel));
-        if (change !== undefined) changes.set(rel, change);
-      });
-    // With a full rescan, only paths an event named are re-read; the rest trust their stat fingerprint.
-    await checkAll([...paths], (rel) => full && !dirty.has(rel));
     // New directories: their files may predate the directory's watch, so list them (and nested ones).
     while (tree.discovered.length > 0) {
       const found = new Set<string>();
       for (const dir of tree.discovered.splice(0)) for (const sub of await tree.reconcileSet(dir)) if (!paths.has(sub)) found.add(sub);
       for (const sub of found) paths.add(sub);
-      await checkAll([...found], () => false);
+      await checkAll(found, () => false);
     }
+    if (full) this.#lastRescanMs = performance.now() - startedAt;
     if (this.#stopped || changes.size === 0) return;
-    const events = [...changes.keys()].sort().map((rel) => this.#event(rel, changes.get(rel)!));
-    for (let i = 0; i < events.length && !this.#stopped; i += EMIT_BATCH) {
-      const batch = events.slice(i, i + EMIT_BATCH);
+    const sorted = [...changes.keys()].sort();
+    for (let i = 0; i < sorted.length && !this.#stopped; i += EMIT_BATCH) {
+      const batch = sorted.slice(i, i + EMIT_BATCH).map((rel) => this.#event(rel, changes.get(rel)!));
       await this.#sink.emit(batch);
       this.stats.emitted += batch.length;
     }
@@ -286,7 +300,7 @@ export class FsWatchCore {
   #event(rel: string, change: NetChange): PageChangeEvent {
     const pageId = `file:${rel}`;
     const extra: Record<string, unknown> = { relativePath: rel };
-    const hash = this.#tree!.files.get(rel)?.hash;
+    const hash = this.#tree!.files.hash(rel);
     if (change !== 'removed' && hash !== undefined) extra['contentHash'] = hash;
     const base = { pageId, sourceId: this.sourceId, dataType: this.#options.dataType, extra, ts: Date.now() };
     switch (change) {
@@ -299,26 +313,47 @@ export class FsWatchCore {
     }
   }
 
+  /**
+   * After each flush: flush again if more came in; reconcile a suspect window once the storm is
+   * over; keep the hold while a storm may still be buffered in the native watcher; else let go.
+   */
   #afterFlush(): void {
     if (this.#stopped || this.stats.backend === 'poll') {
       this.#dropHold();
       return;
     }
-    if (this.#dirty.size > 0 || this.#fullRescan || this.#suspect) {
-      // A suspect window is reconciled once the storm calms: keep the hold and look again.
+    if (this.#dirty.size > 0 || this.#fullRescan) {
       this.#windowStart = performance.now();
       this.#schedule();
       return;
     }
     if (this.#timer !== undefined) return;
-    const quietFor = performance.now() - this.#lastActivity;
-    const quietMs = this.#options.stormQuietMs ?? this.#options.debounceMs + 200;
-    if (this.#stormDirs.size > 0 && quietFor < quietMs) {
+    const now = performance.now();
+    const quietFor = now - this.#lastActivity;
+    // A storm is over once its directories have been quiet for stormQuietMs (without one, a debounce).
+    const quietMs = this.#stormDirs.size > 0 ? (this.#options.stormQuietMs ?? this.#options.debounceMs + 200) : this.#options.debounceMs;
+    if (this.#suspect) {
+      // Events may have been lost: reconcile the whole tree once, when the storm is over (a rescan in
+      // the middle of it would only be redone), or every so often during a storm that goes on.
+      const overdue = now - this.#suspectSince >= Math.max(MIN_RESCAN_INTERVAL_MS, RESCAN_DUTY * this.#lastRescanMs);
+      if (quietFor >= quietMs || overdue) {
+        this.#fullRescan = true;
+        this.#timer = setTimeout(() => {
+          this.#timer = undefined;
+          void this.#flush();
+        }, 0);
+        return;
+      }
+    }
+    if (this.#suspect || (this.#stormDirs.size > 0 && quietFor < quietMs)) {
       // The storm may still be going on inside the native watcher: look again when it could be over.
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#afterFlush();
-      }, quietMs - quietFor);
+      this.#timer = setTimeout(
+        () => {
+          this.#timer = undefined;
+          this.#afterFlush();
+        },
+        Math.max(1, quietMs - quietFor),
+      );
       return;
     }
     this.#endStorm();

@@ -519,6 +519,8 @@ export class ConvergenceRuntime {
         if (depth > this.#maxDepth) {
           this.#totals.dispatchesDepthExceeded++;
           this.#episode.dispatchesDepthExceeded++;
+          this.#totals.budgetExhausted++;
+          this.#episode.budgetExhausted++;
           this.#record(sub.id, event, 'depth_exceeded');
           this.#trip('depth', sub.id, cause);
           continue;
@@ -526,6 +528,8 @@ export class ConvergenceRuntime {
         if (this.#derivedDispatched >= this.#options.episodeBudget) {
           this.#totals.dispatchesBudgetExhausted++;
           this.#episode.dispatchesBudgetExhausted++;
+          this.#totals.budgetExhausted++;
+          this.#episode.budgetExhausted++;
           this.#record(sub.id, event, 'budget_exhausted');
           this.#trip('budget', sub.id, cause);
           continue;

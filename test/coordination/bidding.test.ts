@@ -112,6 +112,26 @@ describe('BiddingProtocol', () => {
     });
   });
 
+  it('defaults to a first-price sealed-bid auction, and takes a bare auction type', async () => {
+    const byDefault = new BiddingProtocol();
+    expect(byDefault.auctionType).toBe('first_price_sealed_bid');
+    await byDefault.submitBid('a', 10);
+    await byDefault.submitBid('b', 7);
+    expect(await byDefault.getBids()).toBeNull();
+    expect(await byDefault.resolve()).toEqual({ winner: 'a', price: 10 });
+    expect(new BiddingProtocol({}).auctionType).toBe('first_price_sealed_bid');
+    expect(new BiddingProtocol({ reservePrice: 3 }).auctionType).toBe('first_price_sealed_bid');
+    const vickrey = new BiddingProtocol('second_price_sealed_bid');
+    await vickrey.submitBid('a', 10);
+    await vickrey.submitBid('b', 7);
+    expect(await vickrey.resolve()).toEqual({ winner: 'a', price: 7 });
+    expect(new BiddingProtocol('english').auctionType).toBe('english');
+    expect(new BiddingProtocol('first_price_sealed_bid').auctionType).toBe('first_price_sealed_bid');
+    expect(() => new BiddingProtocol('vickrey' as never)).toThrow(expect.objectContaining({ field: 'auctionType' }));
+    // A dutch auction still needs its prices.
+    expect(() => new BiddingProtocol('dutch')).toThrow(expect.objectContaining({ field: 'options.startPrice' }));
+  });
+
   it('validates the options for each type', () => {
     expect(() => new BiddingProtocol({ auctionType: 'dutch', decrement: 1 })).toThrow(expect.objectContaining({ field: 'options.startPrice' }));
     expect(() => new BiddingProtocol({ auctionType: 'dutch', startPrice: 5 })).toThrow(expect.objectContaining({ field: 'options.decrement' }));

@@ -46,6 +46,26 @@ describe('NegotiationProtocol', () => {
     expect((await negotiation.getSession(id))?.history).toHaveLength(1);
   });
 
+  it('counter: a participant’s counter-proposal becomes current; outsiders, closed and decided sessions are refused', async () => {
+    let now = 1;
+    const negotiation = new NegotiationProtocol({ now: () => now++ });
+    const id = await negotiation.createSession('buyer', ['seller'], { price: 10 });
+    expect(await negotiation.counter(id, 'seller', { price: 14 })).toBe(true);
+    expect(await negotiation.getSession(id)).toMatchObject({ state: 'countered', currentProposal: { proposerId: 'seller', content: { price: 14 }, timestamp: 2 } });
+    expect(await negotiation.counter(id, 'mallory', { price: 1 })).toBe(false);
+    expect(await negotiation.counter('missing', 'seller', 1)).toBe(false);
+    expect(await negotiation.counter(id, 'buyer', { price: 12 })).toBe(true);
+    expect(await negotiation.accept(id, 'buyer')).toBe(false); // the proposer cannot accept its own counter
+    expect(await negotiation.accept(id, 'seller')).toBe(true);
+    expect(await negotiation.counter(id, 'buyer', { price: 11 })).toBe(false); // decided
+    const closed = await negotiation.createSession('a', ['b'], 1);
+    expect(await negotiation.close(closed, 'a')).toBe(true);
+    expect(await negotiation.counter(closed, 'b', 2)).toBe(false);
+    expect((await negotiation.getSession(closed))?.history).toHaveLength(1);
+    expect((await negotiation.getSession(id))?.history.map((p) => p.content)).toEqual([{ price: 10 }, { price: 14 }, { price: 12 }]);
+    await expect(negotiation.counter(id, '', 1)).rejects.toBeInstanceOf(ValidationError);
+  });
+
   it('a closed session refuses proposals', async () => {
     const negotiation = new NegotiationProtocol();
     const id = await negotiation.createSession('a', ['b'], 1);

@@ -52,6 +52,24 @@ describePg('PostgresStore specifics', (url) => {
     expect((await new TaskManager({ store: racers[0]! }).listPendingTasks()).map((t) => t.id).sort()).toEqual(['first-0', 'first-1', 'first-2', 'first-3', 'first-4', 'first-5']);
   });
 
+  it('drops the task → pool foreign key of an older layout, so a task may name a pool the store does not know', async () => {
+    const schema = uniqueSchema();
+    schemas.add(schema);
+    // The tasks table as older builds created it, with its foreign key to pools.
+    await pgQuery(url, `CREATE SCHEMA "${schema}"`);
+    await pgQuery(url, `CREATE TABLE "${schema}".pools (seq bigint GENERATED ALWAYS AS IDENTITY, id text COLLATE "C" PRIMARY KEY, topics text[] NOT NULL,
+      trust_threshold double precision, has_admission_policy boolean NOT NULL)`);
+    await pgQuery(url, `CREATE TABLE "${schema}".tasks (seq bigint GENERATED ALWAYS AS IDENTITY, id text COLLATE "C" PRIMARY KEY, state text NOT NULL,
+      payload json NOT NULL, result json, pool_id text COLLATE "C" REFERENCES "${schema}".pools (id), topic text COLLATE "C",
+      required_capabilities text[] COLLATE "C" NOT NULL, priority integer NOT NULL, assigned_to text, claimed_at bigint, claim_ttl_ms bigint,
+      attempts integer NOT NULL DEFAULT 0, fencing_token integer NOT NULL DEFAULT 0)`);
+    const tm = new TaskManager({ store: open(schema) });
+    expect(await tm.submit({ id: 'far', payload: 1, poolId: 'elsewhere' })).toMatchObject({ poolId: 'elsewhere' });
+    const keys = await pgQuery(url, `SELECT conname FROM pg_constraint WHERE conrelid = '"${schema}".tasks'::regclass AND contype = 'f'`);
+    expect(keys).toEqual([]);
+    expect(await tm.claimNext('w', { poolIds: ['elsewhere'] })).toMatchObject({ id: 'far', assignedTo: 'w' });
+  });
+
   it('keeps schemas apart', async () => {
     const a = new TaskManager({ store: open(uniqueSchema()) });
     const b = new TaskManager({ store: open(uniqueSchema()) });

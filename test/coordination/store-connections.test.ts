@@ -106,6 +106,7 @@ describe('optional peer dependencies', () => {
     expect(child.status, child.stderr).toBe(0);
     const out = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Record<string, { code: string; packageName: string; message: string } | boolean>;
     expect(out.memory).toBe(true);
+    expect(out.errors).toBe(true);
     expect(out.postgres).toMatchObject({ code: 'CONVERGE_MISSING_DEPENDENCY', packageName: 'pg', message: expect.stringContaining('npm install pg') });
     expect(out.sqlite).toMatchObject({ code: 'CONVERGE_MISSING_DEPENDENCY', packageName: 'better-sqlite3', message: expect.stringContaining('npm install better-sqlite3') });
   });

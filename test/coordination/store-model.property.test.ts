@@ -3,7 +3,8 @@
  * release run against MemoryStore (per-partition heaps with lazy deletion) and SqliteStore (SQL),
  * and every answer must equal that of a naive model that scans a list. This is what holds the memory
  * store's heap shortcuts and the SQL visibility clauses to the one rule in task.ts, pool membership
- * included (a pooled task is visible only to the pool's members, filter or no filter).
+ * included (a pooled task is visible only to the pool's members: those the store knows, or those a
+ * filter's poolIds stand for).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -35,14 +36,14 @@ type Op =
 const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
 const filterArb: fc.Arbitrary<TaskFilter> = fc
   .record({
-    poolIds: maybe(fc.subarray(['p', 'q'])),
+    poolIds: maybe(fc.subarray(['p', 'q', 'r'])),
     capabilities: maybe(fc.subarray(['a', 'b'])),
     topics: maybe(fc.subarray(['t', 'u'])),
   })
   .map((f) => Object.fromEntries(Object.entries(f).filter(([, v]) => v !== undefined)) as TaskFilter);
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('submit' as const), priority: fc.integer({ min: -2, max: 2 }), poolId: fc.constantFrom(null, 'p', 'q'), topic: fc.constantFrom(null, 't', 'u'), caps: fc.subarray(['a', 'b']), ttl: fc.constantFrom(null, 10, 50) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('submit' as const), priority: fc.integer({ min: -2, max: 2 }), poolId: fc.constantFrom(null, 'p', 'q', 'r'), topic: fc.constantFrom(null, 't', 'u'), caps: fc.subarray(['a', 'b']), ttl: fc.constantFrom(null, 10, 50) }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('claimNext' as const), agent: fc.constantFrom('x', 'y'), filter: filterArb }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('claimBatch' as const), agent: fc.constantFrom('x', 'y'), filter: filterArb, max: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('claim' as const), agent: fc.constantFrom('x', 'y'), index: fc.nat(25) }) },
@@ -52,11 +53,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 40 }) }) },
 );
 
-/** Pool membership in every run: x belongs to p, y to p and q. */
+/** Pool membership in every run: x belongs to p, y to p and q; pool r is unknown to the store. */
 const MEMBERS: Record<string, readonly string[]> = { p: ['x', 'y'], q: ['y'] };
 
 function visible(task: ModelTask, agent: string, filter: TaskFilter): boolean {
-  if (task.poolId !== null && !MEMBERS[task.poolId]!.includes(agent)) return false;
+  // Given poolIds stand for the agent's memberships; absent, the store's membership decides.
+  if (task.poolId !== null && filter.poolIds === undefined && !(MEMBERS[task.poolId] ?? []).includes(agent)) return false;
   if (task.poolId !== null && filter.poolIds !== undefined && !filter.poolIds.includes(task.poolId)) return false;
   if (task.topic !== null && filter.topics !== undefined && !filter.topics.includes(task.topic)) return false;
   return filter.capabilities === undefined || task.caps.every((c) => filter.capabilities!.includes(c));

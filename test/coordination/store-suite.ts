@@ -12,7 +12,6 @@ import {
   ValidationError,
   ClosedError,
   ErrorCode,
-  NotFoundError,
 } from '../../src/shared/errors.js';
 import { PoolManager, StaleClaimError, TaskClaimer, TaskManager, type Task, type TaskStore } from '../../src/coordination/index.js';
 
@@ -98,11 +97,12 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['m1', 'm2']);
       });
 
-      it('refuses a task for a pool that does not exist (nobody could ever claim it), all or nothing', async () => {
+      it('accepts a pool the store does not know (pools may live in another store), single and batched', async () => {
         const tm = manager();
-        await expect(tm.submit({ id: 'lost', payload: 1, poolId: 'nowhere' })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND, kind: 'pool', id: 'nowhere' });
-        await expect(tm.submitMany([{ id: 'ok', payload: 1 }, { id: 'lost', payload: 1, poolId: 'nowhere' }])).rejects.toBeInstanceOf(NotFoundError);
-        expect(await tm.listPendingTasks()).toEqual([]);
+        expect(await tm.submit({ id: 'far', payload: 1, poolId: 'elsewhere' })).toMatchObject({ id: 'far', state: 'pending', poolId: 'elsewhere' });
+        await tm.submitMany([{ id: 'ok', payload: 1 }, { id: 'far-2', payload: 1, poolId: 'elsewhere' }]);
+        expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['far', 'ok', 'far-2']);
+        expect(await tm.getTask('far-2')).toMatchObject({ poolId: 'elsewhere' });
       });
 
       it('refuses unknown keys, naming them (a misspelt field must not be ignored)', async () => {
@@ -245,6 +245,17 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
     });
 
     describe('claimNext', () => {
+      it('topicRequired: only tasks whose topic is listed, never one without a topic', async () => {
+        const tm = manager();
+        await tm.submitMany([{ id: 'a-plain', payload: 1 }, { id: 'b-other', payload: 2, topic: 'other' }, { id: 'c-mine', payload: 3, topic: 'mine' }, { id: 'd-mine', payload: 4, topic: 'mine' }]);
+        expect((await tm.claimNext('w', { topics: ['mine'], topicRequired: true }))?.id).toBe('c-mine');
+        expect((await tm.claimNext('w', { topics: ['mine'], topicRequired: true }, { max: 10 })).map((t) => t.id)).toEqual(['d-mine']);
+        expect(await tm.claimNext('w', { topics: ['mine'], topicRequired: true })).toBeNull();
+        // Without it, a task without a topic is visible to a topic filter (DESIGN §5).
+        expect((await tm.claimNext('w', { topics: ['mine'] }))?.id).toBe('a-plain');
+        await expect(tm.claimNext('w', { topics: ['mine'], topicRequired: 'yes' as never })).rejects.toBeInstanceOf(ValidationError);
+      });
+
       it('takes the highest priority first, then the smallest id', async () => {
         const tm = manager();
         await tm.submitMany([
@@ -921,12 +932,14 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         await pm.createPool({ id: 'gpu' });
         await pm.joinPool('gpu', 'member');
         await tm.submit({ id: 'gpu-job', payload: 1, poolId: 'gpu', priority: 1 });
-        // An outsider cannot see it, claim it by id, or take it with an unfiltered claimNext.
+        // An outsider cannot see it, claim it by id, or take it with an unfiltered claimNext, or with
+        // a filter whose pools leave it out.
         expect(await tm.listPendingTasksForAgent('outsider')).toEqual([]);
-        expect(await tm.listPendingTasksForAgent('outsider', { poolIds: ['gpu'] })).toEqual([]);
+        expect(await tm.listPendingTasksForAgent('outsider', { poolIds: ['cpu'] })).toEqual([]);
         expect(await tm.claim('outsider', 'gpu-job')).toBe(false);
         expect(await tm.claimNext('outsider')).toBeNull();
-        expect(await tm.claimNext('outsider', { poolIds: ['gpu'] })).toBeNull();
+        expect(await tm.claimNext('outsider', { poolIds: [] })).toBeNull();
+        expect(await tm.claimNext('outsider', { poolIds: ['cpu'] }, { max: 5 })).toEqual([]);
         expect(await tm.getTask('gpu-job')).toMatchObject({ state: 'pending', attempts: 0 });
         // The administrative listing still shows it.
         expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['gpu-job']);
@@ -949,6 +962,35 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect((await tm.claimNext('outsider', { poolIds: await pm.getPoolsForAgent('outsider') }))?.id).toBe('any-job');
         expect(await tm.claimNext('outsider', { poolIds: await pm.getPoolsForAgent('outsider') })).toBeNull();
         expect((await tm.claimNext('member', { poolIds: await pm.getPoolsForAgent('member') }))?.id).toBe('gpu-job');
+      });
+
+      it('given poolIds stand for the agent’s memberships: they decide alone which pooled tasks it sees and claims', async () => {
+        const pm = pools();
+        const tm = manager();
+        await pm.createPool({ id: 'gpu' });
+        await pm.joinPool('gpu', 'member');
+        await tm.submitMany([
+          { id: 'gpu-job', payload: 1, poolId: 'gpu', priority: 3 },
+          { id: 'far-job', payload: 1, poolId: 'elsewhere', priority: 2 },
+          { id: 'any-job', payload: 1 },
+        ]);
+        const ids = (tasks: readonly Task[]) => tasks.map((t) => t.id);
+        // Without poolIds the store's membership decides: 'elsewhere' has no members here.
+        expect(ids(await tm.listPendingTasksForAgent('member', { sortByPriority: true }))).toEqual(['gpu-job', 'any-job']);
+        expect(ids(await tm.listPendingTasksForAgent('outsider'))).toEqual(['any-job']);
+        // With poolIds, membership in the list is what counts, whatever the store knows.
+        expect(ids(await tm.listPendingTasksForAgent('outsider', { poolIds: ['elsewhere'], sortByPriority: true }))).toEqual(['far-job', 'any-job']);
+        expect(ids(await tm.listPendingTasksForAgent('outsider', { poolIds: ['gpu', 'elsewhere'], sortByPriority: true }))).toEqual(['gpu-job', 'far-job', 'any-job']);
+        expect(ids(await tm.listPendingTasksForAgent('member', { poolIds: [] }))).toEqual(['any-job']);
+        expect(await tm.claimNext('member', { poolIds: [] })).toMatchObject({ id: 'any-job' });
+        expect(await tm.claimNext('member', { poolIds: [] })).toBeNull();
+        expect(ids(await tm.claimNext('outsider', { poolIds: ['elsewhere', 'gpu'] }, { max: 5 }))).toEqual(['gpu-job', 'far-job']);
+        // A claim by id has no filter: the store's membership decides.
+        await tm.submitMany([{ id: 'far-2', payload: 1, poolId: 'elsewhere' }, { id: 'gpu-2', payload: 1, poolId: 'gpu' }]);
+        expect(await tm.claim('member', 'far-2')).toBe(false);
+        expect(await tm.claim('outsider', 'gpu-2')).toBe(false);
+        expect(await tm.claim('member', 'gpu-2')).toBe(true);
+        expect(await tm.claimNext('outsider', { poolIds: ['elsewhere'] })).toMatchObject({ id: 'far-2', assignedTo: 'outsider' });
       });
     });
   });

@@ -19,7 +19,7 @@ if (!HAVE_TMUX && !DIST_PASS) console.warn('[converge tests] SKIPPED the termina
 describe('the live view of converge watch', () => {
   it('renders counters, episodes and the newest changes that fit, clipped to the width', () => {
     const changes = Array.from({ length: 50 }, (_, i) => ({ at: Date.UTC(2026, 0, 1, 12, 0, 0, i), kind: 'page_replaced', pageId: `file:src/${'deep/'.repeat(i % 3 === 0 ? 30 : 1)}f${i}.ts` }));
-    const counters = { eventsReceived: 50, dispatchesAttempted: 50, dispatchesEmitted: 48, dispatchesDamped: 2, dispatchesRateLimited: 0, dispatchesDeferred: 0, dispatchesFailed: 0, dispatchesBudgetExhausted: 0, dispatchesDepthExceeded: 0 };
+    const counters = { eventsReceived: 50, dispatchesAttempted: 50, dispatchesEmitted: 48, dispatchesDamped: 2, dispatchesRateLimited: 0, dispatchesDeferred: 0, dispatchesFailed: 0, dispatchesBudgetExhausted: 0, dispatchesDepthExceeded: 0, budgetExhausted: 0 };
     const lines = renderWatchScreen({ title: 'converge watch /repo', state: 'watching — converged', counters, episodes: 3, lastEpisode: { id: 'ep_1', durationMs: 12.4 }, changes, changesSeen: 50 }, 80, 12, stylesFor({ isTTY: false }, {}));
     expect(lines).toHaveLength(12);
     expect(lines[1]).toBe('events 50   dispatched 48   damped 2   rate-limited 0   failed 0');

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PoolManager, PostgresStore, TaskManager } from '../../src/coordination/index.js';
 import { main } from '../../src/main/cli.js';
-import { JobQueue } from '../../src/main/index.js';
+import { createEngine, JobQueue, PageChange } from '../../src/main/index.js';
 import { CLI_ARGS, startCli as start, type Started } from '../helpers/cli.js';
 import { dropSchema, describePg, uniqueSchema } from '../helpers/pg.js';
 
@@ -98,7 +98,8 @@ describe('converge: version, help, bad input', () => {
     expect(await refused(['worker', '--module', 'x.js'])).toContain('--module: no such file');
     expect(await refused(['worker', '--pg', 'mysql://db/x', '--jobs'])).toContain('--pg must start with postgres:// or postgresql://');
     expect(await refused(['worker', '--jobs'])).toContain('--pg is required');
-    expect(await refused(['worker', '--pg', 'postgres://h/db'])).toContain('give --module FILE (a task function) or --jobs');
+    expect(await refused(['worker', '--pg', 'postgres://h/db'])).toContain('give --module FILE (a task function), --jobs or --tasks');
+    expect(await refused(['worker', '--pg', 'postgres://h/db', '--jobs', '--tasks'])).toContain('give one of --module, --jobs or --tasks');
     expect(await refused(['worker', '--pg', 'postgres://h/db', '--jobs', '--pool', 'p'])).toContain('--pool goes with --module');
     expect(await refused(['worker', '--pg', 'postgres://h/db', '--jobs', '--concurrency', '0'])).toContain('--concurrency must be a whole number from 1 to 1024');
     expect(await refused(['watch', '.', '--where', 'dataTyp=file'])).toContain('unknown key "dataTyp"; did you mean dataType?');
@@ -372,6 +373,34 @@ describePg('converge worker', (url) => {
       await tasks.close();
       await store.close();
     }
+  });
+
+  it("runs engines' task-subscription dispatches with --tasks; a --module worker leaves them (and jobs) alone", async () => {
+    const schemaTasks = uniqueSchema('cv_cli_tasks');
+    const store = new PostgresStore({ connectionString: url, schema: schemaTasks, max: 4 });
+    const module = join(scratch, 'never.mjs');
+    writeFileSync(module, 'export default async function never() { throw new Error("a module worker ran a dispatch"); }\n');
+    const engine = await createEngine({ store, pool: { runLocally: false, claimTtlMs: 30_000 } });
+    const bystander = await start(['worker', '--pg', url, '--schema', schemaTasks, '--module', module, '--agent', 'bystander'], /claiming at/);
+    const worker = await start(['worker', '--pg', url, '--schema', schemaTasks, '--tasks', '--agent', 'cli-tasks'], /running task-subscription dispatches/);
+    try {
+      const seen: string[] = [];
+      await engine.subscribe({ predicate: { dataType: 'chain' }, task: { filename: new URL('../fixtures/colony/tasks.mjs', import.meta.url) } });
+      await engine.subscribe({ predicate: { dataType: 'chain' }, handler: (event) => void seen.push(event.pageId) });
+      await engine.dispatchChange(PageChange.added('c0', { dataType: 'chain', sourceId: 'test', extra: { level: 0, depth: 2 } }));
+      expect(await engine.waitForQuiescence({ timeoutMs: 60_000 })).not.toBeNull();
+      expect(seen.sort()).toEqual(['c0', 'c0:1', 'c0:2']);
+    } finally {
+      worker.child.kill('SIGTERM');
+      bystander.child.kill('SIGTERM');
+      await engine.close();
+      await store.close();
+      await dropSchema(url, schemaTasks);
+    }
+    expect(await worker.exited).toBe(0);
+    expect(worker.output()).toMatch(/stopped \(3 completed, 0 failed\)/);
+    expect(await bystander.exited).toBe(0);
+    expect(bystander.output()).not.toMatch(/done|failed/);
   });
 
   it('runs ConvergeJobs with --jobs: a job whose worker is killed with SIGKILL is completed by another', async () => {

@@ -97,6 +97,15 @@ describe('TaskPool', () => {
     expect(await p.manager.getTask(handle.taskId)).toMatchObject({ state: 'failed', result: { name: 'ValidationError', code: 'CONVERGE_VALIDATION' } });
   });
 
+  it('a built-in error thrown by a task keeps its class, message, code and cause (DESIGN §3)', async () => {
+    const p = pool(undefined, { maxThreads: 1 });
+    const error = await p.call(math, 'builtinError', ['not a number']).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error).toMatchObject({ name: 'TypeError', message: 'not a number', code: 'APP_BAD_TYPE' });
+    expect((error as Error).cause).toBeInstanceOf(RangeError);
+    expect((error as Error).stack).toMatch(/^TypeError: not a number/);
+  });
+
   it('check() names task.filename / task.name without running the function', async () => {
     const p = pool(undefined, { maxThreads: 1 });
     await expect(p.check(math, 'add')).resolves.toBeUndefined();

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { MemoryStore, PostgresStore } from '../../src/coordination/index.js';
+import { MemoryStore, PostgresStore, TaskManager } from '../../src/coordination/index.js';
 import { describePg, dropSchema, uniqueSchema } from '../helpers/pg.js';
 import { createEngine, type Engine, type EngineOptions, PageChange, type PageChangeEvent, ValidationError } from '../../src/main/index.js';
 import type { TaskContext } from '../../src/main/index.js';
@@ -148,6 +148,9 @@ describePg('task subscriptions run by another process (PostgreSQL)', (url) => {
         child.once('exit', (code) => reject(new Error(`task worker exited with ${String(code)} before "${key}"`)));
       });
     try {
+      // Another system's task in the same store, without a topic: the worker must leave it alone.
+      const foreign = new TaskManager({ store });
+      await foreign.submit({ id: 'not-a-dispatch', payload: { kind: 'other' } });
       const ready = await next('ready');
       const e = await engine({ store, pool: { runLocally: false, claimTtlMs: 30_000 } });
       const seen: PageChangeEvent[] = [];
@@ -162,6 +165,7 @@ describePg('task subscriptions run by another process (PostgreSQL)', (url) => {
       child.stdin!.end();
       const stopped = (await next('stopped'))['stopped'] as { completed: number; failed: number };
       expect(stopped).toMatchObject({ completed: 9, failed: 0 });
+      expect(await foreign.getTask('not-a-dispatch')).toMatchObject({ state: 'pending', attempts: 0 });
     } finally {
       child.kill();
       await store.close();

@@ -49,6 +49,7 @@ describe('derived events', () => {
       const report = await settled(e);
       expect(seen).toEqual(['x0', 'x1', 'x2', 'x3']);
       expect(report.counters.dispatchesDepthExceeded).toBe(1);
+      expect(report.counters.budgetExhausted).toBe(1);
       expect(trips).toEqual([{ episodeId: report.episodeId, reason: 'depth', subscriptions: [sub.id] }]);
     });
   }

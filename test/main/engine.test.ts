@@ -217,6 +217,9 @@ describe('rate limiting, damping and the budget', () => {
     expect(calls).toBe(26);
     expect(report.counters.dispatchesEmitted).toBe(26);
     expect(report.counters.dispatchesBudgetExhausted).toBeGreaterThanOrEqual(1);
+    // DESIGN §3 names the counter budgetExhausted: refusals by the budget or the depth limit.
+    expect(report.counters.budgetExhausted).toBe(report.counters.dispatchesBudgetExhausted + report.counters.dispatchesDepthExceeded);
+    expect((await e.getStatus()).counters.budgetExhausted).toBeGreaterThanOrEqual(1);
     expect((await e.getStatus()).state).toBe('exhausted');
     const feed = await e.getChangeFeed({ limit: 5 });
     expect(feed.at(-1)?.skippedReason).toBe('budget_exhausted');

@@ -74,14 +74,55 @@ describe('error serialisation across a real worker thread', () => {
     expect(chained).toBeInstanceOf(ProtocolError);
     expect(chained.cause).toBeInstanceOf(ValidationError);
     expect(chained.cause).toMatchObject({ field: 'event.pageId', code: 'CONVERGE_VALIDATION' });
-    // A non-Converge cause still comes back as a coded error that keeps its name and message.
+    // A built-in cause comes back as its own class, with a code.
     const root = (chained.cause as Error).cause;
-    expect(root).toBeInstanceOf(ConvergeError);
+    expect(root).toBeInstanceOf(TypeError);
     expect(root).toMatchObject({ name: 'TypeError', message: 'not a string', code: 'CONVERGE_UNKNOWN' });
 
-    expect(back.plain).toBeInstanceOf(ConvergeError);
+    expect(back.plain).toBeInstanceOf(RangeError);
     expect(back.plain).toMatchObject({ name: 'RangeError', message: 'plain error', code: 'CONVERGE_UNKNOWN' });
     expect(back.thrownString).toMatchObject({ message: 'just a string', code: 'CONVERGE_UNKNOWN' });
+  });
+
+  it('built-in errors thrown in a worker keep their class, message, code, cause and stack (DESIGN §3)', async () => {
+    const worker = startFixture('errors', { role: 'make' });
+    const { errors } = await message<{ errors: Record<string, SerializedError> }>(worker, 'errors');
+    await worker.terminate();
+    const back = (key: string): Error & { code: string } => deserializeError(errors[key]!);
+    const cases: [string, new (...args: never[]) => Error][] = [
+      ['typeError', TypeError],
+      ['syntaxError', SyntaxError],
+      ['referenceError', ReferenceError],
+      ['uriError', URIError],
+      ['evalError', EvalError],
+      ['aggregateError', AggregateError],
+      ['codedError', Error],
+      ['plain', RangeError],
+    ];
+    for (const [key, cls] of cases) {
+      const error = back(key);
+      expect(error, key).toBeInstanceOf(cls);
+      expect(error, key).toBeInstanceOf(Error);
+      expect(error, key).not.toBeInstanceOf(ConvergeError);
+      expect(Object.getPrototypeOf(error), key).toBe(cls.prototype);
+      expect(error.name, key).toBe(cls.name);
+      expect(error.message, key).toBe(errors[key]!.message);
+      expect(error.stack, key).toBe(errors[key]!.stack);
+      expect(error.stack, key).toMatch(new RegExp(`^${cls.name}: `));
+    }
+    expect(back('typeError').message).toMatch(/null/);
+    expect(back('syntaxError').code).toBe('CONVERGE_UNKNOWN');
+    expect(back('referenceError').message).toMatch(/notDefinedAnywhere/);
+    expect(back('aggregateError').message).toBe('several failed');
+    const coded = back('codedError');
+    expect(coded).toMatchObject({ message: 'no such file', code: 'ENOENT', path: '/nowhere' });
+    expect(coded.cause).toBeInstanceOf(RangeError);
+    expect(coded.cause).toMatchObject({ message: 'too far', code: 'CONVERGE_UNKNOWN' });
+    // And the trip back keeps them: serialise the rebuilt error again.
+    expect(deserializeError(serializeError(coded))).toBeInstanceOf(Error);
+    expect(deserializeError(serializeError(back('uriError')))).toBeInstanceOf(URIError);
+    // An unknown class name still comes back as a coded ConvergeError.
+    expect(deserializeError({ name: 'WeirdError', code: 'APP_WEIRD', message: 'w' })).toBeInstanceOf(ConvergeError);
   });
 
   it('errors sent to a worker are rebuilt there with their class, and survive the trip back', async () => {

@@ -48,6 +48,27 @@ describe('engine.mapSource', () => {
     await expect(e.mapSource({ static: false })).rejects.toMatchObject({ code: 'CONVERGE_VALIDATION', message: expect.stringContaining('source.watch') });
   });
 
+  it('polls a non-static source that has only snapshot() and bridges the diff (DESIGN §4: any non-static source)', async () => {
+    const e = await engine();
+    const seen = new Collector();
+    await e.subscribe({ handler: (event) => seen.push(event) });
+    let version = 1;
+    let snapshots = 0;
+    const source: ContextPageSource = {
+      static: false,
+      snapshot: async () => {
+        snapshots++;
+        return [{ pageId: 'api:a', version: String(version) }];
+      },
+    };
+    const mapped = await e.mapSource(source);
+    await waitFor(() => snapshots >= 1, 'the baseline snapshot');
+    version = 2;
+    await waitFor(() => seen.has('api:a', 'page_replaced'), 'the replaced page from the next snapshot', 20_000);
+    expect(await e.unmapSource(source)).toBe(true);
+    expect(mapped.sourceId).toMatch(/^poll:/);
+  });
+
   it('gives a source exactly one bridge however often it is mapped', async () => {
     const e = await engine();
     const seen = new Collector();

@@ -107,6 +107,7 @@ describe('runaway derivation', () => {
       const report = await e.waitForQuiescence({ timeoutMs: 30_000 });
       expect(report?.budgetExhausted).toBe(true);
       expect(report?.counters.dispatchesBudgetExhausted).toBe(1);
+      expect(report?.counters.budgetExhausted).toBe(1);
       const feed = await e.getChangeFeed({ limit: 1 });
       expect(feed[0]?.skippedReason).toBe('budget_exhausted');
       // process.emitWarning delivers on a later tick: wait for it with a deadline.

@@ -1,10 +1,13 @@
 /**
- * `converge worker --pg <url> [--pool <id>] (--module <file> | --jobs)`: a worker process, on this
+ * `converge worker --pg <url> [--pool <id>] (--module <file> | --jobs | --tasks)`: a worker process, on this
  * machine or another, that claims tasks from a PostgreSQL-backed TaskManager and runs them: with
  * `--module`, the module's export is called as `(payload, { task, signal })` and its result reported
  * (a throw fails the task). The claim is renewed while the task runs; Ctrl-C (or SIGTERM) stops
  * claiming, lets the running task finish and exits 0. With `--jobs` it is a ConvergeJobs runtime
- * (`runJobs` over the PostgreSQL JobQueue): a job whose runtime died is run again by another.
+ * (`runJobs` over the PostgreSQL JobQueue): a job whose runtime died is run again by another. With
+ * `--tasks` it runs the dispatches of engines' task subscriptions left in that store
+ * (`runTaskWorker`: engines with `store` and `pool: { runLocally: false }`). A `--module` worker
+ * claims only tasks without a topic (or of `--topic`): never a job's or a dispatch's.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -97,7 +100,7 @@ async function loadTaskFunction(path: string, name: string): Promise<TaskFunctio
 }
 
 /** Claims and runs tasks one at a time until `context.signal` aborts, renewing each claim while it runs. */
-async function claimLoop(tasks: TaskManager, agent: string, filter: TaskFilter | undefined, fn: TaskFunction, idleMs: number, context: CliContext): Promise<void> {
+async function claimLoop(tasks: TaskManager, agent: string, filter: TaskFilter, fn: TaskFunction, idleMs: number, context: CliContext): Promise<void> {
   let idle = 50;
   while (!context.signal.aborted) {
     const task = await tasks.claimNext(agent, filter);
@@ -132,28 +135,38 @@ export const worker = defineCommand({
       'With --module FILE, each claimed task runs as `await fn(payload, { task, signal })`, fn being the\n' +
       "module's export (--export, default `default`); its result is reported, a throw fails the task.\n" +
       'With --jobs it runs ConvergeJobs from the JobQueue in that database; a job whose worker died\n' +
-      'is run again by another once its claim expires. Ctrl-C stops claiming, finishes what runs, exits.',
+      'is run again by another once its claim expires. With --tasks it runs the dispatches of engines\'\n' +
+      'task subscriptions kept in that database (engines with `store` and `pool: { runLocally: false }`).\n' +
+      'A --module worker takes only tasks without a topic (or of --topic). Ctrl-C stops claiming,\n' +
+      'finishes what runs, exits.',
     flags: {
       pg: valueFlag('URL', 'PostgreSQL connection URL (postgres://user@host:5432/db)', { parse: pgUrl }),
       pool: valueFlag('ID', 'claim only tasks of this pool', { parse: nonEmpty }),
       module: valueFlag('FILE', 'module whose export runs each task', { parse: moduleFile }),
       export: valueFlag('NAME', 'the export of --module to call', { defaultText: 'default', parse: nonEmpty }),
       jobs: booleanFlag('run ConvergeJobs (JobQueue) instead of a module'),
-      topic: valueFlag('NAME', 'with --jobs: the queue topic', { defaultText: 'converge.job', parse: nonEmpty }),
-      concurrency: valueFlag('N', 'with --jobs: jobs run at once', { defaultText: '1', parse: integer(1, 1024) }),
+      tasks: booleanFlag("run engines' task-subscription dispatches (runTaskWorker) instead of a module"),
+      topic: valueFlag('NAME', 'with --jobs: the queue topic; with --module: claim only tasks of this topic', { defaultText: 'converge.job', parse: nonEmpty }),
+      concurrency: valueFlag('N', 'with --jobs or --tasks: run at once', { defaultText: '1 (--tasks: 4)', parse: integer(1, 1024) }),
       agent: valueFlag('ID', 'this worker’s agent id', { defaultText: '<host>-<pid>-<random>', parse: nonEmpty }),
       schema: valueFlag('NAME', 'PostgreSQL schema of the task tables', { defaultText: 'converge', parse: nonEmpty }),
       'idle-ms': valueFlag('N', 'longest pause between polls when there is no work', { defaultText: '1000', parse: integer(10, 60_000) }),
     },
     check({ flags }) {
       if (flags.pg === undefined) throw new UsageError('--pg is required (postgres://user@host:5432/db)');
-      if (flags.module !== undefined && flags.jobs === true) throw new UsageError('give either --module or --jobs, not both');
-      if (flags.module === undefined && flags.jobs !== true) throw new UsageError('give --module FILE (a task function) or --jobs');
+      const modes = [flags.module !== undefined, flags.jobs === true, flags.tasks === true].filter(Boolean).length;
+      if (modes > 1) throw new UsageError('give one of --module, --jobs or --tasks');
+      if (modes === 0) throw new UsageError('give --module FILE (a task function), --jobs or --tasks');
       if (flags.export !== undefined && flags.module === undefined) throw new UsageError('--export goes with --module');
-      if (flags.jobs === true && flags.pool !== undefined) throw new UsageError('--pool goes with --module (jobs are claimed by topic: --topic)');
-      if (flags.jobs !== true && (flags.topic !== undefined || flags.concurrency !== undefined)) throw new UsageError(`--${flags.topic !== undefined ? 'topic' : 'concurrency'} goes with --jobs`);
+      if (flags.module === undefined && flags.pool !== undefined) throw new UsageError(`--pool goes with --module (${flags.jobs === true ? 'jobs are claimed by topic: --topic' : 'dispatches are claimed by topic'})`);
+      if (flags.tasks === true && flags.topic !== undefined) throw new UsageError('--topic goes with --jobs or --module');
+      if (flags.module !== undefined && flags.concurrency !== undefined) throw new UsageError('--concurrency goes with --jobs or --tasks');
     },
-    examples: ['converge worker --pg postgres://app@db:5432/app --pool render --module ./render-task.js', 'converge worker --pg postgres://app@db:5432/app --jobs --concurrency 4'],
+    examples: [
+      'converge worker --pg postgres://app@db:5432/app --pool render --module ./render-task.js',
+      'converge worker --pg postgres://app@db:5432/app --jobs --concurrency 4',
+      'converge worker --pg postgres://app@db:5432/app --tasks',
+    ],
   },
   async run({ flags }, context: CliContext) {
     const url = flags.pg!;
@@ -174,6 +187,19 @@ export const worker = defineCommand({
         await tasks.listPendingTasks({ refreshFromStore: true });
       } catch (error) {
         throw databaseProblem(url, error);
+      }
+      if (flags.tasks === true) {
+        const { runTaskWorker } = await import('../colony-worker.js');
+        context.out(`${context.styles.bold('converge worker')} ${agent}: running task-subscription dispatches at ${describeTarget(url)}; Ctrl-C to stop`);
+        const running = runTaskWorker({ store, agentId: agent, concurrency: flags.concurrency ?? 4, signal: context.signal });
+        await new Promise<void>((resolve) => {
+          if (context.signal.aborted) resolve();
+          else context.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        await running.stop();
+        const { completed, failed } = running.stats();
+        context.out(`converge worker ${agent}: stopped (${completed} completed, ${failed} failed)`);
+        return 0;
       }
       if (fn === undefined) {
         // ConvergeJobs: jobs are tasks of a topic; runJobs claims, renews, reports and re-runs lost ones.
@@ -208,7 +234,12 @@ export const worker = defineCommand({
         joined = true;
       }
       context.out(`${context.styles.bold('converge worker')} ${agent}: claiming${flags.pool === undefined ? '' : ` from pool ${flags.pool}`} at ${describeTarget(url)}; Ctrl-C to stop`);
-      await claimLoop(tasks, agent, flags.pool === undefined ? undefined : { poolIds: [flags.pool] }, fn, flags['idle-ms'] ?? 1000, context);
+      // Only tasks meant for a module: without a topic, or of --topic (never a job or a dispatch).
+      const filter: TaskFilter = {
+        ...(flags.pool === undefined ? {} : { poolIds: [flags.pool] }),
+        ...(flags.topic === undefined ? { topics: [] } : { topics: [flags.topic], topicRequired: true }),
+      };
+      await claimLoop(tasks, agent, filter, fn, flags['idle-ms'] ?? 1000, context);
       context.out(`converge worker ${agent}: stopped`);
       return 0;
     } finally {
