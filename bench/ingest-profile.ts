@@ -5,6 +5,8 @@
  *
  *   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/ingest-profile.ts [subscriptions] [events]
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { createEngine, type PageChangeEvent } from '../src/main/index.js';
 import { events, predicates } from './ingest-mix.js';
 
@@ -25,6 +27,14 @@ for (let round = 0; round < ROUNDS; round++) {
   for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
   rounds.push(batches);
 }
+// PROFILE_MAIN=file: a CPU profile of the main thread over the rounds only (no set-up, no workload).
+const profileTo = process.env.PROFILE_MAIN;
+const session = profileTo === undefined ? undefined : new Session();
+if (session !== undefined) {
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+}
 for (let round = 0; round < ROUNDS; round++) {
   const batches = rounds[round]!;
   rounds[round] = [];
@@ -39,5 +49,9 @@ for (let round = 0; round < ROUNDS; round++) {
   const used = process.cpuUsage(cpu);
   const loop = performance.eventLoopUtilization(elu);
   console.log(`round ${round}: ${((total / ms) * 1000 / 1000).toFixed(1)} k events/s, ${(calls / total).toFixed(2)} dispatches/event, process CPU ${((used.user + used.system) / total).toFixed(2)} µs/event, wall ${(ms * 1000 / total).toFixed(2)} µs/event, main thread busy ${((loop.active * 1000) / total).toFixed(2)} µs/event (${(loop.utilization * 100).toFixed(0)} %)`);
+}
+if (session !== undefined) {
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(profileTo!, JSON.stringify(profile));
 }
 await engine.close();
