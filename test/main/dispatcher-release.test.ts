@@ -4,27 +4,11 @@
  * dropped, and unreleased ones kept.
  */
 import { describe, expect, it } from 'vitest';
-import { MainDispatcher } from '../../src/main/dispatcher.js';
-import { FrameDecoder, FrameEncoder } from '../../src/shared/framing.js';
+import type { MainDispatcher } from '../../src/main/dispatcher.js';
+import { testDispatcher } from '../helpers/dispatcher.js';
 import { MainSlot } from '../../src/shared/protocol.js';
-import { Ring, RingConsumer, RingProducer } from '../../src/shared/ring.js';
 
-function dispatcher(flags: Int32Array, maxRememberedBytes?: number): MainDispatcher {
-  return new MainDispatcher({
-    consumer: new RingConsumer(new Ring(Ring.allocate(1024))),
-    producer: new RingProducer(new Ring(Ring.allocate(1024))),
-    decoder: new FrameDecoder(),
-    encoder: new FrameEncoder(),
-    flags,
-    onError: () => {},
-    onFatal: (error) => {
-      throw error;
-    },
-    runTask: () => Promise.resolve(),
-    writeDerived: () => Promise.resolve(),
-    ...(maxRememberedBytes === undefined ? {} : { maxRememberedBytes }),
-  });
-}
+const dispatcher = (flags: Int32Array, maxRememberedBytes?: number): MainDispatcher => testDispatcher(flags, { maxRememberedBytes });
 
 describe('MainDispatcher.trim across the Int32 wrap of RELEASED', () => {
   for (const base of [2 ** 31 - 2, 2 ** 32 - 2, 5]) {

@@ -4,11 +4,11 @@
  * message is involved: a frame written the worker's way is handled without anyone calling wake().
  */
 import { describe, expect, it } from 'vitest';
-import { MainDispatcher } from '../../src/main/dispatcher.js';
 import type { PageChangeEvent } from '../../src/shared/events.js';
-import { eventToTuple, FrameDecoder, FrameEncoder, packDispatchGroups } from '../../src/shared/framing.js';
+import { eventToTuple, FrameEncoder, packDispatchGroups } from '../../src/shared/framing.js';
 import { DispatchTag, MainSlot } from '../../src/shared/protocol.js';
-import { Ring, RingConsumer, RingProducer } from '../../src/shared/ring.js';
+import { Ring, RingProducer } from '../../src/shared/ring.js';
+import { testDispatcher } from '../helpers/dispatcher.js';
 
 /** What the worker does after writing dispatch frames (convergence-loop.ts `wakeMain`). */
 function wakeMain(flags: Int32Array): boolean {
@@ -32,19 +32,7 @@ describe('MainDispatcher wake through MainSlot.WAKE', () => {
     const dispatchRing = new Ring(Ring.allocate(64 * 1024));
     const writer = new RingProducer(dispatchRing);
     const received: string[] = [];
-    const d = new MainDispatcher({
-      consumer: new RingConsumer(dispatchRing),
-      producer: new RingProducer(new Ring(Ring.allocate(64 * 1024))),
-      decoder: new FrameDecoder(),
-      encoder: new FrameEncoder(),
-      flags,
-      onError: () => {},
-      onFatal: (error) => {
-        throw error;
-      },
-      runTask: () => Promise.resolve(),
-      writeDerived: () => Promise.resolve(),
-    });
+    const d = testDispatcher(flags, { dispatchRing });
     d.register(1, 'sub_1', (event) => void received.push(event.pageId));
     expect(Atomics.load(flags, MainSlot.PARKED)).toBe(1);
     const encoder = new FrameEncoder();
