@@ -435,12 +435,15 @@ class WatchWorkerLink {
    */
   async close(): Promise<void> {
     if (this.#exited) return;
+    let timer: NodeJS.Timeout | undefined;
     const closed = new Promise<boolean>((resolve) => {
       this.#closed = () => resolve(true);
-      setTimeout(() => resolve(false), WATCH_WORKER_CLOSE_MS).unref();
+      timer = setTimeout(() => resolve(false), WATCH_WORKER_CLOSE_MS).unref();
     });
     this.#post({ type: 'close' });
-    if (!(await closed) && !this.#exited) {
+    const answered = await closed;
+    clearTimeout(timer);
+    if (!answered && !this.#exited) {
       process.emitWarning(`converge: the watch worker did not close its watchers within ${WATCH_WORKER_CLOSE_MS} ms; terminating it`, {
         code: 'CONVERGE_CLOSE_TIMEOUT',
       });
