@@ -133,12 +133,18 @@ describe('isWellFormedEvent is exactly as strict as PageChangeEventSchema', () =
       fc.property(fc.array(junkEvent, { minLength: 1, maxLength: 4 }), (batch) => {
         const bad = batch.findIndex((e) => !PageChangeEventSchema.safeParse(e).success);
         const error = refusal(() => validateEvents(batch));
-        if (bad < 0) return expect(error).toBeUndefined();
+        // No `return expect(...)`: fast-check fails a property whose predicate returns anything but
+        // undefined or true, and an all-valid batch (about 1 run in 300) once failed CI that way.
+        if (bad < 0) {
+          expect(error).toBeUndefined();
+          return;
+        }
         const issue = PageChangeEventSchema.safeParse(batch[bad]).error!.issues[0]!;
         expect(error?.field.startsWith(`events[${bad}]`)).toBe(true);
         expect(error?.message).toContain(issue.message);
       }),
-      { numRuns: 1_000 },
+      // The all-valid batch that failed CI (seed 2127144011) is always tried first.
+      { numRuns: 1_000, examples: [[[{ kind: 'page_added', pageId: ' ', sourceId: ' ' }]]] },
     );
   });
 });
