@@ -179,6 +179,28 @@ export interface PgTaskRow {
 const TASK_COLUMNS =
   'id, state, payload, result, pool_id, topic, required_capabilities, priority, assigned_to, claimed_at::float8 AS claimed_at, claim_ttl_ms::float8 AS claim_ttl_ms, attempts, fencing_token';
 
+/** The columns of a claimed row `c`, as `json_build_array` arguments; read back by {@link pgArrayToTask}. */
+const TASK_ARRAY = 'c.id, c.state, c.payload, c.result, c.pool_id, c.topic, c.required_capabilities, c.priority, c.assigned_to, c.claimed_at, c.claim_ttl_ms, c.attempts, c.fencing_token';
+
+/** A Task from one element of a `json_build_array(TASK_ARRAY)` array. */
+export function pgArrayToTask(row: readonly unknown[]): Task {
+  return {
+    id: row[0] as string,
+    state: row[1] as TaskState,
+    payload: row[2],
+    result: row[3] ?? null,
+    poolId: row[4] as string | null,
+    topic: row[5] as string | null,
+    requiredCapabilities: row[6] as string[],
+    priority: row[7] as number,
+    assignedTo: row[8] as string | null,
+    claimedAt: row[9] as number | null,
+    claimTtlMs: row[10] as number | null,
+    attempts: row[11] as number,
+    fencingToken: row[12] as number,
+  };
+}
+
 /** A Task from a row. */
 export function pgRowToTask(row: PgTaskRow): Task {
   return {
@@ -287,15 +309,20 @@ export function pgStatements(schema: string) {
        WHERE id = ANY($1::text[] COLLATE "C") AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
     ),
     claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1, $6)`),
-    claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7)`),
+    // The batch comes back as one JSON text (an array of rows, each an array in TASK_ARRAY order):
+    // one field to parse instead of thirteen per row, with JSON.parse doing the work natively.
+    claimBatch: st('claim_batch', `SELECT json_agg(json_build_array(${TASK_ARRAY}))::text AS tasks FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7) c`),
     // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result (see
     // settle_batch). A row that changed in between is diagnosed and retried like any other miss.
+    // One row back: how many were applied, and which only when not all were (ids are distinct, so
+    // a full count means every one); the notifications are evaluated per row inside the counts.
     settle: st(
       'settle',
-      `SELECT done.id,
-         CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
-           THEN pg_notify('${doneChannel(schema)}', done.id) END AS notified,
-         CASE WHEN done.state = 'pending' THEN ${wakeIdle} END AS woke
+      `SELECT count(*)::integer AS applied,
+         CASE WHEN count(*) < cardinality($2::text[]) THEN array_agg(done.id) END AS ids,
+         count(CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
+           THEN pg_notify('${doneChannel(schema)}', done.id) END) AS notified,
+         count(CASE WHEN done.state = 'pending' THEN ${wakeIdle} END) AS woke
        FROM ${s}.settle_batch($1, $2::text[], $3::integer[], $4::text[], $5::json[]) AS done`,
     ),
     getMany: st('get_many', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C")`),

@@ -32,6 +32,7 @@ import {
   idleRegistrationSql,
   pendingChannel,
   pgRowToPool,
+  pgArrayToTask,
   pgRowToTask,
   pgStatements,
   quoteIdent,
@@ -238,8 +239,10 @@ export class PostgresStore implements TaskStore {
   }
 
   async claimNextBatch(agentId: string, filter: TaskFilter, nowMs: number, max: number): Promise<Task[]> {
-    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max, filter.topicRequired === true]);
-    return rows.map(pgRowToTask).sort(compareClaimOrder);
+    const { rows } = await this.#query<{ tasks: string | null }>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max, filter.topicRequired === true]);
+    const json = rows[0]?.tasks;
+    if (json === undefined || json === null) return [];
+    return (JSON.parse(json) as unknown[][]).map(pgArrayToTask).sort(compareClaimOrder);
   }
 
   async settleTasks(agentId: string, items: readonly Settlement[]): Promise<SettleOutcome[]> {
@@ -248,14 +251,19 @@ export class PostgresStore implements TaskStore {
     let open = items.map((_, index) => index);
     for (let attempt = 0; open.length > 0; attempt++) {
       if (attempt === MAX_HELD_ATTEMPTS) throw new StoreError(`${open.length} tasks kept changing under ${MAX_HELD_ATTEMPTS} attempts to settle them`);
-      const { rows } = await this.#query<{ id: string }>(this.#sql.settle, [
+      const { rows } = await this.#query<{ applied: number; ids: string[] | null }>(this.#sql.settle, [
         agentId,
         open.map((index) => items[index]!.id),
         open.map((index) => items[index]!.fencingToken ?? null),
         open.map((index) => items[index]!.state),
         open.map((index) => results[index]),
       ]);
-      const applied = new Set(rows.map((row) => row.id));
+      const { applied: count, ids } = rows[0]!;
+      if (count === open.length) {
+        for (const index of open) outcomes[index] = true;
+        break;
+      }
+      const applied = new Set(ids ?? []);
       const missed: number[] = [];
       for (const index of open) {
         if (applied.has(items[index]!.id)) outcomes[index] = true;
