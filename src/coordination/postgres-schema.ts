@@ -288,11 +288,14 @@ export function pgStatements(schema: string) {
        VALUES ($1, 'pending', $2::json, $3, $4, $5::text[], $6, $7) RETURNING 1)
        SELECT ${wakeIdle} AS woke FROM ins`,
     ),
+    // $1 ids, $2 the payloads as one JSON array; $3 … $7 (pools, topics, capabilities as JSON
+    // arrays, priorities, TTLs) are NULL when every task has the default.
     insertMany: st(
       'insert_many',
       `WITH ins AS (INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
-       SELECT id, 'pending', payload, pool_id, topic, ARRAY(SELECT json_array_elements_text(caps)), priority, ttl
-       FROM unnest($1::text[], $2::json[], $3::text[], $4::text[], $5::json[], $6::integer[], $7::bigint[])
+       SELECT id, 'pending', payload, pool_id, topic, CASE WHEN caps IS NULL THEN '{}' ELSE ARRAY(SELECT json_array_elements_text(caps)) END, COALESCE(priority, 0), ttl
+       FROM unnest($1::text[], ARRAY(SELECT p.value FROM json_array_elements($2::json) WITH ORDINALITY AS p (value, n) ORDER BY p.n),
+         $3::text[], $4::text[], $5::json[], $6::integer[], $7::bigint[])
          AS t (id, payload, pool_id, topic, caps, priority, ttl)
        RETURNING 1)
        SELECT ${wakeIdle} AS woke FROM (SELECT 1 FROM ins LIMIT 1) AS one`,

@@ -205,14 +205,29 @@ export class PostgresStore implements TaskStore {
 
   async insertTasks(tasks: readonly NewTask[]): Promise<Task[]> {
     if (tasks.length === 0) return [];
+    // Payloads go as one JSON array (one native stringify here, one parse there, instead of one
+    // stringify per payload and an escaped array literal); a column that holds only its default
+    // (no pool, no topic, no capabilities, priority 0, no TTL) goes as NULL: the statement fills it in.
+    let pools: (string | null)[] | null = null;
+    let topics: (string | null)[] | null = null;
+    let capabilities: (string | null)[] | null = null;
+    let priorities: number[] | null = null;
+    let ttls: (number | null)[] | null = null;
+    for (const task of tasks) {
+      if (task.poolId !== null) pools ??= tasks.map((each) => each.poolId);
+      if (task.topic !== null) topics ??= tasks.map((each) => each.topic);
+      if (task.requiredCapabilities.length > 0) capabilities ??= tasks.map((each) => (each.requiredCapabilities.length > 0 ? JSON.stringify(each.requiredCapabilities) : null));
+      if (task.priority !== 0) priorities ??= tasks.map((each) => each.priority);
+      if (task.claimTtlMs !== null) ttls ??= tasks.map((each) => each.claimTtlMs);
+    }
     await this.#query(this.#sql.insertMany, [
       tasks.map((task) => task.id),
-      tasks.map((task) => encodeJson(task.payload, 'payload')),
-      tasks.map((task) => task.poolId),
-      tasks.map((task) => task.topic),
-      tasks.map((task) => JSON.stringify(task.requiredCapabilities)),
-      tasks.map((task) => task.priority),
-      tasks.map((task) => task.claimTtlMs),
+      encodePayloads(tasks),
+      pools,
+      topics,
+      capabilities,
+      priorities,
+      ttls,
     ]);
     return tasks.map(pendingTask);
   }
@@ -671,6 +686,17 @@ export class PostgresStore implements TaskStore {
       },
       (error: unknown) => this.#onError(error),
     );
+  }
+}
+
+/** The payloads of `tasks` as one JSON array; a payload JSON cannot hold is refused like {@link encodeJson} refuses it. */
+function encodePayloads(tasks: readonly NewTask[]): string {
+  const payloads = tasks.map((task) => task.payload);
+  try {
+    return JSON.stringify(payloads);
+  } catch (error) {
+    for (const payload of payloads) encodeJson(payload, 'payload');
+    throw new ValidationError('payload', `must be a JSON value (${error instanceof Error ? error.message : String(error)})`, { cause: error });
   }
 }
 
