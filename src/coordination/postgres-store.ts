@@ -245,7 +245,7 @@ export class PostgresStore implements TaskStore {
   async claimTasks(ids: readonly string[], agentId: string, nowMs: number): Promise<(Task | null)[]> {
     const { rows } = await this.#query<PgTaskRow>(this.#sql.claimMany, [ids, agentId, nowMs]);
     const claimed = new Map(rows.map((row) => [row.id, pgRowToTask(row)]));
-    return ids.map((id) => claimed.get(id) ?? null);
+    return ids.map((id) => claimed.get(id.toWellFormed()) ?? null);
   }
 
   async claimNext(agentId: string, filter: TaskFilter, nowMs: number): Promise<Task | null> {
@@ -262,26 +262,29 @@ export class PostgresStore implements TaskStore {
 
   async settleTasks(agentId: string, items: readonly Settlement[]): Promise<SettleOutcome[]> {
     const outcomes: (SettleOutcome | undefined)[] = new Array<SettleOutcome | undefined>(items.length).fill(undefined);
-    const results = items.map((item, index) => (item.state === 'pending' ? null : encodeJson(item.result, `items[${index}].result`)));
+    const results = items.map((item) => (item.state === 'pending' ? null : item.result));
     let open = items.map((_, index) => index);
     for (let attempt = 0; open.length > 0; attempt++) {
       if (attempt === MAX_HELD_ATTEMPTS) throw new StoreError(`${open.length} tasks kept changing under ${MAX_HELD_ATTEMPTS} attempts to settle them`);
+      // Each column as one JSON array: one native stringify each, no escaped array literals.
+      const all = open.length === items.length;
       const { rows } = await this.#query<{ applied: number; ids: string[] | null }>(this.#sql.settle, [
         agentId,
-        open.map((index) => items[index]!.id),
-        open.map((index) => items[index]!.fencingToken ?? null),
-        open.map((index) => items[index]!.state),
-        open.map((index) => results[index]),
+        encodeIds(all ? items.map((item) => item.id) : open.map((index) => items[index]!.id)),
+        JSON.stringify(all ? items.map((item) => item.fencingToken ?? null) : open.map((index) => items[index]!.fencingToken ?? null)),
+        JSON.stringify(all ? items.map((item) => item.state) : open.map((index) => items[index]!.state)),
+        encodeResults(all ? results : open.map((index) => results[index])),
       ]);
       const { applied: count, ids } = rows[0]!;
       if (count === open.length) {
         for (const index of open) outcomes[index] = true;
         break;
       }
+      // Ids as stored: the driver sends a lone surrogate as U+FFFD (toWellFormed does the same).
       const applied = new Set(ids ?? []);
       const missed: number[] = [];
       for (const index of open) {
-        if (applied.has(items[index]!.id)) outcomes[index] = true;
+        if (applied.has(items[index]!.id.toWellFormed())) outcomes[index] = true;
         else missed.push(index);
       }
       if (missed.length === 0) break;
@@ -290,7 +293,7 @@ export class PostgresStore implements TaskStore {
       const current = new Map((await this.#query<PgTaskRow>(this.#sql.getMany, [missed.map((index) => items[index]!.id)])).rows.map((row) => [row.id, pgRowToTask(row)]));
       open = [];
       for (const index of missed) {
-        const task = current.get(items[index]!.id);
+        const task = current.get(items[index]!.id.toWellFormed());
         const decision = task === undefined ? false : settleDecision(task, agentId, items[index]!);
         if (decision === 'apply') open.push(index);
         else outcomes[index] = decision;
@@ -686,6 +689,25 @@ export class PostgresStore implements TaskStore {
       },
       (error: unknown) => this.#onError(error),
     );
+  }
+}
+
+/**
+ * Ids as one JSON array. A lone surrogate (which JSON escapes as `\udXXX`, and PostgreSQL refuses
+ * to unescape into text) becomes U+FFFD first, as the driver's UTF-8 encoding makes it everywhere else.
+ */
+function encodeIds(ids: readonly string[]): string {
+  const json = JSON.stringify(ids);
+  return json.includes('\\ud') ? JSON.stringify(ids.map((id) => id.toWellFormed())) : json;
+}
+
+/** Results as one JSON array; one JSON cannot hold is refused like {@link encodeJson} refuses it, naming its item. */
+function encodeResults(results: readonly unknown[]): string {
+  try {
+    return JSON.stringify(results);
+  } catch (error) {
+    results.forEach((result, index) => encodeJson(result, `items[${index}].result`));
+    throw new ValidationError('items', `must hold JSON values (${error instanceof Error ? error.message : String(error)})`, { cause: error });
   }
 }
 
