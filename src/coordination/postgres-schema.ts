@@ -179,6 +179,28 @@ export interface PgTaskRow {
 const TASK_COLUMNS =
   'id, state, payload, result, pool_id, topic, required_capabilities, priority, assigned_to, claimed_at::float8 AS claimed_at, claim_ttl_ms::float8 AS claim_ttl_ms, attempts, fencing_token';
 
+/** The columns of a claimed row `c`, as `json_build_array` arguments; read back by {@link pgArrayToTask}. */
+const TASK_ARRAY = 'c.id, c.state, c.payload, c.result, c.pool_id, c.topic, c.required_capabilities, c.priority, c.assigned_to, c.claimed_at, c.claim_ttl_ms, c.attempts, c.fencing_token';
+
+/** A Task from one element of a `json_build_array(TASK_ARRAY)` array. */
+export function pgArrayToTask(row: readonly unknown[]): Task {
+  return {
+    id: row[0] as string,
+    state: row[1] as TaskState,
+    payload: row[2],
+    result: row[3] ?? null,
+    poolId: row[4] as string | null,
+    topic: row[5] as string | null,
+    requiredCapabilities: row[6] as string[],
+    priority: row[7] as number,
+    assignedTo: row[8] as string | null,
+    claimedAt: row[9] as number | null,
+    claimTtlMs: row[10] as number | null,
+    attempts: row[11] as number,
+    fencingToken: row[12] as number,
+  };
+}
+
 /** A Task from a row. */
 export function pgRowToTask(row: PgTaskRow): Task {
   return {
@@ -266,11 +288,14 @@ export function pgStatements(schema: string) {
        VALUES ($1, 'pending', $2::json, $3, $4, $5::text[], $6, $7) RETURNING 1)
        SELECT ${wakeIdle} AS woke FROM ins`,
     ),
+    // $1 ids, $2 the payloads as one JSON array; $3 … $7 (pools, topics, capabilities as JSON
+    // arrays, priorities, TTLs) are NULL when every task has the default.
     insertMany: st(
       'insert_many',
       `WITH ins AS (INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
-       SELECT id, 'pending', payload, pool_id, topic, ARRAY(SELECT json_array_elements_text(caps)), priority, ttl
-       FROM unnest($1::text[], $2::json[], $3::text[], $4::text[], $5::json[], $6::integer[], $7::bigint[])
+       SELECT id, 'pending', payload, pool_id, topic, CASE WHEN caps IS NULL THEN '{}' ELSE ARRAY(SELECT json_array_elements_text(caps)) END, COALESCE(priority, 0), ttl
+       FROM unnest($1::text[], ARRAY(SELECT p.value FROM json_array_elements($2::json) WITH ORDINALITY AS p (value, n) ORDER BY p.n),
+         $3::text[], $4::text[], $5::json[], $6::integer[], $7::bigint[])
          AS t (id, payload, pool_id, topic, caps, priority, ttl)
        RETURNING 1)
        SELECT ${wakeIdle} AS woke FROM (SELECT 1 FROM ins LIMIT 1) AS one`,
@@ -287,16 +312,26 @@ export function pgStatements(schema: string) {
        WHERE id = ANY($1::text[] COLLATE "C") AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
     ),
     claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1, $6)`),
-    claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7)`),
-    // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result (see
-    // settle_batch). A row that changed in between is diagnosed and retried like any other miss.
+    // The batch comes back as one JSON text (an array of rows, each an array in TASK_ARRAY order):
+    // one field to parse instead of thirteen per row, with JSON.parse doing the work natively.
+    claimBatch: st('claim_batch', `SELECT json_agg(json_build_array(${TASK_ARRAY}))::text AS tasks FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7) c`),
+    // $1 agent; per item, each a JSON array: $2 ids, $3 fencing tokens (null: none), $4 target
+    // states, $5 results (see settle_batch). A row that changed in between is diagnosed and retried
+    // like any other miss.
+    // One row back: how many were applied, and which only when not all were (ids are distinct, so
+    // a full count means every one); the notifications are evaluated per row inside the counts.
     settle: st(
       'settle',
-      `SELECT done.id,
-         CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
-           THEN pg_notify('${doneChannel(schema)}', done.id) END AS notified,
-         CASE WHEN done.state = 'pending' THEN ${wakeIdle} END AS woke
-       FROM ${s}.settle_batch($1, $2::text[], $3::integer[], $4::text[], $5::json[]) AS done`,
+      `SELECT count(*)::integer AS applied,
+         CASE WHEN count(*) < json_array_length($2::json) THEN array_agg(done.id) END AS ids,
+         count(CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
+           THEN pg_notify('${doneChannel(schema)}', done.id) END) AS notified,
+         count(CASE WHEN done.state = 'pending' THEN ${wakeIdle} END) AS woke
+       FROM ${s}.settle_batch($1,
+         ARRAY(SELECT x.v FROM json_array_elements_text($2::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v::integer FROM json_array_elements_text($3::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v FROM json_array_elements_text($4::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v FROM json_array_elements($5::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n)) AS done`,
     ),
     getMany: st('get_many', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C")`),
     removeIdle: st('remove_idle', `DELETE FROM ${s}.idle_claimers WHERE claimer_id = $1`),
