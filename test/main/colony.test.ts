@@ -289,6 +289,10 @@ describe('Colony', () => {
   it('validates its options and arguments', async () => {
     expect(() => new Colony({ workerModule, maxConcurrentWorkers: 0 })).toThrow(ValidationError);
     expect(() => new Colony({ workerModule, bogus: 1 } as unknown as ColonyOptions)).toThrow(/options.bogus/);
+    // Pool options are checked up front (Piscina would throw on the first spawn, out of reach).
+    expect(() => new Colony({ workerModule, pool: { minThreads: 3, maxThreads: 1 } })).toThrow(/options\.pool\.minThreads/);
+    expect(() => new Colony({ workerModule, pool: { maxThreads: 'two' } as unknown as ColonyOptions['pool'] })).toThrow(/options\.pool\.maxThreads/);
+    expect(() => new Colony({ workerModule, pool: { maxThread: 2 } as unknown as ColonyOptions['pool'] })).toThrow(/options\.pool\.maxThread/);
     const colony = new Colony({ workerModule });
     colonies.push(colony);
     await expect(colony.spawn('echo')).rejects.toBeInstanceOf(InvalidStateError);

@@ -168,6 +168,8 @@ describe('start and options', () => {
       [{ rateLimit: { burst: 2 ** 40 } }, 'options.rateLimit.burst'],
       [{ pool: { maxThreads: 100_000 } }, 'options.pool.maxThreads'],
       [{ pool: { idleTimeout: 2 ** 40 } }, 'options.pool.idleTimeout'],
+      // Piscina throws this one on the first task, from inside the pool: an uncaught RangeError.
+      [{ pool: { minThreads: 3, maxThreads: 1 } }, 'options.pool.minThreads'],
     ];
     for (const [options, field] of cases) {
       const error = await createEngine(options).catch((err: unknown) => err);
