@@ -108,15 +108,19 @@ INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${PG_SCHEMA_VERSIO
  * must be walked in the order of the partial index, `LIMIT` rows at a time, and their rows updated
  * by ctid. Left to itself, on a queue filled in a burst and not yet analyzed, the planner estimates
  * a handful of pending rows and sorts all of them (and hash-joins them again) on every claim.
+ * PL/pgSQL rather than SQL: it keeps the statement's plan for the session, where a SQL function is
+ * parsed and planned again on every call (~0.3 ms of server CPU per claim, measured).
  */
 function claimBatchFunction(s: string): string {
   return `CREATE OR REPLACE FUNCTION ${s}.claim_batch(p_agent text, p_now bigint, p_pools text[], p_caps text[], p_topics text[], p_max integer, p_topic_required boolean)
 RETURNS TABLE (id text, state text, payload json, result json, pool_id text, topic text, required_capabilities text[], priority integer,
   assigned_to text, claimed_at float8, claim_ttl_ms float8, attempts integer, fencing_token integer)
-LANGUAGE sql VOLATILE
-SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET enable_hashjoin = off
+LANGUAGE plpgsql VOLATILE
+SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET enable_hashjoin = off SET plan_cache_mode = force_generic_plan
 AS $fn$
-  WITH picked AS (
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY WITH picked AS (
     SELECT t.ctid AS tid FROM ${s}.tasks t
     WHERE t.state = 'pending'
       AND (p_topics IS NULL OR (t.topic IS NULL AND NOT p_topic_required) OR t.topic = ANY(p_topics))
@@ -126,11 +130,14 @@ AS $fn$
         ELSE t.pool_id = ANY(p_pools) END)
     ORDER BY t.priority DESC, t.id
     LIMIT p_max
-    FOR UPDATE SKIP LOCKED)
-  UPDATE ${s}.tasks u SET state = 'assigned', assigned_to = p_agent, claimed_at = p_now, attempts = u.attempts + 1, fencing_token = u.fencing_token + 1
-  FROM picked WHERE u.ctid = picked.tid AND u.state = 'pending'
-  RETURNING u.id, u.state, u.payload, u.result, u.pool_id, u.topic, u.required_capabilities, u.priority, u.assigned_to,
-    u.claimed_at::float8, u.claim_ttl_ms::float8, u.attempts, u.fencing_token
+    FOR UPDATE SKIP LOCKED),
+  claimed AS (
+    UPDATE ${s}.tasks u SET state = 'assigned', assigned_to = p_agent, claimed_at = p_now, attempts = u.attempts + 1, fencing_token = u.fencing_token + 1
+    FROM picked WHERE u.ctid = picked.tid AND u.state = 'pending'
+    RETURNING u.id, u.state, u.payload, u.result, u.pool_id, u.topic, u.required_capabilities, u.priority, u.assigned_to,
+      u.claimed_at::float8, u.claim_ttl_ms::float8, u.attempts, u.fencing_token)
+  SELECT * FROM claimed;
+END
 $fn$;`;
 }
 
@@ -141,21 +148,27 @@ $fn$;`;
  * own primary-key probe. Left to itself, on a queue whose statistics say no row is claimed (filled
  * in a burst, not yet analyzed), the planner scans the whole table and joins every row against
  * every settlement: 200 ms for 500 settlements on a 20 000-row table, growing with the table.
+ * PL/pgSQL for its plan cache, like `claim_batch`.
  */
 function settleBatchFunction(s: string): string {
   return `CREATE OR REPLACE FUNCTION ${s}.settle_batch(p_agent text, p_ids text[], p_tokens integer[], p_targets text[], p_results json[])
 RETURNS TABLE (id text, state text)
-LANGUAGE sql VOLATILE
-SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off
+LANGUAGE plpgsql VOLATILE
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
 AS $fn$
-  UPDATE ${s}.tasks u SET state = x.target,
-    result = CASE WHEN x.target = 'pending' THEN u.result ELSE x.result END,
-    assigned_to = CASE WHEN x.target = 'pending' THEN NULL ELSE u.assigned_to END,
-    claimed_at = CASE WHEN x.target = 'pending' THEN NULL ELSE u.claimed_at END
-  FROM unnest(p_ids, p_tokens, p_targets, p_results) AS x (sid, token, target, result)
-  WHERE u.id = (x.sid COLLATE "C") AND u.assigned_to = p_agent AND u.state IN ('assigned', 'running')
-    AND (x.token IS NULL OR u.fencing_token = x.token)
-  RETURNING u.id, u.state
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY WITH settled AS (
+    UPDATE ${s}.tasks u SET state = x.target,
+      result = CASE WHEN x.target = 'pending' THEN u.result ELSE x.result END,
+      assigned_to = CASE WHEN x.target = 'pending' THEN NULL ELSE u.assigned_to END,
+      claimed_at = CASE WHEN x.target = 'pending' THEN NULL ELSE u.claimed_at END
+    FROM unnest(p_ids, p_tokens, p_targets, p_results) AS x (sid, token, target, result)
+    WHERE u.id = (x.sid COLLATE "C") AND u.assigned_to = p_agent AND u.state IN ('assigned', 'running')
+      AND (x.token IS NULL OR u.fencing_token = x.token)
+    RETURNING u.id, u.state)
+  SELECT * FROM settled;
+END
 $fn$;`;
 }
 
