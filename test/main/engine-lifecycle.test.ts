@@ -264,6 +264,12 @@ describe('loud failures', () => {
 });
 
 describe('process lifetime', () => {
+  it("an EventBus waitFor with a deadline keeps a script alive until it answers null (not exit 13)", async () => {
+    const child = await runChild('bus-wait.mjs');
+    expect(child.code, child.stderr).toBe(0);
+    expect(child.messages).toEqual([{ event: null }]);
+  });
+
   it('a script that forgets close() exits by itself once the engine is idle', async () => {
     const child = await runChild('forget-close.mjs');
     expect(child.code, child.stderr).toBe(0);
