@@ -16,6 +16,7 @@ import { parseInput } from '../shared/validation.js';
 import { WebhookReceiver, type WebhookRouteOptions } from '../watchers/webhook-receiver.js';
 import { type BusEvent, EventBus, type EventBusOptions } from './event-bus.js';
 import { type PoolTaskHandle, TaskPool, type TaskPoolOptions } from './task-pool.js';
+import { PoolOptionsSchema } from './options.js';
 
 /** Defaults of {@link ColonyOptions}, in one place. */
 export const COLONY_DEFAULTS = Object.freeze({
@@ -141,7 +142,7 @@ const OptionsSchema = z.strictObject({
   resultRetention: z.strictObject({ max: z.number().int().min(1).optional(), ttlMs: z.number().int().min(1).optional() }).optional(),
   idempotency: z.strictObject({ ttlMs: z.number().int().min(0).optional(), maxKeys: z.number().int().min(0).optional() }).optional(),
   store: z.custom<TaskStore>((v) => typeof v === 'object' && v !== null && typeof (v as TaskStore).claimNext === 'function', 'must be a TaskStore').optional(),
-  pool: z.record(z.string(), z.unknown()).optional(),
+  pool: PoolOptionsSchema.optional(),
   events: z.record(z.string(), z.unknown()).optional(),
   now: fn('a function returning epoch ms').optional(),
   webhooks: z.instanceof(WebhookReceiver).optional(),

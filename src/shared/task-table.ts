@@ -24,7 +24,7 @@
  * most once between its allocation and its release, and there are `capacity` slots. Slots are
  * allocated and freed by the main thread only.
  */
-import { Packr } from 'msgpackr';
+import { addExtension, Packr } from 'msgpackr';
 
 /** Int32 indexes of the header. */
 export const TableSlot = {
@@ -89,7 +89,59 @@ export interface TaskTableSize {
 }
 
 /** Encoder for payloads and results (no records: both sides must decode without shared state). */
-export const tablePackr = new Packr({ useRecords: false, moreTypes: true, structuredClone: false });
+const packr = new Packr({ useRecords: false, moreTypes: true, structuredClone: false });
+
+/**
+ * msgpackr writes -0 as the integer 0, so a task's event, input or result would arrive changed.
+ * A -0 is therefore packed as this placeholder, an extension whose unpacking gives -0 back.
+ */
+class NegativeZero {}
+const NEGATIVE_ZERO = new NegativeZero();
+/** msgpack extension type of -0 (1–100 are free for applications; msgpackr uses 101–127). */
+const NEGATIVE_ZERO_EXT = 0x2d;
+addExtension({ Class: NegativeZero, type: NEGATIVE_ZERO_EXT, pack: () => Buffer.alloc(0), unpack: () => -0 });
+
+/** Nesting followed when looking for -0 (payloads are validated plain data; deeper is left as is). */
+const MAX_ZERO_DEPTH = 256;
+
+/** True when `value` holds a -0 in a plain object or array, up to {@link MAX_ZERO_DEPTH}. */
+function hasNegativeZero(value: unknown, depth: number): boolean {
+  if (typeof value === 'number') return value === 0 && 1 / value < 0;
+  if (value === null || typeof value !== 'object' || depth > MAX_ZERO_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (const item of value as unknown[]) if (hasNegativeZero(item, depth + 1)) return true;
+    return false;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const key in value) if (hasNegativeZero((value as Record<string, unknown>)[key], depth + 1)) return true;
+  return false;
+}
+
+/** A copy of `value` with every -0 (in plain objects and arrays) replaced by the placeholder. */
+function markNegativeZeros(value: unknown, depth: number): unknown {
+  if (typeof value === 'number') return value === 0 && 1 / value < 0 ? NEGATIVE_ZERO : value;
+  if (value === null || typeof value !== 'object' || depth > MAX_ZERO_DEPTH) return value;
+  if (Array.isArray(value)) return (value as unknown[]).map((item) => markNegativeZeros(item, depth + 1));
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return value;
+  const out: Record<string, unknown> = proto === null ? (Object.create(null) as Record<string, unknown>) : {};
+  for (const key in value) out[key] = markNegativeZeros((value as Record<string, unknown>)[key], depth + 1);
+  return out;
+}
+
+/**
+ * Packs and unpacks payloads and results of the table: msgpackr with `moreTypes`, except that -0
+ * stays -0 (the common value, with none, is packed as it is, without a copy).
+ */
+export const tablePackr = {
+  pack(value: unknown): Uint8Array {
+    return packr.pack(hasNegativeZero(value, 0) ? markNegativeZeros(value, 0) : value);
+  },
+  unpack(bytes: Uint8Array): unknown {
+    return packr.unpack(bytes) as unknown;
+  },
+};
 
 /** A view of the table; the same class serves the main thread and the lanes. */
 export class TaskTable {

@@ -97,6 +97,30 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['m1', 'm2']);
       });
 
+      it('submitMany keeps each task its own fields when only some tasks set them', async () => {
+        const tm = manager();
+        const payloads = [{ quote: 'a"b\\c', nested: [1, null, { x: 'é\n' }] }, null, 'text', 7.5, [], { id: 'x' }];
+        await tm.submitMany([
+          { id: 'f1', payload: payloads[0] },
+          { id: 'f2', payload: payloads[1], poolId: 'far', topic: 't', requiredCapabilities: ['b', 'a"', 'b'], priority: -2, claimTtlMs: 1_234 },
+          { id: 'f3', payload: payloads[2], requiredCapabilities: [] },
+          { id: 'f4', payload: payloads[3], priority: 5 },
+          { id: 'f5', payload: payloads[4], topic: 'u' },
+          { id: 'f6', payload: payloads[5], claimTtlMs: 9 },
+        ]);
+        const got = await Promise.all(['f1', 'f2', 'f3', 'f4', 'f5', 'f6'].map(async (id) => (await tm.getTask(id))!));
+        expect(got.map((t) => t.payload)).toEqual(payloads);
+        expect(got.map((t) => [t.poolId, t.topic, t.requiredCapabilities, t.priority, t.claimTtlMs])).toEqual([
+          [null, null, [], 0, null],
+          ['far', 't', ['a"', 'b'], -2, 1_234],
+          [null, null, [], 0, null],
+          [null, null, [], 5, null],
+          [null, 'u', [], 0, null],
+          [null, null, [], 0, 9],
+        ]);
+        expect(got.every((t) => t.state === 'pending')).toBe(true);
+      });
+
       it('accepts a pool the store does not know (pools may live in another store), single and batched', async () => {
         const tm = manager();
         expect(await tm.submit({ id: 'far', payload: 1, poolId: 'elsewhere' })).toMatchObject({ id: 'far', state: 'pending', poolId: 'elsewhere' });
