@@ -17,6 +17,7 @@ import { WebhookReceiver, type WebhookRouteOptions } from '../watchers/webhook-r
 import { type BusEvent, EventBus, type EventBusOptions } from './event-bus.js';
 import { type PoolTaskHandle, TaskPool, type TaskPoolOptions } from './task-pool.js';
 import { PoolOptionsSchema } from './options.js';
+import { transferProblem } from '../shared/task-table.js';
 
 /** Defaults of {@link ColonyOptions}, in one place. */
 export const COLONY_DEFAULTS = Object.freeze({
@@ -161,6 +162,15 @@ const EventConfigSchema = z.looseObject({ eventType: z.string().min(1), colonyId
 const WebhookConfigSchema = z.looseObject({ path: z.string().startsWith('/'), provider: z.string().min(1), secret: z.string().min(1).optional(), dataType: z.string().min(1).optional(), task: z.string().optional() });
 const TriggerOptionsSchema = z.strictObject({ idempotencyKey: z.string().min(1).optional() });
 
+/**
+ * Refuses, naming the field, a worker input the pool cannot carry unchanged (a function or a symbol
+ * would be lost or fail the worker later, a Map would arrive as a plain object).
+ */
+function assertTransferable(value: unknown, field: string): void {
+  const problem = transferProblem(value, field);
+  if (problem !== undefined) throw new ValidationError(problem.path, problem.message);
+}
+
 type Lifecycle = 'idle' | 'running' | 'stopping' | 'stopped';
 
 interface WorkerRecord {
@@ -297,6 +307,7 @@ export class Colony {
     this.#assertRunning();
     parseInput(z.string(), task, 'task');
     const o = parseInput(SpawnSchema, options, 'options');
+    assertTransferable(o.input, 'options.input');
     const ids: string[] = [];
     for (let i = 0; i < (o.count ?? 1); i++) ids.push(this.#spawn(task, o.input, false, undefined, undefined).id);
     return ids;
@@ -306,6 +317,7 @@ export class Colony {
   async spawnBatch(tasks: readonly { task: string; data?: unknown }[]): Promise<string[]> {
     this.#assertRunning();
     const parsed = parseInput(BatchSchema, tasks, 'tasks');
+    parsed.forEach((t, i) => assertTransferable(t.data, `tasks[${i}].data`));
     if (parsed.length === 0) return [];
     const batchId = `batch_${++this.#batchSeq}`;
     return parsed.map((t, i) => this.#spawn(t.task, t.data, false, batchId, i + 1).id);
@@ -414,6 +426,7 @@ export class Colony {
     parseInput(z.string(), id, 'triggerId');
     const { idempotencyKey } = parseInput(TriggerOptionsSchema, options, 'options');
     if (!this.#triggers.has(id)) throw new NotFoundError('trigger', id);
+    assertTransferable(input, 'input');
     if (idempotencyKey !== undefined) {
       this.#pruneIdempotency();
       const hit = this.#idempotency.get(idempotencyKey);
