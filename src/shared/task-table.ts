@@ -25,6 +25,7 @@
  * allocated and freed by the main thread only.
  */
 import { addExtension, Packr } from 'msgpackr';
+import { ValidationError } from './errors.js';
 
 /** Int32 indexes of the header. */
 export const TableSlot = {
@@ -101,21 +102,60 @@ const NEGATIVE_ZERO = new NegativeZero();
 const NEGATIVE_ZERO_EXT = 0x2d;
 addExtension({ Class: NegativeZero, type: NEGATIVE_ZERO_EXT, pack: () => Buffer.alloc(0), unpack: () => -0 });
 
-/** Nesting followed when looking for -0 (payloads are validated plain data; deeper is left as is). */
+/** Nesting followed when scanning a payload (payloads are plain data; deeper is left to msgpackr). */
 const MAX_ZERO_DEPTH = 256;
 
-/** True when `value` holds a -0 in a plain object or array, up to {@link MAX_ZERO_DEPTH}. */
-function hasNegativeZero(value: unknown, depth: number): boolean {
-  if (typeof value === 'number') return value === 0 && 1 / value < 0;
-  if (value === null || typeof value !== 'object' || depth > MAX_ZERO_DEPTH) return false;
+/** What a scan of a payload found: a -0 to mark, or a value msgpackr would change or refuse. */
+interface Scan {
+  negativeZero: boolean;
+  problem: { path: string; message: string } | undefined;
+}
+
+/** Why msgpackr cannot carry `value` unchanged (functions vanish, a Map comes back as an object), or undefined. */
+function untransferable(value: unknown): string | undefined {
+  if (typeof value === 'function') return 'is a function, which cannot be sent to a pool thread';
+  if (typeof value === 'symbol') return 'is a symbol, which cannot be sent to a pool thread';
+  if (value instanceof Map) return 'is a Map, which would arrive as a plain object: send an object or an array of entries';
+  if (value instanceof WeakMap || value instanceof WeakSet || value instanceof Promise) return `is a ${(value as object).constructor.name}, which cannot be sent to a pool thread`;
+  return undefined;
+}
+
+/**
+ * Walks the plain objects and arrays of `value` (up to {@link MAX_ZERO_DEPTH}): notes a -0 (which
+ * msgpackr would write as 0) and stops at the first value it would drop, alter or refuse.
+ */
+function scan(value: unknown, path: string, depth: number, out: Scan): void {
+  if (typeof value === 'number') {
+    if (value === 0 && 1 / value < 0) out.negativeZero = true;
+    return;
+  }
+  const problem = untransferable(value);
+  if (problem !== undefined) {
+    out.problem = { path, message: problem };
+    return;
+  }
+  if (value === null || typeof value !== 'object' || depth > MAX_ZERO_DEPTH) return;
   if (Array.isArray(value)) {
-    for (const item of value as unknown[]) if (hasNegativeZero(item, depth + 1)) return true;
-    return false;
+    const list = value as unknown[];
+    for (let i = 0; i < list.length && out.problem === undefined; i++) scan(list[i], `${path}[${i}]`, depth + 1, out);
+    return;
   }
   const proto = Object.getPrototypeOf(value) as unknown;
-  if (proto !== Object.prototype && proto !== null) return false;
-  for (const key in value) if (hasNegativeZero((value as Record<string, unknown>)[key], depth + 1)) return true;
-  return false;
+  if (proto !== Object.prototype && proto !== null) return;
+  for (const key in value) {
+    scan((value as Record<string, unknown>)[key], path === '' ? key : `${path}.${key}`, depth + 1, out);
+    if (out.problem !== undefined) return;
+  }
+}
+
+/**
+ * Why `value` cannot travel to or from a pool thread unchanged (`path` names where, under `field`),
+ * or undefined. Callers that take user data (a colony worker's input) check it up front.
+ */
+export function transferProblem(value: unknown, field: string): { path: string; message: string } | undefined {
+  const out: Scan = { negativeZero: false, problem: undefined };
+  scan(value, field, 0, out);
+  return out.problem;
 }
 
 /** A copy of `value` with every -0 (in plain objects and arrays) replaced by the placeholder. */
@@ -132,11 +172,15 @@ function markNegativeZeros(value: unknown, depth: number): unknown {
 
 /**
  * Packs and unpacks payloads and results of the table: msgpackr with `moreTypes`, except that -0
- * stays -0 (the common value, with none, is packed as it is, without a copy).
+ * stays -0 (the common value, with none, is packed as it is, without a copy) and a value msgpackr
+ * would silently drop or change (a function, a Map) is refused with a ValidationError naming it.
  */
 export const tablePackr = {
   pack(value: unknown): Uint8Array {
-    return packr.pack(hasNegativeZero(value, 0) ? markNegativeZeros(value, 0) : value);
+    const out: Scan = { negativeZero: false, problem: undefined };
+    scan(value, '', 0, out);
+    if (out.problem !== undefined) throw new ValidationError(out.problem.path, out.problem.message);
+    return packr.pack(out.negativeZero ? markNegativeZeros(value, 0) : value);
   },
   unpack(bytes: Uint8Array): unknown {
     return packr.unpack(bytes) as unknown;
