@@ -289,6 +289,21 @@ export function pgStatements(schema: string) {
   // Wake idle claimers only while some are registered (see notifyDone for why NOTIFY is rationed).
   const someIdle = `EXISTS (SELECT 1 FROM ${s}.idle_claimers WHERE expires_at > ${NOW_MS})`;
   const wakeIdle = `CASE WHEN ${someIdle} THEN pg_notify('${pendingChannel(schema)}', '') END`;
+  // $1 agent; per item, each a JSON array: $2 ids, $3 fencing tokens (null: none), $4 target
+  // states, $5 results (see settle_batch). One row back: how many were applied, and which only when
+  // not all were (ids are distinct, so a full count means every one); the notifications are
+  // evaluated per row inside the counts. A row that changed in between is diagnosed and retried
+  // like any other miss.
+  const settleSql = `SELECT count(*)::integer AS applied,
+         CASE WHEN count(*) < json_array_length($2::json) THEN array_agg(done.id) END AS ids,
+         count(CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
+           THEN pg_notify('${doneChannel(schema)}', done.id) END) AS notified,
+         count(CASE WHEN done.state = 'pending' THEN ${wakeIdle} END) AS woke
+       FROM ${s}.settle_batch($1,
+         ARRAY(SELECT x.v FROM json_array_elements_text($2::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v::integer FROM json_array_elements_text($3::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v FROM json_array_elements_text($4::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v FROM json_array_elements($5::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n)) AS done`;
   const notifyDone = (cte: string) =>
     `WITH done AS (${cte} RETURNING ${TASK_COLUMNS})
      SELECT done.*, CASE WHEN EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
@@ -328,23 +343,14 @@ export function pgStatements(schema: string) {
     // The batch comes back as one JSON text (an array of rows, each an array in TASK_ARRAY order):
     // one field to parse instead of thirteen per row, with JSON.parse doing the work natively.
     claimBatch: st('claim_batch', `SELECT json_agg(json_build_array(${TASK_ARRAY}))::text AS tasks FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7) c`),
-    // $1 agent; per item, each a JSON array: $2 ids, $3 fencing tokens (null: none), $4 target
-    // states, $5 results (see settle_batch). A row that changed in between is diagnosed and retried
-    // like any other miss.
-    // One row back: how many were applied, and which only when not all were (ids are distinct, so
-    // a full count means every one); the notifications are evaluated per row inside the counts.
-    settle: st(
-      'settle',
-      `SELECT count(*)::integer AS applied,
-         CASE WHEN count(*) < json_array_length($2::json) THEN array_agg(done.id) END AS ids,
-         count(CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
-           THEN pg_notify('${doneChannel(schema)}', done.id) END) AS notified,
-         count(CASE WHEN done.state = 'pending' THEN ${wakeIdle} END) AS woke
-       FROM ${s}.settle_batch($1,
-         ARRAY(SELECT x.v FROM json_array_elements_text($2::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
-         ARRAY(SELECT x.v::integer FROM json_array_elements_text($3::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
-         ARRAY(SELECT x.v FROM json_array_elements_text($4::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
-         ARRAY(SELECT x.v FROM json_array_elements($5::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n)) AS done`,
+    settle: st('settle', settleSql),
+    // settle ($1 … $5), then claim_batch ($1 agent, $6 now, $7 pools, $8 capabilities, $9 topics,
+    // $10 max, $11 topicRequired): the settlement runs first (it is the FROM), the claim after it.
+    settleClaim: st(
+      'settle_claim',
+      `SELECT settled.applied, settled.ids,
+         (SELECT json_agg(json_build_array(${TASK_ARRAY}))::text FROM ${s}.claim_batch($1, $6, $7, $8, $9, $10, $11) c) AS tasks
+       FROM (${settleSql}) AS settled`,
     ),
     getMany: st('get_many', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C")`),
     removeIdle: st('remove_idle', `DELETE FROM ${s}.idle_claimers WHERE claimer_id = $1`),

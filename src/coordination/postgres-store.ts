@@ -56,7 +56,7 @@ import {
   type Task,
   type TaskFilter,
 } from './task.js';
-import type { PendingQuery, PoolRecord, TaskStore } from './task-store.js';
+import type { PendingQuery, PoolRecord, SettledAndClaimed, TaskStore } from './task-store.js';
 
 /**
  * A node-postgres `Pool` (`new pg.Pool(...)`) of yours, described structurally so that these
@@ -262,19 +262,13 @@ export class PostgresStore implements TaskStore {
 
   async settleTasks(agentId: string, items: readonly Settlement[]): Promise<SettleOutcome[]> {
     const outcomes: (SettleOutcome | undefined)[] = new Array<SettleOutcome | undefined>(items.length).fill(undefined);
-    const results = items.map((item) => (item.state === 'pending' ? null : item.result));
     let open = items.map((_, index) => index);
     for (let attempt = 0; open.length > 0; attempt++) {
       if (attempt === MAX_HELD_ATTEMPTS) throw new StoreError(`${open.length} tasks kept changing under ${MAX_HELD_ATTEMPTS} attempts to settle them`);
-      // Each column as one JSON array: one native stringify each, no escaped array literals.
-      const all = open.length === items.length;
-      const { rows } = await this.#query<{ applied: number; ids: string[] | null }>(this.#sql.settle, [
-        agentId,
-        encodeIds(all ? items.map((item) => item.id) : open.map((index) => items[index]!.id)),
-        JSON.stringify(all ? items.map((item) => item.fencingToken ?? null) : open.map((index) => items[index]!.fencingToken ?? null)),
-        JSON.stringify(all ? items.map((item) => item.state) : open.map((index) => items[index]!.state)),
-        encodeResults(all ? results : open.map((index) => results[index])),
-      ]);
+      const { rows } = await this.#query<{ applied: number; ids: string[] | null }>(
+        this.#sql.settle,
+        settleValues(agentId, open.length === items.length ? items : open.map((index) => items[index]!)),
+      );
       const { applied: count, ids } = rows[0]!;
       if (count === open.length) {
         for (const index of open) outcomes[index] = true;
@@ -300,6 +294,33 @@ export class PostgresStore implements TaskStore {
       }
     }
     return outcomes as SettleOutcome[];
+  }
+
+  async settleAndClaimNext(agentId: string, items: readonly Settlement[], filter: TaskFilter, nowMs: number, max: number): Promise<SettledAndClaimed> {
+    const { rows } = await this.#query<{ applied: number; ids: string[] | null; tasks: string | null }>(this.#sql.settleClaim, [
+      ...settleValues(agentId, items),
+      nowMs,
+      filter.poolIds ?? null,
+      filter.capabilities ?? null,
+      filter.topics ?? null,
+      max,
+      filter.topicRequired === true,
+    ]);
+    const row = rows[0]!;
+    const tasks = row.tasks === null ? [] : (JSON.parse(row.tasks) as unknown[][]).map(pgArrayToTask).sort(compareClaimOrder);
+    if (row.applied === items.length) return { outcomes: items.map(() => true), tasks };
+    // Some were not applied: say why (and retry those that changed in between) as settleTasks does.
+    // The claim has committed, so a failure here becomes those items' outcome, not the call's.
+    const applied = new Set(row.ids ?? []);
+    const missed = items.filter((item) => !applied.has(item.id.toWellFormed()));
+    let rest: SettleOutcome[];
+    try {
+      rest = await this.settleTasks(agentId, missed);
+    } catch (error) {
+      rest = missed.map(() => (error instanceof Error ? error : new StoreError(String(error))));
+    }
+    const outcomeOf = new Map(missed.map((item, index) => [item, rest[index]!]));
+    return { outcomes: items.map((item) => outcomeOf.get(item) ?? true), tasks };
   }
 
   pendingWake(timeoutMs: number): PendingWake {
@@ -690,6 +711,17 @@ export class PostgresStore implements TaskStore {
       (error: unknown) => this.#onError(error),
     );
   }
+}
+
+/** The settle statement's parameters: the agent, then each column as one JSON array (one native stringify each, no escaped array literals). */
+function settleValues(agentId: string, items: readonly Settlement[]): unknown[] {
+  return [
+    agentId,
+    encodeIds(items.map((item) => item.id)),
+    JSON.stringify(items.map((item) => item.fencingToken ?? null)),
+    JSON.stringify(items.map((item) => item.state)),
+    encodeResults(items.map((item) => (item.state === 'pending' ? null : item.result))),
+  ];
 }
 
 /**
