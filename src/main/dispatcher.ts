@@ -108,6 +108,13 @@ const MAX_FRAMES_BEFORE_TRIM = 4;
  */
 const MAX_REMEMBERED_FRAMES = 4096;
 export const DEFAULT_MAX_REMEMBERED_BYTES = 16 * 1024 * 1024;
+/**
+ * What a remembered event costs on the heap besides its encoded bytes (object header, properties,
+ * string headers). The encoded size alone understated it ~10×: the codec's dictionary brings an
+ * event of a burst down to ~8 bytes, so a 16 MiB window held ~2 M caller objects (~250 MB) under a
+ * slow handler's backlog. With it, the window holds ~200 k small events (~25 MB).
+ */
+export const REMEMBERED_EVENT_OVERHEAD_BYTES = 72;
 
 /** Settled dispatches after which an ACKS frame goes out at once, mid-drain (see {@link MainDispatcher}). */
 const ACK_EVERY = 256;
@@ -254,7 +261,7 @@ export class MainDispatcher {
     return this.#sent.size;
   }
 
-  /** Encoded bytes of the frames still remembered (diagnostics, tests). */
+  /** Bytes charged for the frames still remembered: encoded size plus a per-event overhead (diagnostics, tests). */
   get rememberedBytes(): number {
     return this.#rememberedBytes;
   }
@@ -270,11 +277,12 @@ export class MainDispatcher {
     return this.#sent.size < MAX_REMEMBERED_FRAMES && this.#rememberedBytes < this.#maxRememberedBytes;
   }
 
-  /** Keeps a frame's events (`bytes`: its encoded size) so that dispatches can refer to them instead of carrying copies. */
+  /** Keeps a frame's events (`bytes`: its encoded size; each event also counts {@link REMEMBERED_EVENT_OVERHEAD_BYTES}) so that dispatches can refer to them instead of carrying copies. */
   remember(seq: number, events: readonly PageChangeEvent[], bytes = 0): void {
+    const cost = bytes + events.length * REMEMBERED_EVENT_OVERHEAD_BYTES;
     this.#sent.set(seq, events);
-    this.#sentBytes.set(seq, bytes);
-    this.#rememberedBytes += bytes;
+    this.#sentBytes.set(seq, cost);
+    this.#rememberedBytes += cost;
     if (this.#sent.size > MAX_FRAMES_BEFORE_TRIM) this.trim();
   }
 

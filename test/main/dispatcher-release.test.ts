@@ -4,7 +4,8 @@
  * dropped, and unreleased ones kept.
  */
 import { describe, expect, it } from 'vitest';
-import type { MainDispatcher } from '../../src/main/dispatcher.js';
+import { DEFAULT_MAX_REMEMBERED_BYTES, type MainDispatcher, REMEMBERED_EVENT_OVERHEAD_BYTES } from '../../src/main/dispatcher.js';
+import { PageChange } from '../../src/shared/events.js';
 import { testDispatcher } from '../helpers/dispatcher.js';
 import { MainSlot } from '../../src/shared/protocol.js';
 
@@ -52,5 +53,19 @@ describe('MainDispatcher reference window', () => {
       d.remember(seq, [], 40_000);
     }
     expect(d.rememberedFrames).toBe(400);
+  });
+
+  // Issue 7 §4: a slow handler's backlog. A burst's events encode to ~8 bytes each (the codec's
+  // dictionary), so a window bounded by encoded bytes alone held ~2 M caller objects (~250 MB).
+  it('charges each remembered event its heap overhead, not only its encoded bytes', () => {
+    const flags = new Int32Array(new SharedArrayBuffer(64));
+    const d = dispatcher(flags);
+    const frame = Array.from({ length: 1_000 }, (_, i) => PageChange.added(`p${i}`, { sourceId: 'm' }));
+    let frames = 0;
+    while (d.canRemember()) d.remember(++frames, frame, 8_000);
+    expect(d.rememberedBytes).toBe(frames * (8_000 + 1_000 * REMEMBERED_EVENT_OVERHEAD_BYTES));
+    // Under 250 k events held (was ~2 M at 8 bytes each).
+    expect(frames * 1_000).toBeLessThanOrEqual(Math.ceil(DEFAULT_MAX_REMEMBERED_BYTES / REMEMBERED_EVENT_OVERHEAD_BYTES) + 1_000);
+    expect(frames * 1_000).toBeLessThan(250_000);
   });
 });
