@@ -2,6 +2,7 @@
  * The write rate limiter (DESIGN §2, §3): a token bucket per key (the engine uses `page:<id>`), so a
  * page that changes in a tight loop cannot flood its subscribers.
  */
+import { ownString } from './own-string.js';
 
 /** Options of {@link WriteRateLimiter}. */
 export interface WriteRateLimiterOptions {
@@ -78,8 +79,14 @@ export class WriteRateLimiter {
     const stored = this.#tat.get(key);
     const tat = stored === undefined || stored < nowMs ? nowMs : stored;
     if (tat - nowMs > this.#toleranceMs) return false;
-    if (stored === undefined && this.#tat.size >= this.#sweepAt) this.#sweep(nowMs);
-    this.#tat.set(key, tat + this.#intervalMs);
+    if (stored === undefined) {
+      if (this.#tat.size >= this.#sweepAt) this.#sweep(nowMs);
+      // A new key is kept up to burst · minIntervalMs: a copy of its own, so that a page id sliced
+      // out of a frame's string pool does not keep the whole pool alive (see own-string.ts).
+      this.#tat.set(ownString(key), tat + this.#intervalMs);
+    } else {
+      this.#tat.set(key, tat + this.#intervalMs);
+    }
     return true;
   }
 
