@@ -4,6 +4,8 @@
  * and process CPU µs per event. Run under `node --cpu-prof` to profile both threads:
  *
  *   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/ingest-profile.ts [subscriptions] [events]
+ *
+ * `YOUNG_MB=n` sets the engine's `resourceLimits.convergence.maxYoungGenerationSizeMb` (0: V8's default).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -17,7 +19,13 @@ const ROUNDS = Number(process.argv[4] ?? 5);
 
 let calls = 0;
 const maxInFlight = process.env.MAX_IN_FLIGHT === undefined ? undefined : Number(process.env.MAX_IN_FLIGHT);
-const engine = await createEngine({ episodeBudget: 1e9, changeFeedSize: 1024, ...(maxInFlight === undefined ? {} : { maxInFlight }) });
+const youngMb = process.env.YOUNG_MB === undefined ? undefined : Number(process.env.YOUNG_MB);
+const engine = await createEngine({
+  episodeBudget: 1e9,
+  changeFeedSize: 1024,
+  ...(maxInFlight === undefined ? {} : { maxInFlight }),
+  ...(youngMb === undefined ? {} : { resourceLimits: { convergence: { maxYoungGenerationSizeMb: youngMb } } }),
+});
 for (const predicate of predicates(subscriptions)) await engine.subscribe({ predicate, handler: () => void calls++ });
 // Generated up front, so that a profile of the main thread shows the engine, not the workload.
 const rounds: PageChangeEvent[][][] = [];

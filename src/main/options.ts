@@ -27,7 +27,28 @@ export const ENGINE_DEFAULTS = Object.freeze({
    * 'throw'): backpressure reaches the producer and memory stays bounded.
    */
   maxInFlight: 1024,
+  /**
+   * V8 limits of the engine's own worker threads. V8's default lets each thread's young generation
+   * grow to 48 MB, ~34 MB of it resident under a sustained event storm. Capped here: the watch
+   * worker at 8 MB, the convergence worker at 16 MB (a smaller cap there costs ingest CPU: +23 % per
+   * event at 8 MB, +50 % at 4 MB, ~+10 % at 16 MB; bench/RESULTS.md "File storm"). The old generation
+   * is left to V8, so a large file tree or page graph never runs a thread out of memory.
+   */
+  resourceLimits: Object.freeze({
+    convergence: Object.freeze({ maxYoungGenerationSizeMb: 16 }) as Readonly<ThreadResourceLimits>,
+    watch: Object.freeze({ maxYoungGenerationSizeMb: 8 }) as Readonly<ThreadResourceLimits>,
+  }),
 });
+
+/**
+ * V8 limits of a worker thread (Node's `ResourceLimits`), in MB; 0 or absent means V8's default.
+ */
+export interface ThreadResourceLimits {
+  maxOldGenerationSizeMb?: number;
+  maxYoungGenerationSizeMb?: number;
+  codeRangeSizeMb?: number;
+  stackSizeMb?: number;
+}
 
 /** Largest value of a timer option: Node's setTimeout limit (2^31 - 1 ms, about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -48,6 +69,15 @@ export const ENGINE_LIMITS = Object.freeze({
   timerMs: MAX_TIMER_MS,
 });
 
+const ThreadLimitsSchema = z
+  .object({
+    maxOldGenerationSizeMb: z.number().finite().nonnegative().optional(),
+    maxYoungGenerationSizeMb: z.number().finite().nonnegative().optional(),
+    codeRangeSizeMb: z.number().finite().nonnegative().optional(),
+    stackSizeMb: z.number().finite().nonnegative().optional(),
+  })
+  .strict();
+
 const OptionsSchema = z
   .object({
     ringBytes: z.number().int().min(MIN_RING_BYTES).max(ENGINE_LIMITS.ringBytes).optional(),
@@ -67,6 +97,7 @@ const OptionsSchema = z
     closeTimeoutMs: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
     maxInFlight: z.number().int().positive().max(ENGINE_LIMITS.maxInFlight).optional(),
     maxDerivationDepth: z.number().int().positive().max(ENGINE_LIMITS.maxDerivationDepth).optional(),
+    resourceLimits: z.object({ convergence: ThreadLimitsSchema.optional(), watch: ThreadLimitsSchema.optional() }).strict().optional(),
     pool: z
       .object({
         minThreads: z.number().int().nonnegative().max(ENGINE_LIMITS.poolThreads).optional(),
@@ -111,6 +142,8 @@ export interface ResolvedEngineOptions {
   readonly subscriptionCapacity: number;
   readonly closeTimeoutMs: number;
   readonly maxInFlight: number;
+  /** Per thread, the caller's fields over {@link ENGINE_DEFAULTS}'. */
+  readonly resourceLimits: Readonly<{ convergence: Readonly<ThreadResourceLimits>; watch: Readonly<ThreadResourceLimits> }>;
   readonly pool: Readonly<TaskPoolOptions>;
   readonly store: unknown;
 }
@@ -129,6 +162,10 @@ export function resolveEngineOptions(options: unknown = {}): ResolvedEngineOptio
     subscriptionCapacity: input.subscriptionCapacity ?? ENGINE_DEFAULTS.subscriptionCapacity,
     closeTimeoutMs: input.closeTimeoutMs ?? ENGINE_DEFAULTS.closeTimeoutMs,
     maxInFlight: input.maxInFlight ?? ENGINE_DEFAULTS.maxInFlight,
+    resourceLimits: Object.freeze({
+      convergence: Object.freeze({ ...ENGINE_DEFAULTS.resourceLimits.convergence, ...stripUndefined(input.resourceLimits?.convergence ?? {}) }),
+      watch: Object.freeze({ ...ENGINE_DEFAULTS.resourceLimits.watch, ...stripUndefined(input.resourceLimits?.watch ?? {}) }),
+    }),
     pool: Object.freeze({ ...(input.pool ?? {}) }),
     store: input.store,
   });
