@@ -5,12 +5,15 @@
  * plus the process's peak RSS. Runs the built package.
  *
  *   npx tsc -p tsconfig.build.json && npx tsx bench/young-ab.ts <young MB, 0 = V8 default> [subscriptions] [events] [rounds]
+ *
+ * `OLD_MB=n` sets its `maxOldGenerationSizeMb` too (0: V8's default; else the engine's default applies).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import type * as Converge from '../src/main/index.js';
 import { events, predicates } from './ingest-mix.js';
 
 const youngMb = Number(process.argv[2] ?? 8);
+const oldMb = process.env.OLD_MB === undefined ? undefined : Number(process.env.OLD_MB);
 const subscriptions = Number(process.argv[3] ?? 1_000);
 const total = Number(process.argv[4] ?? 200_000);
 const ROUNDS = Number(process.argv[5] ?? 4);
@@ -26,7 +29,7 @@ const cpuOf = (tid: string): number => {
 };
 
 const before = tids();
-const engine = await api.createEngine({ episodeBudget: 1e9, resourceLimits: { convergence: { maxYoungGenerationSizeMb: youngMb } } });
+const engine = await api.createEngine({ episodeBudget: 1e9, resourceLimits: { convergence: { maxYoungGenerationSizeMb: youngMb, ...(oldMb === undefined ? {} : { maxOldGenerationSizeMb: oldMb }) } } });
 const workerTids = [...tids()].filter((t) => !before.has(t));
 let calls = 0;
 for (const predicate of predicates(subscriptions)) await engine.subscribe({ predicate, handler: () => void calls++ });
@@ -47,5 +50,5 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 clearInterval(sampler);
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
-console.log(`young ${youngMb} MB, ${subscriptions} subs: CPU µs/event ${rows.join(' | ')}; peak RSS ${Math.round(peak / 1e6)} MB; load ${load}; calls ${calls}`);
+console.log(`young ${youngMb} MB, old ${oldMb ?? 'default'} MB, ${subscriptions} subs: CPU µs/event ${rows.join(' | ')}; peak RSS ${Math.round(peak / 1e6)} MB; load ${load}; calls ${calls}`);
 await engine.close();

@@ -28,15 +28,20 @@ export const ENGINE_DEFAULTS = Object.freeze({
    */
   maxInFlight: 1024,
   /**
-   * V8 limits of the engine's own worker threads. V8's default lets each thread's young generation
-   * grow to 48 MB, ~34 MB of it resident under a sustained event storm. Capped here: the watch
-   * worker at 8 MB, the convergence worker at 16 MB (a smaller cap there costs ingest CPU: +23 % per
-   * event at 8 MB, +50 % at 4 MB, ~+10 % at 16 MB; bench/RESULTS.md "File storm"). The old generation
-   * is left to V8, so a large file tree or page graph never runs a thread out of memory.
+   * V8 limits of the engine's own worker threads (bench/RESULTS.md "File storm"). The convergence
+   * worker's:
+   * - young generation capped at 16 MB: V8 lets it grow to 48 MB, ~34 MB of it resident under a
+   *   sustained event storm; a smaller cap costs ingest CPU (+23 % per event at 8 MB, +50 % at 4 MB,
+   *   ~+10 % at 16 MB);
+   * - old generation kept just under 2 GB: with V8's default ceiling (4 GB) a heap may grow to 4x its
+   *   live size between full collections, below 2 GB to about 2x. A worker that outgrows it ends
+   *   with WorkerCrashedError (out of memory): raise it for very large page graphs.
+   * The watch worker keeps V8's defaults: capping it saved another 25-45 MB in the storm bench, but
+   * runs with it capped on a heavily loaded machine lost paths (see RESULTS), so it is opt-in.
    */
   resourceLimits: Object.freeze({
-    convergence: Object.freeze({ maxYoungGenerationSizeMb: 16 }) as Readonly<ThreadResourceLimits>,
-    watch: Object.freeze({ maxYoungGenerationSizeMb: 8 }) as Readonly<ThreadResourceLimits>,
+    convergence: Object.freeze({ maxYoungGenerationSizeMb: 16, maxOldGenerationSizeMb: 2000 }) as Readonly<ThreadResourceLimits>,
+    watch: Object.freeze({}) as Readonly<ThreadResourceLimits>,
   }),
 });
 
@@ -163,12 +168,21 @@ export function resolveEngineOptions(options: unknown = {}): ResolvedEngineOptio
     closeTimeoutMs: input.closeTimeoutMs ?? ENGINE_DEFAULTS.closeTimeoutMs,
     maxInFlight: input.maxInFlight ?? ENGINE_DEFAULTS.maxInFlight,
     resourceLimits: Object.freeze({
-      convergence: Object.freeze({ ...ENGINE_DEFAULTS.resourceLimits.convergence, ...stripUndefined(input.resourceLimits?.convergence ?? {}) }),
-      watch: Object.freeze({ ...ENGINE_DEFAULTS.resourceLimits.watch, ...stripUndefined(input.resourceLimits?.watch ?? {}) }),
+      convergence: threadLimits(ENGINE_DEFAULTS.resourceLimits.convergence, input.resourceLimits?.convergence),
+      watch: threadLimits(ENGINE_DEFAULTS.resourceLimits.watch, input.resourceLimits?.watch),
     }),
     pool: Object.freeze({ ...(input.pool ?? {}) }),
     store: input.store,
   });
+}
+
+/**
+ * A thread's limits: the caller's fields over the defaults, and a 0 left out, so that V8's default
+ * applies (Node passes a 0 old-generation limit through to V8, which then runs out of memory at once).
+ */
+function threadLimits(defaults: Readonly<ThreadResourceLimits>, input: ThreadResourceLimits | undefined): Readonly<ThreadResourceLimits> {
+  const merged: ThreadResourceLimits = { ...defaults, ...stripUndefined(input ?? {}) };
+  return Object.freeze(Object.fromEntries(Object.entries(merged).filter(([, mb]) => mb !== 0)) as ThreadResourceLimits);
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {
