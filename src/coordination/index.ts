@@ -22,7 +22,7 @@ export type { TaskClaimerOptions, ClaimerRunOptions, TaskClaimerStats } from './
 export type { PendingWake } from './pending-wake.js';
 export { TASK_STATES, TERMINAL_STATES, isTerminalState, isVisible, compareClaimOrder } from './task.js';
 export type { Task, TaskState, TaskFilter, NewTask, ClaimHolder, Settlement, SettleOutcome } from './task.js';
-export type { TaskStore, PoolStore, PoolRecord, PendingQuery, Awaitable } from './task-store.js';
+export type { TaskStore, PoolStore, PoolRecord, PendingQuery, Awaitable, SettledAndClaimed } from './task-store.js';
 export { MemoryStore } from './memory-store.js';
 export type { MemoryStoreOptions } from './memory-store.js';
 export { SqliteStore } from './sqlite-store.js';

@@ -108,15 +108,19 @@ INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${PG_SCHEMA_VERSIO
  * must be walked in the order of the partial index, `LIMIT` rows at a time, and their rows updated
  * by ctid. Left to itself, on a queue filled in a burst and not yet analyzed, the planner estimates
  * a handful of pending rows and sorts all of them (and hash-joins them again) on every claim.
+ * PL/pgSQL rather than SQL: it keeps the statement's plan for the session, where a SQL function is
+ * parsed and planned again on every call (~0.3 ms of server CPU per claim, measured).
  */
 function claimBatchFunction(s: string): string {
   return `CREATE OR REPLACE FUNCTION ${s}.claim_batch(p_agent text, p_now bigint, p_pools text[], p_caps text[], p_topics text[], p_max integer, p_topic_required boolean)
 RETURNS TABLE (id text, state text, payload json, result json, pool_id text, topic text, required_capabilities text[], priority integer,
   assigned_to text, claimed_at float8, claim_ttl_ms float8, attempts integer, fencing_token integer)
-LANGUAGE sql VOLATILE
-SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET enable_hashjoin = off
+LANGUAGE plpgsql VOLATILE
+SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off SET enable_hashjoin = off SET plan_cache_mode = force_generic_plan
 AS $fn$
-  WITH picked AS (
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY WITH picked AS (
     SELECT t.ctid AS tid FROM ${s}.tasks t
     WHERE t.state = 'pending'
       AND (p_topics IS NULL OR (t.topic IS NULL AND NOT p_topic_required) OR t.topic = ANY(p_topics))
@@ -126,11 +130,14 @@ AS $fn$
         ELSE t.pool_id = ANY(p_pools) END)
     ORDER BY t.priority DESC, t.id
     LIMIT p_max
-    FOR UPDATE SKIP LOCKED)
-  UPDATE ${s}.tasks u SET state = 'assigned', assigned_to = p_agent, claimed_at = p_now, attempts = u.attempts + 1, fencing_token = u.fencing_token + 1
-  FROM picked WHERE u.ctid = picked.tid AND u.state = 'pending'
-  RETURNING u.id, u.state, u.payload, u.result, u.pool_id, u.topic, u.required_capabilities, u.priority, u.assigned_to,
-    u.claimed_at::float8, u.claim_ttl_ms::float8, u.attempts, u.fencing_token
+    FOR UPDATE SKIP LOCKED),
+  claimed AS (
+    UPDATE ${s}.tasks u SET state = 'assigned', assigned_to = p_agent, claimed_at = p_now, attempts = u.attempts + 1, fencing_token = u.fencing_token + 1
+    FROM picked WHERE u.ctid = picked.tid AND u.state = 'pending'
+    RETURNING u.id, u.state, u.payload, u.result, u.pool_id, u.topic, u.required_capabilities, u.priority, u.assigned_to,
+      u.claimed_at::float8, u.claim_ttl_ms::float8, u.attempts, u.fencing_token)
+  SELECT * FROM claimed;
+END
 $fn$;`;
 }
 
@@ -141,21 +148,27 @@ $fn$;`;
  * own primary-key probe. Left to itself, on a queue whose statistics say no row is claimed (filled
  * in a burst, not yet analyzed), the planner scans the whole table and joins every row against
  * every settlement: 200 ms for 500 settlements on a 20 000-row table, growing with the table.
+ * PL/pgSQL for its plan cache, like `claim_batch`.
  */
 function settleBatchFunction(s: string): string {
   return `CREATE OR REPLACE FUNCTION ${s}.settle_batch(p_agent text, p_ids text[], p_tokens integer[], p_targets text[], p_results json[])
 RETURNS TABLE (id text, state text)
-LANGUAGE sql VOLATILE
-SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off
+LANGUAGE plpgsql VOLATILE
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
 AS $fn$
-  UPDATE ${s}.tasks u SET state = x.target,
-    result = CASE WHEN x.target = 'pending' THEN u.result ELSE x.result END,
-    assigned_to = CASE WHEN x.target = 'pending' THEN NULL ELSE u.assigned_to END,
-    claimed_at = CASE WHEN x.target = 'pending' THEN NULL ELSE u.claimed_at END
-  FROM unnest(p_ids, p_tokens, p_targets, p_results) AS x (sid, token, target, result)
-  WHERE u.id = (x.sid COLLATE "C") AND u.assigned_to = p_agent AND u.state IN ('assigned', 'running')
-    AND (x.token IS NULL OR u.fencing_token = x.token)
-  RETURNING u.id, u.state
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY WITH settled AS (
+    UPDATE ${s}.tasks u SET state = x.target,
+      result = CASE WHEN x.target = 'pending' THEN u.result ELSE x.result END,
+      assigned_to = CASE WHEN x.target = 'pending' THEN NULL ELSE u.assigned_to END,
+      claimed_at = CASE WHEN x.target = 'pending' THEN NULL ELSE u.claimed_at END
+    FROM unnest(p_ids, p_tokens, p_targets, p_results) AS x (sid, token, target, result)
+    WHERE u.id = (x.sid COLLATE "C") AND u.assigned_to = p_agent AND u.state IN ('assigned', 'running')
+      AND (x.token IS NULL OR u.fencing_token = x.token)
+    RETURNING u.id, u.state)
+  SELECT * FROM settled;
+END
 $fn$;`;
 }
 
@@ -178,6 +191,28 @@ export interface PgTaskRow {
 
 const TASK_COLUMNS =
   'id, state, payload, result, pool_id, topic, required_capabilities, priority, assigned_to, claimed_at::float8 AS claimed_at, claim_ttl_ms::float8 AS claim_ttl_ms, attempts, fencing_token';
+
+/** The columns of a claimed row `c`, as `json_build_array` arguments; read back by {@link pgArrayToTask}. */
+const TASK_ARRAY = 'c.id, c.state, c.payload, c.result, c.pool_id, c.topic, c.required_capabilities, c.priority, c.assigned_to, c.claimed_at, c.claim_ttl_ms, c.attempts, c.fencing_token';
+
+/** A Task from one element of a `json_build_array(TASK_ARRAY)` array. */
+export function pgArrayToTask(row: readonly unknown[]): Task {
+  return {
+    id: row[0] as string,
+    state: row[1] as TaskState,
+    payload: row[2],
+    result: row[3] ?? null,
+    poolId: row[4] as string | null,
+    topic: row[5] as string | null,
+    requiredCapabilities: row[6] as string[],
+    priority: row[7] as number,
+    assignedTo: row[8] as string | null,
+    claimedAt: row[9] as number | null,
+    claimTtlMs: row[10] as number | null,
+    attempts: row[11] as number,
+    fencingToken: row[12] as number,
+  };
+}
 
 /** A Task from a row. */
 export function pgRowToTask(row: PgTaskRow): Task {
@@ -254,6 +289,21 @@ export function pgStatements(schema: string) {
   // Wake idle claimers only while some are registered (see notifyDone for why NOTIFY is rationed).
   const someIdle = `EXISTS (SELECT 1 FROM ${s}.idle_claimers WHERE expires_at > ${NOW_MS})`;
   const wakeIdle = `CASE WHEN ${someIdle} THEN pg_notify('${pendingChannel(schema)}', '') END`;
+  // $1 agent; per item, each a JSON array: $2 ids, $3 fencing tokens (null: none), $4 target
+  // states, $5 results (see settle_batch). One row back: how many were applied, and which only when
+  // not all were (ids are distinct, so a full count means every one); the notifications are
+  // evaluated per row inside the counts. A row that changed in between is diagnosed and retried
+  // like any other miss.
+  const settleSql = `SELECT count(*)::integer AS applied,
+         CASE WHEN count(*) < json_array_length($2::json) THEN array_agg(done.id) END AS ids,
+         count(CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
+           THEN pg_notify('${doneChannel(schema)}', done.id) END) AS notified,
+         count(CASE WHEN done.state = 'pending' THEN ${wakeIdle} END) AS woke
+       FROM ${s}.settle_batch($1,
+         ARRAY(SELECT x.v FROM json_array_elements_text($2::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v::integer FROM json_array_elements_text($3::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v FROM json_array_elements_text($4::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n),
+         ARRAY(SELECT x.v FROM json_array_elements($5::json) WITH ORDINALITY AS x (v, n) ORDER BY x.n)) AS done`;
   const notifyDone = (cte: string) =>
     `WITH done AS (${cte} RETURNING ${TASK_COLUMNS})
      SELECT done.*, CASE WHEN EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
@@ -266,11 +316,14 @@ export function pgStatements(schema: string) {
        VALUES ($1, 'pending', $2::json, $3, $4, $5::text[], $6, $7) RETURNING 1)
        SELECT ${wakeIdle} AS woke FROM ins`,
     ),
+    // $1 ids, $2 the payloads as one JSON array; $3 … $7 (pools, topics, capabilities as JSON
+    // arrays, priorities, TTLs) are NULL when every task has the default.
     insertMany: st(
       'insert_many',
       `WITH ins AS (INSERT INTO ${s}.tasks (id, state, payload, pool_id, topic, required_capabilities, priority, claim_ttl_ms)
-       SELECT id, 'pending', payload, pool_id, topic, ARRAY(SELECT json_array_elements_text(caps)), priority, ttl
-       FROM unnest($1::text[], $2::json[], $3::text[], $4::text[], $5::json[], $6::integer[], $7::bigint[])
+       SELECT id, 'pending', payload, pool_id, topic, CASE WHEN caps IS NULL THEN '{}' ELSE ARRAY(SELECT json_array_elements_text(caps)) END, COALESCE(priority, 0), ttl
+       FROM unnest($1::text[], ARRAY(SELECT p.value FROM json_array_elements($2::json) WITH ORDINALITY AS p (value, n) ORDER BY p.n),
+         $3::text[], $4::text[], $5::json[], $6::integer[], $7::bigint[])
          AS t (id, payload, pool_id, topic, caps, priority, ttl)
        RETURNING 1)
        SELECT ${wakeIdle} AS woke FROM (SELECT 1 FROM ins LIMIT 1) AS one`,
@@ -287,16 +340,17 @@ export function pgStatements(schema: string) {
        WHERE id = ANY($1::text[] COLLATE "C") AND state = 'pending' AND ${member(s, '$2', false)} RETURNING ${TASK_COLUMNS}`,
     ),
     claimNext: st('claim_next', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, 1, $6)`),
-    claimBatch: st('claim_batch', `SELECT * FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7)`),
-    // $1 agent; per item: $2 id, $3 fencing token (null: none), $4 target state, $5 result (see
-    // settle_batch). A row that changed in between is diagnosed and retried like any other miss.
-    settle: st(
-      'settle',
-      `SELECT done.id,
-         CASE WHEN done.state <> 'pending' AND EXISTS (SELECT 1 FROM ${s}.waiters w WHERE w.task_id = done.id)
-           THEN pg_notify('${doneChannel(schema)}', done.id) END AS notified,
-         CASE WHEN done.state = 'pending' THEN ${wakeIdle} END AS woke
-       FROM ${s}.settle_batch($1, $2::text[], $3::integer[], $4::text[], $5::json[]) AS done`,
+    // The batch comes back as one JSON text (an array of rows, each an array in TASK_ARRAY order):
+    // one field to parse instead of thirteen per row, with JSON.parse doing the work natively.
+    claimBatch: st('claim_batch', `SELECT json_agg(json_build_array(${TASK_ARRAY}))::text AS tasks FROM ${s}.claim_batch($1, $2, $3, $4, $5, $6, $7) c`),
+    settle: st('settle', settleSql),
+    // settle ($1 … $5), then claim_batch ($1 agent, $6 now, $7 pools, $8 capabilities, $9 topics,
+    // $10 max, $11 topicRequired): the settlement runs first (it is the FROM), the claim after it.
+    settleClaim: st(
+      'settle_claim',
+      `SELECT settled.applied, settled.ids,
+         (SELECT json_agg(json_build_array(${TASK_ARRAY}))::text FROM ${s}.claim_batch($1, $6, $7, $8, $9, $10, $11) c) AS tasks
+       FROM (${settleSql}) AS settled`,
     ),
     getMany: st('get_many', `SELECT ${TASK_COLUMNS} FROM ${s}.tasks WHERE id = ANY($1::text[] COLLATE "C")`),
     removeIdle: st('remove_idle', `DELETE FROM ${s}.idle_claimers WHERE claimer_id = $1`),

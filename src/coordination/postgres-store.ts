@@ -32,6 +32,7 @@ import {
   idleRegistrationSql,
   pendingChannel,
   pgRowToPool,
+  pgArrayToTask,
   pgRowToTask,
   pgStatements,
   quoteIdent,
@@ -55,7 +56,7 @@ import {
   type Task,
   type TaskFilter,
 } from './task.js';
-import type { PendingQuery, PoolRecord, TaskStore } from './task-store.js';
+import type { PendingQuery, PoolRecord, SettledAndClaimed, TaskStore } from './task-store.js';
 
 /**
  * A node-postgres `Pool` (`new pg.Pool(...)`) of yours, described structurally so that these
@@ -204,14 +205,29 @@ export class PostgresStore implements TaskStore {
 
   async insertTasks(tasks: readonly NewTask[]): Promise<Task[]> {
     if (tasks.length === 0) return [];
+    // Payloads go as one JSON array (one native stringify here, one parse there, instead of one
+    // stringify per payload and an escaped array literal); a column that holds only its default
+    // (no pool, no topic, no capabilities, priority 0, no TTL) goes as NULL: the statement fills it in.
+    let pools: (string | null)[] | null = null;
+    let topics: (string | null)[] | null = null;
+    let capabilities: (string | null)[] | null = null;
+    let priorities: number[] | null = null;
+    let ttls: (number | null)[] | null = null;
+    for (const task of tasks) {
+      if (task.poolId !== null) pools ??= tasks.map((each) => each.poolId);
+      if (task.topic !== null) topics ??= tasks.map((each) => each.topic);
+      if (task.requiredCapabilities.length > 0) capabilities ??= tasks.map((each) => (each.requiredCapabilities.length > 0 ? JSON.stringify(each.requiredCapabilities) : null));
+      if (task.priority !== 0) priorities ??= tasks.map((each) => each.priority);
+      if (task.claimTtlMs !== null) ttls ??= tasks.map((each) => each.claimTtlMs);
+    }
     await this.#query(this.#sql.insertMany, [
       tasks.map((task) => task.id),
-      tasks.map((task) => encodeJson(task.payload, 'payload')),
-      tasks.map((task) => task.poolId),
-      tasks.map((task) => task.topic),
-      tasks.map((task) => JSON.stringify(task.requiredCapabilities)),
-      tasks.map((task) => task.priority),
-      tasks.map((task) => task.claimTtlMs),
+      encodePayloads(tasks),
+      pools,
+      topics,
+      capabilities,
+      priorities,
+      ttls,
     ]);
     return tasks.map(pendingTask);
   }
@@ -229,7 +245,7 @@ export class PostgresStore implements TaskStore {
   async claimTasks(ids: readonly string[], agentId: string, nowMs: number): Promise<(Task | null)[]> {
     const { rows } = await this.#query<PgTaskRow>(this.#sql.claimMany, [ids, agentId, nowMs]);
     const claimed = new Map(rows.map((row) => [row.id, pgRowToTask(row)]));
-    return ids.map((id) => claimed.get(id) ?? null);
+    return ids.map((id) => claimed.get(id.toWellFormed()) ?? null);
   }
 
   async claimNext(agentId: string, filter: TaskFilter, nowMs: number): Promise<Task | null> {
@@ -238,27 +254,31 @@ export class PostgresStore implements TaskStore {
   }
 
   async claimNextBatch(agentId: string, filter: TaskFilter, nowMs: number, max: number): Promise<Task[]> {
-    const { rows } = await this.#query<PgTaskRow>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max, filter.topicRequired === true]);
-    return rows.map(pgRowToTask).sort(compareClaimOrder);
+    const { rows } = await this.#query<{ tasks: string | null }>(this.#sql.claimBatch, [agentId, nowMs, filter.poolIds ?? null, filter.capabilities ?? null, filter.topics ?? null, max, filter.topicRequired === true]);
+    const json = rows[0]?.tasks;
+    if (json === undefined || json === null) return [];
+    return (JSON.parse(json) as unknown[][]).map(pgArrayToTask).sort(compareClaimOrder);
   }
 
   async settleTasks(agentId: string, items: readonly Settlement[]): Promise<SettleOutcome[]> {
     const outcomes: (SettleOutcome | undefined)[] = new Array<SettleOutcome | undefined>(items.length).fill(undefined);
-    const results = items.map((item, index) => (item.state === 'pending' ? null : encodeJson(item.result, `items[${index}].result`)));
     let open = items.map((_, index) => index);
     for (let attempt = 0; open.length > 0; attempt++) {
       if (attempt === MAX_HELD_ATTEMPTS) throw new StoreError(`${open.length} tasks kept changing under ${MAX_HELD_ATTEMPTS} attempts to settle them`);
-      const { rows } = await this.#query<{ id: string }>(this.#sql.settle, [
-        agentId,
-        open.map((index) => items[index]!.id),
-        open.map((index) => items[index]!.fencingToken ?? null),
-        open.map((index) => items[index]!.state),
-        open.map((index) => results[index]),
-      ]);
-      const applied = new Set(rows.map((row) => row.id));
+      const { rows } = await this.#query<{ applied: number; ids: string[] | null }>(
+        this.#sql.settle,
+        settleValues(agentId, open.length === items.length ? items : open.map((index) => items[index]!)),
+      );
+      const { applied: count, ids } = rows[0]!;
+      if (count === open.length) {
+        for (const index of open) outcomes[index] = true;
+        break;
+      }
+      // Ids as stored: the driver sends a lone surrogate as U+FFFD (toWellFormed does the same).
+      const applied = new Set(ids ?? []);
       const missed: number[] = [];
       for (const index of open) {
-        if (applied.has(items[index]!.id)) outcomes[index] = true;
+        if (applied.has(items[index]!.id.toWellFormed())) outcomes[index] = true;
         else missed.push(index);
       }
       if (missed.length === 0) break;
@@ -267,13 +287,40 @@ export class PostgresStore implements TaskStore {
       const current = new Map((await this.#query<PgTaskRow>(this.#sql.getMany, [missed.map((index) => items[index]!.id)])).rows.map((row) => [row.id, pgRowToTask(row)]));
       open = [];
       for (const index of missed) {
-        const task = current.get(items[index]!.id);
+        const task = current.get(items[index]!.id.toWellFormed());
         const decision = task === undefined ? false : settleDecision(task, agentId, items[index]!);
         if (decision === 'apply') open.push(index);
         else outcomes[index] = decision;
       }
     }
     return outcomes as SettleOutcome[];
+  }
+
+  async settleAndClaimNext(agentId: string, items: readonly Settlement[], filter: TaskFilter, nowMs: number, max: number): Promise<SettledAndClaimed> {
+    const { rows } = await this.#query<{ applied: number; ids: string[] | null; tasks: string | null }>(this.#sql.settleClaim, [
+      ...settleValues(agentId, items),
+      nowMs,
+      filter.poolIds ?? null,
+      filter.capabilities ?? null,
+      filter.topics ?? null,
+      max,
+      filter.topicRequired === true,
+    ]);
+    const row = rows[0]!;
+    const tasks = row.tasks === null ? [] : (JSON.parse(row.tasks) as unknown[][]).map(pgArrayToTask).sort(compareClaimOrder);
+    if (row.applied === items.length) return { outcomes: items.map(() => true), tasks };
+    // Some were not applied: say why (and retry those that changed in between) as settleTasks does.
+    // The claim has committed, so a failure here becomes those items' outcome, not the call's.
+    const applied = new Set(row.ids ?? []);
+    const missed = items.filter((item) => !applied.has(item.id.toWellFormed()));
+    let rest: SettleOutcome[];
+    try {
+      rest = await this.settleTasks(agentId, missed);
+    } catch (error) {
+      rest = missed.map(() => (error instanceof Error ? error : new StoreError(String(error))));
+    }
+    const outcomeOf = new Map(missed.map((item, index) => [item, rest[index]!]));
+    return { outcomes: items.map((item) => outcomeOf.get(item) ?? true), tasks };
   }
 
   pendingWake(timeoutMs: number): PendingWake {
@@ -663,6 +710,47 @@ export class PostgresStore implements TaskStore {
       },
       (error: unknown) => this.#onError(error),
     );
+  }
+}
+
+/** The settle statement's parameters: the agent, then each column as one JSON array (one native stringify each, no escaped array literals). */
+function settleValues(agentId: string, items: readonly Settlement[]): unknown[] {
+  return [
+    agentId,
+    encodeIds(items.map((item) => item.id)),
+    JSON.stringify(items.map((item) => item.fencingToken ?? null)),
+    JSON.stringify(items.map((item) => item.state)),
+    encodeResults(items.map((item) => (item.state === 'pending' ? null : item.result))),
+  ];
+}
+
+/**
+ * Ids as one JSON array. A lone surrogate (which JSON escapes as `\udXXX`, and PostgreSQL refuses
+ * to unescape into text) becomes U+FFFD first, as the driver's UTF-8 encoding makes it everywhere else.
+ */
+function encodeIds(ids: readonly string[]): string {
+  const json = JSON.stringify(ids);
+  return json.includes('\\ud') ? JSON.stringify(ids.map((id) => id.toWellFormed())) : json;
+}
+
+/** Results as one JSON array; one JSON cannot hold is refused like {@link encodeJson} refuses it, naming its item. */
+function encodeResults(results: readonly unknown[]): string {
+  try {
+    return JSON.stringify(results);
+  } catch (error) {
+    results.forEach((result, index) => encodeJson(result, `items[${index}].result`));
+    throw new ValidationError('items', `must hold JSON values (${error instanceof Error ? error.message : String(error)})`, { cause: error });
+  }
+}
+
+/** The payloads of `tasks` as one JSON array; a payload JSON cannot hold is refused like {@link encodeJson} refuses it. */
+function encodePayloads(tasks: readonly NewTask[]): string {
+  const payloads = tasks.map((task) => task.payload);
+  try {
+    return JSON.stringify(payloads);
+  } catch (error) {
+    for (const payload of payloads) encodeJson(payload, 'payload');
+    throw new ValidationError('payload', `must be a JSON value (${error instanceof Error ? error.message : String(error)})`, { cause: error });
   }
 }
 

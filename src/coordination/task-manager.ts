@@ -37,7 +37,7 @@ import {
   parseId,
 } from './schemas.js';
 import type { ClaimHolder, NewTask, SettleOutcome, Settlement, Task, TaskFilter } from './task.js';
-import type { TaskStore } from './task-store.js';
+import type { SettledAndClaimed, TaskStore } from './task-store.js';
 
 /** Options of {@link TaskManager}. */
 export interface TaskManagerOptions {
@@ -252,12 +252,29 @@ export class TaskManager {
   async settleMany(agentId: string, items: readonly TaskSettlement[]): Promise<SettleOutcome[]> {
     this.#assertOpen();
     const agent = parseId(agentId, 'agentId');
-    const parsed = isPlainSettlements(items) ? items : parseInput(SettlementsSchema, items, 'items');
-    const settlements = parsed.map((item, index): Settlement => {
-      const result = item.outcome === 'released' ? null : (item.result ?? null);
-      assertPlainData(result, `items[${index}].result`);
-      return { id: item.taskId, fencingToken: item.fencingToken, state: item.outcome === 'released' ? 'pending' : item.outcome, result };
-    });
+    const settlements = parseSettlements(items);
+    return this.#settle(agent, settlements);
+  }
+
+  /**
+   * {@link settleMany} then {@link claimNext} with `{ max }`, in one round trip and one transaction
+   * where the store can (PostgreSQL: one statement): a busy claimer's completions ride on its next
+   * claim instead of costing a statement and a commit of their own. Every settlement is checked
+   * against its fencing token exactly as in `settleMany` (a refused one does not affect the others
+   * or the claim). Resolves with one outcome per item, in order, and the tasks claimed, in claim order.
+   */
+  async settleAndClaimNext(agentId: string, items: readonly TaskSettlement[], filter: TaskFilter | undefined, options: ClaimBatchOptions): Promise<SettledAndClaimed> {
+    this.#assertOpen();
+    const agent = parseId(agentId, 'agentId');
+    const settlements = parseSettlements(items);
+    const resolved = filter === undefined ? NO_FILTER : parseInput(TaskFilterSchema, filter, 'filter');
+    const { max } = parseInput(ClaimBatchOptionsSchema, options, 'options');
+    if (settlements.length > 0 && this.#store.settleAndClaimNext !== undefined) return this.#store.settleAndClaimNext(agent, settlements, resolved, this.#now(), max);
+    const outcomes = await this.#settle(agent, settlements);
+    return { outcomes, tasks: await this.claimNext(agent, resolved, { max }) };
+  }
+
+  async #settle(agent: string, settlements: Settlement[]): Promise<SettleOutcome[]> {
     if (settlements.length === 0) return [];
     if (this.#store.settleTasks !== undefined) return this.#store.settleTasks(agent, settlements);
     const outcomes: SettleOutcome[] = [];
@@ -425,6 +442,16 @@ export class TaskManager {
  * True only for settlements {@link SettlementsSchema} accepts, checked inline (the flush path of
  * every claimer); anything else goes through the schema, which also produces the error.
  */
+/** Validated settlements in the stores' form. */
+function parseSettlements(items: readonly TaskSettlement[]): Settlement[] {
+  const parsed = isPlainSettlements(items) ? items : parseInput(SettlementsSchema, items, 'items');
+  return parsed.map((item, index): Settlement => {
+    const result = item.outcome === 'released' ? null : (item.result ?? null);
+    assertPlainData(result, `items[${index}].result`);
+    return { id: item.taskId, fencingToken: item.fencingToken, state: item.outcome === 'released' ? 'pending' : item.outcome, result };
+  });
+}
+
 function isPlainSettlements(items: unknown): items is readonly TaskSettlement[] {
   if (!Array.isArray(items) || items.length > MAX_SETTLE_BATCH) return false;
   const seen = new Set<string>();

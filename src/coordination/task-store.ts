@@ -72,6 +72,13 @@ export interface TaskStore extends PoolStore {
    */
   settleTasks?(agentId: string, items: readonly Settlement[]): Awaitable<SettleOutcome[]>;
   /**
+   * `settleTasks(agentId, items)` then `claimNextBatch(agentId, filter, nowMs, max)` in one round
+   * trip and one transaction (PostgreSQL: one statement), so that a busy claimer's completions ride
+   * on its next claim. Each settlement is decided exactly as `settleTasks` decides it. Optional: the
+   * TaskManager falls back to the two calls.
+   */
+  settleAndClaimNext?(agentId: string, items: readonly Settlement[], filter: TaskFilter, nowMs: number, max: number): Awaitable<SettledAndClaimed>;
+  /**
    * Arms a wake for an idle claimer (see {@link PendingWake}): it fires when tasks may have become
    * pending, and after `timeoutMs` at the latest. Optional: without it, idle claimers poll.
    */
@@ -96,6 +103,12 @@ export interface TaskStore extends PoolStore {
   waitUntilDone(id: string, timeoutMs: number): Promise<Task | null>;
   /** Releases connections and timers; idempotent. Later calls reject with `ClosedError`. */
   close(): Promise<void>;
+}
+
+/** What {@link TaskStore.settleAndClaimNext} returns: one outcome per settlement, in order, and the tasks claimed. */
+export interface SettledAndClaimed {
+  readonly outcomes: SettleOutcome[];
+  readonly tasks: Task[];
 }
 
 /** A pool as stored. Admission policies and trust providers are functions and live in the manager. */

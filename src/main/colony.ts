@@ -16,6 +16,8 @@ import { parseInput } from '../shared/validation.js';
 import { WebhookReceiver, type WebhookRouteOptions } from '../watchers/webhook-receiver.js';
 import { type BusEvent, EventBus, type EventBusOptions } from './event-bus.js';
 import { type PoolTaskHandle, TaskPool, type TaskPoolOptions } from './task-pool.js';
+import { PoolOptionsSchema } from './options.js';
+import { transferProblem } from '../shared/task-table.js';
 
 /** Defaults of {@link ColonyOptions}, in one place. */
 export const COLONY_DEFAULTS = Object.freeze({
@@ -141,7 +143,7 @@ const OptionsSchema = z.strictObject({
   resultRetention: z.strictObject({ max: z.number().int().min(1).optional(), ttlMs: z.number().int().min(1).optional() }).optional(),
   idempotency: z.strictObject({ ttlMs: z.number().int().min(0).optional(), maxKeys: z.number().int().min(0).optional() }).optional(),
   store: z.custom<TaskStore>((v) => typeof v === 'object' && v !== null && typeof (v as TaskStore).claimNext === 'function', 'must be a TaskStore').optional(),
-  pool: z.record(z.string(), z.unknown()).optional(),
+  pool: PoolOptionsSchema.optional(),
   events: z.record(z.string(), z.unknown()).optional(),
   now: fn('a function returning epoch ms').optional(),
   webhooks: z.instanceof(WebhookReceiver).optional(),
@@ -159,6 +161,15 @@ const TimerConfigSchema = z.looseObject({ intervalMs: z.number().int().min(1).ma
 const EventConfigSchema = z.looseObject({ eventType: z.string().min(1), colonyId: z.string().optional(), streamId: z.string().optional(), task: z.string().optional() });
 const WebhookConfigSchema = z.looseObject({ path: z.string().startsWith('/'), provider: z.string().min(1), secret: z.string().min(1).optional(), dataType: z.string().min(1).optional(), task: z.string().optional() });
 const TriggerOptionsSchema = z.strictObject({ idempotencyKey: z.string().min(1).optional() });
+
+/**
+ * Refuses, naming the field, a worker input the pool cannot carry unchanged (a function or a symbol
+ * would be lost or fail the worker later, a Map would arrive as a plain object).
+ */
+function assertTransferable(value: unknown, field: string): void {
+  const problem = transferProblem(value, field);
+  if (problem !== undefined) throw new ValidationError(problem.path, problem.message);
+}
 
 type Lifecycle = 'idle' | 'running' | 'stopping' | 'stopped';
 
@@ -296,6 +307,7 @@ export class Colony {
     this.#assertRunning();
     parseInput(z.string(), task, 'task');
     const o = parseInput(SpawnSchema, options, 'options');
+    assertTransferable(o.input, 'options.input');
     const ids: string[] = [];
     for (let i = 0; i < (o.count ?? 1); i++) ids.push(this.#spawn(task, o.input, false, undefined, undefined).id);
     return ids;
@@ -305,6 +317,7 @@ export class Colony {
   async spawnBatch(tasks: readonly { task: string; data?: unknown }[]): Promise<string[]> {
     this.#assertRunning();
     const parsed = parseInput(BatchSchema, tasks, 'tasks');
+    parsed.forEach((t, i) => assertTransferable(t.data, `tasks[${i}].data`));
     if (parsed.length === 0) return [];
     const batchId = `batch_${++this.#batchSeq}`;
     return parsed.map((t, i) => this.#spawn(t.task, t.data, false, batchId, i + 1).id);
@@ -413,6 +426,7 @@ export class Colony {
     parseInput(z.string(), id, 'triggerId');
     const { idempotencyKey } = parseInput(TriggerOptionsSchema, options, 'options');
     if (!this.#triggers.has(id)) throw new NotFoundError('trigger', id);
+    assertTransferable(input, 'input');
     if (idempotencyKey !== undefined) {
       this.#pruneIdempotency();
       const hit = this.#idempotency.get(idempotencyKey);

@@ -246,8 +246,9 @@ export class EventBus<M extends EventMap = EventMap> {
     return new Promise((resolve) => {
       const m = matcher(parsed);
       const id = `wait_${++this.#subSeq}`;
+      // Not unref'd: like a setTimeout, a wait with a deadline keeps the process until it answers
+      // (unref'd, `await bus.waitFor({ timeoutMs })` in a script ended it with exit code 13 instead of null).
       const timer = setTimeout(() => finish(null), parsed.timeoutMs);
-      timer.unref();
       const finish = (event: BusEvent | null): void => {
         clearTimeout(timer);
         this.#subs.delete(id);

@@ -5,8 +5,10 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { z } from 'zod';
 import { ClosedError } from '../shared/errors.js';
 import type { JobAgentOutcome, JobAgentTask } from '../shared/job-protocol.js';
+import { parseInput } from '../shared/validation.js';
 import { resolveWorkerEntry } from '../shared/worker-entry.js';
 
 /** How long an idle thread of the default pool lives. */
@@ -30,6 +32,25 @@ export interface JobPoolOptions {
   readonly maxThreads?: number;
   /** Default 30 000 ms. */
   readonly idleTimeout?: number;
+}
+
+const JobPoolOptionsSchema = z
+  .strictObject({
+    minThreads: z.number().int().nonnegative().max(256).optional(),
+    maxThreads: z.number().int().positive().max(256).optional(),
+    idleTimeout: z.number().finite().nonnegative().max(2 ** 31 - 1).optional(),
+  })
+  .refine((pool) => pool.minThreads === undefined || pool.maxThreads === undefined || pool.minThreads <= pool.maxThreads, {
+    message: 'must not exceed maxThreads',
+    path: ['minThreads'],
+  });
+
+/**
+ * Checks pool sizing up front (ValidationError naming `pool.<field>`): Piscina would refuse it only
+ * when the first agent runs.
+ */
+export function validateJobPoolOptions(options: unknown, name = 'pool'): JobPoolOptions {
+  return parseInput(JobPoolOptionsSchema, options, name);
 }
 
 /** The file a pool thread must load to run agent tasks (the built entry, or its tsx bootstrap in source mode) and the workerData to give it. */

@@ -41,7 +41,7 @@ import {
   type JobEffect,
   type RejectedEffect,
 } from './job-merge.js';
-import { PiscinaJobPool, type JobAgentPool, type JobPoolOptions } from './job-pool.js';
+import { PiscinaJobPool, type JobAgentPool, type JobPoolOptions, validateJobPoolOptions } from './job-pool.js';
 import { ToolBox, type CircuitState, type JobClock, type ToolCallTrace, type ToolDefinition, type ToolHandler } from './job-tools.js';
 
 /** An agent: a module run on a pool thread. */
@@ -241,7 +241,7 @@ export class ConvergeJob {
       this.#pool = pool as JobAgentPool;
       this.#ownsPool = false;
     } else {
-      this.#poolOptions = pool as JobPoolOptions | undefined;
+      this.#poolOptions = pool === undefined ? undefined : validateJobPoolOptions(pool);
       this.#ownsPool = true;
     }
   }

@@ -83,6 +83,40 @@ const ThreadLimitsSchema = z
   })
   .strict();
 
+/**
+ * Options of the colony pool (the engine's `pool`, a Colony's `pool`): Piscina's sizing plus the
+ * task table's. `minThreads` above `maxThreads` is refused here, naming the field: Piscina would
+ * throw it later, on the first task, out of the caller's reach.
+ */
+export const PoolOptionsSchema = z
+  .object({
+    minThreads: z.number().int().nonnegative().max(ENGINE_LIMITS.poolThreads).optional(),
+    maxThreads: z.number().int().positive().max(ENGINE_LIMITS.poolThreads).optional(),
+    idleTimeout: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
+    // The colony pool's own options (see TaskPoolOptions in task-pool.ts).
+    resourceLimits: z
+      .object({
+        maxOldGenerationSizeMb: z.number().positive().optional(),
+        maxYoungGenerationSizeMb: z.number().positive().optional(),
+        codeRangeSizeMb: z.number().positive().optional(),
+        stackSizeMb: z.number().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    concurrency: z.number().int().positive().max(4096).optional(),
+    capacity: z.number().int().positive().max(1 << 20).optional(),
+    slotBytes: z.number().int().min(64).max(1 << 24).optional(),
+    lingerMs: z.number().int().nonnegative().max(MAX_TIMER_MS).optional(),
+    maxAttempts: z.number().int().positive().max(1000).optional(),
+    claimTtlMs: z.number().int().positive().max(MAX_TIMER_MS).optional(),
+    runLocally: z.boolean().optional(),
+  })
+  .strict()
+  .refine((pool) => pool.minThreads === undefined || pool.maxThreads === undefined || pool.minThreads <= pool.maxThreads, {
+    message: 'must not exceed maxThreads',
+    path: ['minThreads'],
+  });
+
 const OptionsSchema = z
   .object({
     ringBytes: z.number().int().min(MIN_RING_BYTES).max(ENGINE_LIMITS.ringBytes).optional(),
@@ -103,31 +137,7 @@ const OptionsSchema = z
     maxInFlight: z.number().int().positive().max(ENGINE_LIMITS.maxInFlight).optional(),
     maxDerivationDepth: z.number().int().positive().max(ENGINE_LIMITS.maxDerivationDepth).optional(),
     resourceLimits: z.object({ convergence: ThreadLimitsSchema.optional(), watch: ThreadLimitsSchema.optional() }).strict().optional(),
-    pool: z
-      .object({
-        minThreads: z.number().int().nonnegative().max(ENGINE_LIMITS.poolThreads).optional(),
-        maxThreads: z.number().int().positive().max(ENGINE_LIMITS.poolThreads).optional(),
-        idleTimeout: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
-        // The colony pool's own options (see TaskPoolOptions in task-pool.ts).
-        resourceLimits: z
-          .object({
-            maxOldGenerationSizeMb: z.number().positive().optional(),
-            maxYoungGenerationSizeMb: z.number().positive().optional(),
-            codeRangeSizeMb: z.number().positive().optional(),
-            stackSizeMb: z.number().positive().optional(),
-          })
-          .strict()
-          .optional(),
-        concurrency: z.number().int().positive().max(4096).optional(),
-        capacity: z.number().int().positive().max(1 << 20).optional(),
-        slotBytes: z.number().int().min(64).max(1 << 24).optional(),
-        lingerMs: z.number().int().nonnegative().max(MAX_TIMER_MS).optional(),
-        maxAttempts: z.number().int().positive().max(1000).optional(),
-        claimTtlMs: z.number().int().positive().max(MAX_TIMER_MS).optional(),
-        runLocally: z.boolean().optional(),
-      })
-      .strict()
-      .optional(),
+    pool: PoolOptionsSchema.optional(),
     store: z.unknown().optional(),
   })
   .strict();

@@ -26,6 +26,11 @@ import type { WatchReply, WatchRequest, WatchWorkerData } from '../watchers/watc
 const WATCH_WORKER = new URL('../workers/watch.worker.js', import.meta.url);
 /** How long close() lets the watch worker close its native subscriptions before terminating it. */
 const WATCH_WORKER_CLOSE_MS = 10_000;
+/**
+ * How long a `process.exit()` with sources still mapped blocks the main thread while the watch
+ * worker closes its native subscriptions (the process would otherwise crash as it ends the thread).
+ */
+const WATCH_WORKER_EXIT_MS = 3_000;
 
 let nativeWatcherPinned = false;
 /**
@@ -340,6 +345,8 @@ class WatchWorkerLink {
   readonly #host: SourceBridgeHost;
   readonly #worker: Worker;
   readonly #held = new SharedArrayBuffer(4);
+  readonly #closedFlag = new Int32Array(new SharedArrayBuffer(4));
+  readonly #onProcessExit = (): void => this.#closeOnExit();
   readonly #pending = new Map<number, { resolve: () => void; reject: (error: unknown) => void }>();
   readonly #stopped = new Map<number, () => void>();
   readonly #names = new Map<number, string>();
@@ -351,7 +358,7 @@ class WatchWorkerLink {
   constructor(host: SourceBridgeHost) {
     this.#host = host;
     pinNativeWatcher();
-    const data: WatchWorkerData = { ingest: host.ingest, held: this.#held };
+    const data: WatchWorkerData = { ingest: host.ingest, held: this.#held, closed: this.#closedFlag.buffer as SharedArrayBuffer };
     const limits = host.resourceLimits;
     this.#worker = startWorker(WATCH_WORKER, { workerData: data, name: 'converge:watch', ...(limits === undefined ? {} : { resourceLimits: limits }) });
     this.#worker.unref();
@@ -373,7 +380,10 @@ class WatchWorkerLink {
     const id = this.#nextId++;
     this.#names.set(id, sourceId);
     // A mapped source keeps the process alive (DESIGN §3, Lifetime); an idle engine does not.
-    if (this.#names.size === 1) this.#worker.ref();
+    if (this.#names.size === 1) {
+      this.#worker.ref();
+      process.on('exit', this.#onProcessExit);
+    }
     const started = new Promise<void>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
     this.#post({ type: 'watch', id, descriptor });
     return started.then(
@@ -398,7 +408,26 @@ class WatchWorkerLink {
 
   #forget(id: number): void {
     this.#names.delete(id);
-    if (this.#names.size === 0 && !this.#exited) this.#worker.unref();
+    if (this.#names.size === 0) {
+      process.off('exit', this.#onProcessExit);
+      if (!this.#exited) this.#worker.unref();
+    }
+  }
+
+  /**
+   * `process.exit()` while sources are mapped: Node ends this worker after the `exit` listeners, and
+   * ending it with a native subscription open aborts the process (parcel-bundler/watcher#264). So
+   * ask it to close them and block this thread until it has (it runs on its own event loop), at
+   * most {@link WATCH_WORKER_EXIT_MS}.
+   */
+  #closeOnExit(): void {
+    process.off('exit', this.#onProcessExit);
+    if (this.#exited) return;
+    this.#post({ type: 'close' });
+    const deadline = Date.now() + WATCH_WORKER_EXIT_MS;
+    for (let left = WATCH_WORKER_EXIT_MS; left > 0 && Atomics.load(this.#closedFlag, 0) === 0; left = deadline - Date.now()) {
+      Atomics.wait(this.#closedFlag, 0, 0, left);
+    }
   }
 
   #onReply(reply: WatchReply): void {
@@ -439,6 +468,7 @@ class WatchWorkerLink {
     // Watchers die with the thread: say so for each source that was still mapped.
     for (const sourceId of this.#names.values()) this.#host.reportError(sourceId, error);
     this.#names.clear();
+    process.off('exit', this.#onProcessExit);
   }
 
   /**
@@ -463,6 +493,7 @@ class WatchWorkerLink {
     }
     if (this.#exited) return;
     this.#exited = true;
+    process.off('exit', this.#onProcessExit);
     this.#worker.removeAllListeners('exit');
     this.#worker.on('error', () => undefined);
     await this.#worker.terminate();

@@ -161,6 +161,8 @@ export interface SerializedError {
   /** Own enumerable fields beyond name/message/stack (e.g. `field`, `issues`, `capacity`). */
   readonly props?: Record<string, unknown>;
   readonly cause?: SerializedError;
+  /** An `AggregateError`'s inner errors (the first {@link MAX_AGGREGATED}). */
+  readonly errors?: readonly SerializedError[];
 }
 
 type ErrorClass = new (...args: any[]) => ConvergeError;
@@ -193,12 +195,16 @@ export function registerErrorClass(cls: ErrorClass): void {
 }
 
 const MAX_CAUSE_DEPTH = 8;
+/** Inner errors of an `AggregateError` kept across a thread boundary. */
+const MAX_AGGREGATED = 32;
 
-/** Turns any thrown value into plain data that keeps class name, code, fields and cause chain. */
+/**
+ * Turns any thrown value into plain data that keeps class name, code, fields, cause chain and an
+ * `AggregateError`'s inner errors. A thrown non-Error keeps a string `code` and `message` it carries
+ * (`throw { code: 'E_QUOTA', message: '…' }`), else it is described by its string form.
+ */
 export function serializeError(error: unknown, depth = 0): SerializedError {
-  if (!(error instanceof Error)) {
-    return { name: 'Error', code: ErrorCode.UNKNOWN, message: typeof error === 'string' ? error : safeString(error) };
-  }
+  if (!(error instanceof Error)) return serializeThrownValue(error);
   const props: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(error)) {
     if (key === 'cause' || key === 'name' || key === 'message' || key === 'stack') continue;
@@ -210,7 +216,22 @@ export function serializeError(error: unknown, depth = 0): SerializedError {
   if (error.stack !== undefined) out.stack = error.stack;
   if (Object.keys(props).length > 0) out.props = props;
   if (error.cause !== undefined && depth < MAX_CAUSE_DEPTH) out.cause = serializeError(error.cause, depth + 1);
+  const inner = (error as { errors?: unknown }).errors;
+  if (error instanceof AggregateError && Array.isArray(inner) && depth < MAX_CAUSE_DEPTH) {
+    out.errors = inner.slice(0, MAX_AGGREGATED).map((e: unknown) => serializeError(e, depth + 1));
+  }
   return out;
+}
+
+function serializeThrownValue(value: unknown): SerializedError {
+  if (typeof value === 'string') return { name: 'Error', code: ErrorCode.UNKNOWN, message: value };
+  if (value !== null && typeof value === 'object') {
+    const { code, message } = value as { code?: unknown; message?: unknown };
+    if (typeof code === 'string' || typeof message === 'string') {
+      return { name: 'Error', code: typeof code === 'string' ? code : ErrorCode.UNKNOWN, message: typeof message === 'string' ? message : safeString(value) };
+    }
+  }
+  return { name: 'Error', code: ErrorCode.UNKNOWN, message: safeString(value) };
 }
 
 /** The built-in error classes a task may throw: they come back as themselves, with a `code`. */
@@ -241,6 +262,9 @@ export function deserializeError(data: SerializedError): ConvergeError | (Error 
   }
   if (data.cause !== undefined) {
     Object.defineProperty(error, 'cause', { value: deserializeError(data.cause), writable: true, configurable: true, enumerable: false });
+  }
+  if (data.errors !== undefined) {
+    Object.defineProperty(error, 'errors', { value: data.errors.map(deserializeError), writable: true, configurable: true, enumerable: false });
   }
   return error;
 }

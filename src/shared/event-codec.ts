@@ -11,11 +11,13 @@
  *  [0]  n
  *  [1]  kind      uint | uint[n]            index in PAGE_CHANGE_KINDS; a scalar when all events share it
  *  [2]  pageId    uint[n]                   length of the event's slice of the pool
- *  [3]  sourceId  uint | uint[n]            index in the dictionary; a scalar when all events share it
- *  [4]  dataType  nil | uint | (uint|nil)[n]      dictionary indexes; nil when no event has one
- *  [5]  scopeId   nil | uint | (uint|nil)[n]
+ *  [3]  sourceId  uint | uint[n] | [uint[n]]  index in the dictionary; a scalar when all events share
+ *                                           it; or, wrapped in a 1-element array, pool slice lengths
+ *  [4]  dataType  nil | uint | (uint|nil)[n] | [(uint|nil)[n]]   dictionary indexes or pool slices
+ *                                           (as sourceId); nil when no event has one
+ *  [5]  scopeId   nil | uint | (uint|nil)[n] | [(uint|nil)[n]]
  *  [6]  related   nil | [count: uint | (uint|nil)[n], lengths: uint[]]   pool slices, flattened
- *  [7]  edgeType  nil | uint | (uint|nil)[n]
+ *  [7]  edgeType  nil | uint | (uint|nil)[n] | [(uint|nil)[n]]
  *  [8]  reason    nil | (uint|nil)[n]       pool slice lengths
  *  [9]  editDiff  nil | (uint|nil)[n]
  *  [10] extra     nil | (nil | [shape, ...values])[n]   values in the shape's key order; a value the
@@ -27,6 +29,13 @@
  *  [14] pool      string                    every other string, concatenated in the order above;
  *                                           slice lengths count UTF-16 code units
  * ```
+ * Dictionary or pool, per column and frame: a dictionary pays when values repeat within the frame.
+ * When they mostly do not (tens of thousands of distinct sources, types or scopes: nearly every
+ * string is new to its frame), building it is mostly `Map.set` plus one small string write per
+ * entry — so a column whose previous frame was mostly distinct goes to the pool instead (one rope
+ * append per value, written with the rest of the pool in one native UTF-8 write), and is tried with
+ * the dictionary again every {@link RETRY_DICTIONARY_EVERY} frames. The reader needs no state for
+ * either form.
  * Why this shape (measured on the project's 2-core machines, µs per event for a realistic 7-field
  * event with a 2-key `extra`; see bench/RESULTS.md): msgpackr over positional tuples costs ~0.7
  * to encode and ~0.45 to decode. Field names are never written; repeated strings are written once
@@ -109,6 +118,16 @@ export function tupleToEvent(tuple: unknown): PageChangeEvent {
 
 /** Distinct `extra` key lists remembered per thread (encoder trie, decoder constructors). */
 const MAX_SHAPES = 4096;
+
+/**
+ * A dictionary column whose values were at least this distinct in its last dictionary frame
+ * (distinct strings ÷ values) goes to the pool; see the file comment.
+ */
+const POOL_WHEN_DISTINCT = 0.5;
+/** A pooled column is tried with the dictionary again every this many frames. */
+const RETRY_DICTIONARY_EVERY = 32;
+/** Columns below this many values always use the dictionary (too few to tell). */
+const MIN_VALUES_TO_POOL = 32;
 
 /** A node of the `extra` shape trie: the key list that led here and whether each value is pooled. */
 interface ShapeNode {
@@ -259,6 +278,11 @@ export class EventBatchWriter {
   #shapeRoot = shapeNode([], []);
   #shapeCount = 0;
   readonly #shapes: ShapeNode[] = [];
+  /**
+   * Per dictionary column (sourceId, dataType, scopeId, edgeType): the frame until which it goes to
+   * the pool (0: the dictionary).
+   */
+  readonly #pooledUntil = [0, 0, 0, 0];
 
   constructor(w: MsgpackWriter) {
     this.#w = w;
@@ -287,11 +311,11 @@ export class EventBatchWriter {
       w.uint(c.n); // COUNT
       this.#kindColumn(); // KIND
       this.#pageIdColumn(); // PAGE_ID
-      this.#refColumn(c.sourceId, true); // SOURCE_ID
-      this.#refColumn(c.dataType, (c.present & HAS.dataType) !== 0); // DATA_TYPE
-      this.#refColumn(c.scopeId, (c.present & HAS.scopeId) !== 0); // SCOPE_ID
+      this.#refColumn(c.sourceId, true, 0); // SOURCE_ID
+      this.#refColumn(c.dataType, (c.present & HAS.dataType) !== 0, 1); // DATA_TYPE
+      this.#refColumn(c.scopeId, (c.present & HAS.scopeId) !== 0, 2); // SCOPE_ID
       this.#relatedColumn(); // RELATED
-      this.#refColumn(c.edgeType, (c.present & HAS.edgeType) !== 0); // EDGE_TYPE
+      this.#refColumn(c.edgeType, (c.present & HAS.edgeType) !== 0, 3); // EDGE_TYPE
       this.#pooledColumn(c.reason, (c.present & HAS.reason) !== 0); // REASON
       this.#pooledColumn(c.editDiff, (c.present & HAS.editDiff) !== 0); // EDIT_DIFF
       this.#extraColumn(); // EXTRA
@@ -364,17 +388,24 @@ export class EventBatchWriter {
     this.#pool = pool;
   }
 
-  /** A dictionary column: nil if no event has the field, a scalar if all share one value. */
-  #refColumn(values: readonly (string | undefined)[], present: boolean): void {
+  /**
+   * A dictionary column: nil if no event has the field, a scalar if all share one value; or, while
+   * its values are mostly distinct, pool slices (see the file comment). `column`: its slot in
+   * #pooledUntil.
+   */
+  #refColumn(values: readonly (string | undefined)[], present: boolean, column: number): void {
     const w = this.#w;
     if (!present) return w.byte(NIL);
     const n = this.#columns.n;
+    if (this.#pooledUntil[column]! > this.#frame) return this.#pooledRefColumn(values, n);
     const mark = w.mark();
+    const entries = this.#dictList.length;
     w.arrayHeader(n);
     // Consecutive events mostly carry the very same string: compare before hashing it again.
     let last: string | undefined;
     let lastRef = -1;
     let same = true;
+    let count = 0;
     for (let i = 0; i < n; i++) {
       const v = values[i];
       if (v === undefined) {
@@ -382,6 +413,7 @@ export class EventBatchWriter {
         w.byte(NIL);
         continue;
       }
+      count++;
       if (v !== last) {
         if (last !== undefined) same = false;
         last = v;
@@ -393,6 +425,24 @@ export class EventBatchWriter {
       w.rewind(mark);
       w.uint(lastRef);
     }
+    if (count >= MIN_VALUES_TO_POOL && this.#dictList.length - entries >= count * POOL_WHEN_DISTINCT) this.#pooledUntil[column] = this.#frame + RETRY_DICTIONARY_EVERY;
+  }
+
+  /** A dictionary column written as pool slices: `[lengths]`, nil for an event without the field. */
+  #pooledRefColumn(values: readonly (string | undefined)[], n: number): void {
+    const w = this.#w;
+    w.byte(0x91);
+    w.arrayHeader(n);
+    let pool = this.#pool;
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      if (v === undefined) w.byte(NIL);
+      else {
+        pool += v;
+        w.uint(v.length);
+      }
+    }
+    this.#pool = pool;
   }
 
   /** A pooled-string column: nil if no event has the field, else each event's slice length. */
@@ -569,14 +619,20 @@ function makeBuilder(keys: readonly string[], pooled: readonly boolean[]): Extra
   };
 }
 
-type RefColumn = null | number | readonly (number | null)[];
+/** A dictionary column as read: nil, a scalar index, indexes, or pool slice lengths wrapped in a 1-element array. */
+type RefColumn = null | number | readonly (number | null)[] | readonly [readonly (number | null)[]];
+
+/** Whether a dictionary column holds pool slice lengths (`[lengths]`) rather than dictionary indexes. */
+function isPooled(column: unknown, n: number): column is readonly [readonly (number | null)[]] {
+  return Array.isArray(column) && column.length === 1 && Array.isArray(column[0]) && column[0].length === n;
+}
 
 function corrupt(what: string): ProtocolError {
   return new ProtocolError(`corrupt event frame: ${what}`);
 }
 
-function checkColumn(column: unknown, n: number, name: string, scalar: boolean, nullable: boolean): void {
-  if (column === null ? nullable : Array.isArray(column) ? column.length === n : scalar && typeof column === 'number') return;
+function checkColumn(column: unknown, n: number, name: string, scalar: boolean, nullable: boolean, poolable = false): void {
+  if (column === null ? nullable : Array.isArray(column) ? column.length === n || (poolable && isPooled(column, n)) : scalar && typeof column === 'number') return;
   throw corrupt(`bad ${name} column`);
 }
 
@@ -603,8 +659,8 @@ export function readEvents(payload: unknown): PageChangeEvent[] {
   if (!Number.isInteger(n) || n < 0) throw corrupt('bad count');
   checkColumn(kind, n, 'kind', true, false);
   checkColumn(pageId, n, 'pageId', false, false);
-  checkColumn(sourceId, n, 'sourceId', true, false);
-  for (const [index, name] of [[EventColumn.DATA_TYPE, 'dataType'], [EventColumn.SCOPE_ID, 'scopeId'], [EventColumn.EDGE_TYPE, 'edgeType']] as const) checkColumn(payload[index], n, name, true, true);
+  checkColumn(sourceId, n, 'sourceId', true, false, true);
+  for (const [index, name] of [[EventColumn.DATA_TYPE, 'dataType'], [EventColumn.SCOPE_ID, 'scopeId'], [EventColumn.EDGE_TYPE, 'edgeType']] as const) checkColumn(payload[index], n, name, true, true, true);
   checkColumn(reason, n, 'reason', false, true);
   checkColumn(editDiff, n, 'editDiff', false, true);
   checkColumn(extra, n, 'extra', false, true);
@@ -628,20 +684,36 @@ export function readEvents(payload: unknown): PageChangeEvent[] {
 
   const out = new Array<PageChangeEvent>(n);
   const kindAll = typeof kind === 'number' ? PAGE_CHANGE_KINDS[kind] : undefined;
-  const sourceAll = typeof sourceId === 'number' ? dict[sourceId] : undefined;
   let at = 0;
-  for (let i = 0; i < n; i++) {
-    const kindName = kindAll ?? PAGE_CHANGE_KINDS[(kind as readonly number[])[i]!];
-    const source = sourceAll ?? dict[(sourceId as readonly number[])[i]!];
-    if (kindName === undefined || source === undefined) throw corrupt(`bad kind or sourceId of event ${i}`);
-    const end = at + pageId[i]!;
-    out[i] = { kind: kindName, pageId: pool.substring(at, end), sourceId: source };
-    at = end;
+  if (isPooled(sourceId, n)) {
+    // The sources' slices follow every page id's.
+    const lengths = sourceId[0];
+    let from = 0;
+    for (let i = 0; i < n; i++) from += pageId[i]!;
+    for (let i = 0; i < n; i++) {
+      const kindName = kindAll ?? PAGE_CHANGE_KINDS[(kind as readonly number[])[i]!];
+      const length = lengths[i];
+      if (kindName === undefined || typeof length !== 'number') throw corrupt(`bad kind or sourceId of event ${i}`);
+      const end = at + pageId[i]!;
+      out[i] = { kind: kindName, pageId: pool.substring(at, end), sourceId: pool.substring(from, (from += length)) };
+      at = end;
+    }
+    at = from;
+  } else {
+    const sourceAll = typeof sourceId === 'number' ? dict[sourceId] : undefined;
+    for (let i = 0; i < n; i++) {
+      const kindName = kindAll ?? PAGE_CHANGE_KINDS[(kind as readonly number[])[i]!];
+      const source = sourceAll ?? dict[(sourceId as readonly number[])[i]!];
+      if (kindName === undefined || source === undefined) throw corrupt(`bad kind or sourceId of event ${i}`);
+      const end = at + pageId[i]!;
+      out[i] = { kind: kindName, pageId: pool.substring(at, end), sourceId: source };
+      at = end;
+    }
   }
   // Optional fields are added column by column, in EVENT_FIELDS order: events with the same fields
   // end up with the same hidden class.
-  setRefs(out, payload[EventColumn.DATA_TYPE] as RefColumn, dict, 'dataType');
-  setRefs(out, payload[EventColumn.SCOPE_ID] as RefColumn, dict, 'scopeId');
+  at = setRefs(out, payload[EventColumn.DATA_TYPE] as RefColumn, dict, 'dataType', pool, at);
+  at = setRefs(out, payload[EventColumn.SCOPE_ID] as RefColumn, dict, 'scopeId', pool, at);
   if (related !== null) {
     const [count, lengths] = related;
     let k = 0;
@@ -657,7 +729,7 @@ export function readEvents(payload: unknown): PageChangeEvent[] {
       out[i]!.related = list;
     }
   }
-  setRefs(out, payload[EventColumn.EDGE_TYPE] as RefColumn, dict, 'edgeType');
+  at = setRefs(out, payload[EventColumn.EDGE_TYPE] as RefColumn, dict, 'edgeType', pool, at);
   if (reason !== null) {
     for (let i = 0; i < n; i++) {
       const length = reason[i];
@@ -695,20 +767,33 @@ export function readEvents(payload: unknown): PageChangeEvent[] {
   return out;
 }
 
-function setRefs(out: PageChangeEvent[], column: RefColumn, dict: readonly string[], field: 'dataType' | 'scopeId' | 'edgeType'): void {
-  if (column === null) return;
+/** Sets a dictionary column's field on the events; returns the pool position after its slices (if pooled). */
+function setRefs(out: PageChangeEvent[], column: RefColumn, dict: readonly string[], field: 'dataType' | 'scopeId' | 'edgeType', pool: string, at: number): number {
+  if (column === null) return at;
   if (typeof column === 'number') {
     const value = dict[column];
     if (value === undefined) throw corrupt(`bad ${field} reference`);
     for (let i = 0; i < out.length; i++) out[i]![field] = value;
-    return;
+    return at;
   }
+  if (isPooled(column, out.length)) {
+    const lengths = column[0];
+    for (let i = 0; i < out.length; i++) {
+      const length = lengths[i];
+      if (length == null) continue;
+      if (typeof length !== 'number') throw corrupt(`bad ${field} of event ${i}`);
+      out[i]![field] = pool.substring(at, (at += length));
+    }
+    return at;
+  }
+  const refs = column as readonly (number | null)[];
   for (let i = 0; i < out.length; i++) {
-    const ref = column[i];
+    const ref = refs[i];
     if (ref == null) continue;
     const value = dict[ref];
     if (value === undefined) throw corrupt(`bad ${field} reference`);
     out[i]![field] = value;
   }
+  return at;
 }
 

@@ -24,7 +24,7 @@ export interface PageChangeEvent {
   sourceId: string;
   dataType?: string;
   scopeId?: string;
-  /** `page_replaced`: `[oldId]`; edge kinds: `[targetId]`. */
+  /** `page_replaced`: `[oldId]` (absent: replaced in place); edge kinds: `[targetId]` (required). */
   related?: string[];
   edgeType?: string;
   reason?: string;

@@ -21,8 +21,8 @@ const Extra = z.custom<Record<string, unknown>>(() => true).superRefine((value, 
 });
 
 /**
- * Validates a {@link PageChangeEvent}. Edge kinds require a target in `related`; replaced requires
- * the old id. Every string must be well-formed UTF-16 (no lone surrogates: msgpack's UTF-8 cannot
+ * Validates a {@link PageChangeEvent}. Edge kinds require a target in `related`; a replaced page
+ * names its old id there (`PageChange.replaced`), or, without `related`, is replaced in place. Every string must be well-formed UTF-16 (no lone surrogates: msgpack's UTF-8 cannot
  * carry them, so they are refused rather than silently replaced by U+FFFD) and `extra` must be
  * plain data (see {@link plainObjectProblem}).
  */
@@ -42,13 +42,12 @@ export const PageChangeEventSchema = z
   })
   .strict()
   .superRefine((event, ctx) => {
-    const needsRelated = event.kind === 'page_replaced' || event.kind === 'page_graph_edge_added' || event.kind === 'page_graph_edge_removed';
+    // An edge needs its target. A page_replaced without `related` replaces the page in place (its
+    // old id is its id): DESIGN types `related` as optional, and a content update of one page is the
+    // common case (damped metrics), so it is not refused.
+    const needsRelated = event.kind === 'page_graph_edge_added' || event.kind === 'page_graph_edge_removed';
     if (needsRelated && (event.related === undefined || event.related.length === 0)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['related'],
-        message: event.kind === 'page_replaced' ? 'page_replaced needs related: [oldId]' : `${event.kind} needs related: [targetId]`,
-      });
+      ctx.addIssue({ code: 'custom', path: ['related'], message: `${event.kind} needs related: [targetId]` });
     }
   });
 
@@ -117,7 +116,7 @@ function hasWellFormedFields(e: Record<string, unknown>, kind: string): boolean 
     if (!Array.isArray(related)) return false;
     for (let i = 0; i < related.length; i++) if (!isId(related[i])) return false;
   }
-  if (kind !== 'page_added' && kind !== 'page_invalidated' && (related === undefined || (related as unknown[]).length === 0)) return false;
+  if ((kind === 'page_graph_edge_added' || kind === 'page_graph_edge_removed') && (related === undefined || (related as unknown[]).length === 0)) return false;
   const extra = e['extra'];
   return extra === undefined || plainObjectProblem(extra) === undefined;
 }

@@ -24,7 +24,8 @@
  * most once between its allocation and its release, and there are `capacity` slots. Slots are
  * allocated and freed by the main thread only.
  */
-import { Packr } from 'msgpackr';
+import { addExtension, Packr } from 'msgpackr';
+import { ValidationError } from './errors.js';
 
 /** Int32 indexes of the header. */
 export const TableSlot = {
@@ -89,7 +90,102 @@ export interface TaskTableSize {
 }
 
 /** Encoder for payloads and results (no records: both sides must decode without shared state). */
-export const tablePackr = new Packr({ useRecords: false, moreTypes: true, structuredClone: false });
+const packr = new Packr({ useRecords: false, moreTypes: true, structuredClone: false });
+
+/**
+ * msgpackr writes -0 as the integer 0, so a task's event, input or result would arrive changed.
+ * A -0 is therefore packed as this placeholder, an extension whose unpacking gives -0 back.
+ */
+class NegativeZero {}
+const NEGATIVE_ZERO = new NegativeZero();
+/** msgpack extension type of -0 (1–100 are free for applications; msgpackr uses 101–127). */
+const NEGATIVE_ZERO_EXT = 0x2d;
+addExtension({ Class: NegativeZero, type: NEGATIVE_ZERO_EXT, pack: () => Buffer.alloc(0), unpack: () => -0 });
+
+/** Nesting followed when scanning a payload (payloads are plain data; deeper is left to msgpackr). */
+const MAX_ZERO_DEPTH = 256;
+
+/** What a scan of a payload found: a -0 to mark, or a value msgpackr would change or refuse. */
+interface Scan {
+  negativeZero: boolean;
+  problem: { path: string; message: string } | undefined;
+}
+
+/** Why msgpackr cannot carry `value` unchanged (functions vanish, a Map comes back as an object), or undefined. */
+function untransferable(value: unknown): string | undefined {
+  if (typeof value === 'function') return 'is a function, which cannot be sent to a pool thread';
+  if (typeof value === 'symbol') return 'is a symbol, which cannot be sent to a pool thread';
+  if (value instanceof Map) return 'is a Map, which would arrive as a plain object: send an object or an array of entries';
+  if (value instanceof WeakMap || value instanceof WeakSet || value instanceof Promise) return `is a ${(value as object).constructor.name}, which cannot be sent to a pool thread`;
+  return undefined;
+}
+
+/**
+ * Walks the plain objects and arrays of `value` (up to {@link MAX_ZERO_DEPTH}): notes a -0 (which
+ * msgpackr would write as 0) and stops at the first value it would drop, alter or refuse.
+ */
+function scan(value: unknown, path: string, depth: number, out: Scan): void {
+  if (typeof value === 'number') {
+    if (value === 0 && 1 / value < 0) out.negativeZero = true;
+    return;
+  }
+  const problem = untransferable(value);
+  if (problem !== undefined) {
+    out.problem = { path, message: problem };
+    return;
+  }
+  if (value === null || typeof value !== 'object' || depth > MAX_ZERO_DEPTH) return;
+  if (Array.isArray(value)) {
+    const list = value as unknown[];
+    for (let i = 0; i < list.length && out.problem === undefined; i++) scan(list[i], `${path}[${i}]`, depth + 1, out);
+    return;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return;
+  for (const key in value) {
+    scan((value as Record<string, unknown>)[key], path === '' ? key : `${path}.${key}`, depth + 1, out);
+    if (out.problem !== undefined) return;
+  }
+}
+
+/**
+ * Why `value` cannot travel to or from a pool thread unchanged (`path` names where, under `field`),
+ * or undefined. Callers that take user data (a colony worker's input) check it up front.
+ */
+export function transferProblem(value: unknown, field: string): { path: string; message: string } | undefined {
+  const out: Scan = { negativeZero: false, problem: undefined };
+  scan(value, field, 0, out);
+  return out.problem;
+}
+
+/** A copy of `value` with every -0 (in plain objects and arrays) replaced by the placeholder. */
+function markNegativeZeros(value: unknown, depth: number): unknown {
+  if (typeof value === 'number') return value === 0 && 1 / value < 0 ? NEGATIVE_ZERO : value;
+  if (value === null || typeof value !== 'object' || depth > MAX_ZERO_DEPTH) return value;
+  if (Array.isArray(value)) return (value as unknown[]).map((item) => markNegativeZeros(item, depth + 1));
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return value;
+  const out: Record<string, unknown> = proto === null ? (Object.create(null) as Record<string, unknown>) : {};
+  for (const key in value) out[key] = markNegativeZeros((value as Record<string, unknown>)[key], depth + 1);
+  return out;
+}
+
+/**
+ * Packs and unpacks payloads and results of the table: msgpackr with `moreTypes`, except that -0
+ * stays -0 (the common value, with none, is packed as it is, without a copy) and a value msgpackr
+ * would silently drop or change (a function, a Map) is refused with a ValidationError naming it.
+ */
+export const tablePackr = {
+  pack(value: unknown): Uint8Array {
+    const out: Scan = { negativeZero: false, problem: undefined };
+    scan(value, '', 0, out);
+    if (out.problem !== undefined) throw new ValidationError(out.problem.path, out.problem.message);
+    return packr.pack(out.negativeZero ? markNegativeZeros(value, 0) : value);
+  },
+  unpack(bytes: Uint8Array): unknown {
+    return packr.unpack(bytes) as unknown;
+  },
+};
 
 /** A view of the table; the same class serves the main thread and the lanes. */
 export class TaskTable {

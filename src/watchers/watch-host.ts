@@ -23,6 +23,7 @@ export function runWatchHost(data: WatchWorkerData, port: MessagePort): void {
   const hold = new IngestHold(data.ingest, data.held);
   const cores = new Map<number, FsWatchCore>();
   const post = (reply: WatchReply): void => port.postMessage(reply);
+  const closedFlag = new Int32Array(data.closed);
 
   /** Encodes events into frames no larger than the ring allows, halving a chunk that is too big. */
   const encode = (events: readonly PageChangeEvent[], out: Uint8Array[]): void => {
@@ -90,7 +91,11 @@ export function runWatchHost(data: WatchWorkerData, port: MessagePort): void {
         return;
       case 'close':
         closing = true;
-        void stopAll().then(() => post({ type: 'closed' }));
+        void stopAll().then(() => {
+          Atomics.store(closedFlag, 0, 1);
+          Atomics.notify(closedFlag, 0);
+          post({ type: 'closed' });
+        });
         return;
     }
   });

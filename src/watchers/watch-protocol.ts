@@ -12,6 +12,11 @@ export interface WatchWorkerData {
   ingest: SharedArrayBuffer;
   /** One Int32: 1 while the worker holds the ring's PENDING slot (see IngestHold.releaseOrphaned). */
   held: SharedArrayBuffer;
+  /**
+   * One Int32 the worker sets to 1 (and notifies) once every watcher stopped after `close`: the
+   * main thread blocks on it in a `process.on('exit')` listener, where no message can reach it.
+   */
+  closed: SharedArrayBuffer;
 }
 
 /** Main thread → watch worker. */

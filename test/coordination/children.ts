@@ -19,7 +19,7 @@ export interface ChildConfig {
   readonly url?: string;
   readonly schema?: string;
   readonly agentId: string;
-  readonly mode: 'drain' | 'hold';
+  readonly mode: 'drain' | 'hold' | 'unflushed';
   readonly reportFirst?: number;
   /** Drain mode: print {"progress":n} after every this many reports. */
   readonly progressEvery?: number;

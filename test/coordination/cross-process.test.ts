@@ -141,6 +141,46 @@ function defineClaimingSuite(label: string, batch: number | undefined, makeBacke
       expect(final.filter((task) => task!.attempts !== 1).map((task) => task!.id)).toEqual(orphanIds);
     });
 
+    it.skipIf(batch === undefined)('a worker killed with completions not yet flushed loses nothing: they run again, and each task completes once', { timeout: 120_000 }, async () => {
+      backend = makeBackend();
+      const tm = open();
+      const ids = Array.from({ length: 300 }, (_, i) => `unfl-${String(i).padStart(3, '0')}`);
+      await tm.submitMany(ids.map((id, i) => ({ id, payload: i, claimTtlMs: TTL_MS })));
+      // Its completions wait to ride on a claim (settleWithClaims) or for a 60 s flush delay.
+      const [victim] = (children = await startRacers([childConfig(backend, 'worker-1', 'unflushed', { reportFirst: 20, batch })]));
+      const message = await victim!.waitFor('unflushed', RACE_TIMEOUT_MS);
+      const completedByVictim = message.unflushed as string[];
+      expect(completedByVictim).toHaveLength(20);
+      victim!.kill();
+      expect((await victim!.exited).signal).toBe('SIGKILL');
+
+      const restarted = open();
+      const before = await getAll(restarted, ids);
+      const held = before.filter((task) => task!.state === 'assigned') as Task[];
+      // With a local queue of 100 no claim ran after the first, so nothing was flushed: all 20
+      // completions died with the process. (With batches of 1, each completion rode on the next claim.)
+      if (batch === 100) {
+        expect(message.stats).toMatchObject({ flushes: 0, settled: 0 });
+        expect(held.map((task) => task.id)).toEqual(expect.arrayContaining(completedByVictim));
+      } else {
+        expect((message.stats as { flushesWithClaims: number }).flushesWithClaims).toBeGreaterThan(0);
+      }
+      const released = (await restarted.releaseExpiredClaims(Math.max(...held.map((task) => task.claimedAt!)) + TTL_MS)).sort();
+      expect(released).toEqual(held.map((task) => task.id).sort());
+
+      const [again] = (children = await startRacers([childConfig(backend, 'worker-2', 'drain', { batch })]));
+      await again!.waitFor('done', RACE_TIMEOUT_MS);
+      expect((await again!.exited).code).toBe(0);
+      const final = await getAll(restarted, ids);
+      expect(final.filter((task) => task?.state !== 'completed')).toEqual([]);
+      // Each task completed once, by whoever held its current claim: the released ones by worker-2
+      // on their second claim, the others on their first.
+      expect(final.every((task) => task!.fencingToken === task!.attempts)).toBe(true);
+      expect(final.filter((task) => task!.attempts === 2).map((task) => task!.id).sort()).toEqual(released);
+      expect(final.filter((task) => task!.attempts === 2).every((task) => task!.result === 'worker-2')).toBe(true);
+      expect(final.filter((task) => task!.result === 'worker-1').map((task) => task!.id).every((id) => completedByVictim.includes(id))).toBe(true);
+    });
+
     it('a worker killed at an arbitrary point of a busy run leaves a consistent store', { timeout: 120_000 }, async () => {
       backend = makeBackend();
       const tm = open();

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { afterEach, expect, it } from 'vitest';
 import { ValidationError } from '../../src/shared/errors.js';
-import { PostgresStore, TaskClaimer, TaskManager } from '../../src/coordination/index.js';
+import { PostgresStore, StaleClaimError, TaskClaimer, TaskManager } from '../../src/coordination/index.js';
 import { describePg, dropSchema, pgQuery, uniqueSchema } from '../helpers/pg.js';
 
 describePg('PostgresStore specifics', (url) => {
@@ -42,6 +42,26 @@ describePg('PostgresStore specifics', (url) => {
       if (Date.now() > deadline) throw new Error(`no wait registered for ${taskId}`);
     }
   };
+
+  it('settles in batches tasks whose id or result holds a lone surrogate, and refuses a stale token alone', async () => {
+    const tm = new TaskManager({ store: open(uniqueSchema()) });
+    // The driver sends text as UTF-8, so a lone surrogate in an id is stored as U+FFFD.
+    await tm.submitMany([{ id: 'odd-\ud800', payload: 1 }, { id: 'plain', payload: 2 }, { id: 'stale', payload: 3 }]);
+    const claimed = await tm.claimNext('w', undefined, { max: 3 });
+    expect(claimed.map((t) => t.id).sort()).toEqual(['odd-\ufffd', 'plain', 'stale']);
+    const stale = claimed.find((t) => t.id === 'stale')!;
+    const outcomes = await tm.settleMany('w', [
+      { taskId: 'odd-\ud800', outcome: 'completed', result: { text: 'x\udc00y', quote: '"\\' }, fencingToken: 1 },
+      { taskId: 'stale', outcome: 'completed', result: null, fencingToken: stale.fencingToken + 1 },
+      { taskId: 'plain', outcome: 'failed', result: 'why' },
+    ]);
+    expect(outcomes[0]).toBe(true);
+    expect(outcomes[1]).toBeInstanceOf(StaleClaimError);
+    expect(outcomes[2]).toBe(true);
+    expect(await tm.getTask('odd-\ufffd')).toMatchObject({ state: 'completed', result: { text: 'x\udc00y', quote: '"\\' } });
+    expect(await tm.getTask('plain')).toMatchObject({ state: 'failed', result: 'why' });
+    expect(await tm.getTask('stale')).toMatchObject({ state: 'assigned', assignedTo: 'w' });
+  });
 
   it('creates its schema on first use, safely when several processes start at once', async () => {
     const schema = uniqueSchema();

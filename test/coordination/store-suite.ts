@@ -97,6 +97,30 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect((await tm.listPendingTasks()).map((t) => t.id)).toEqual(['m1', 'm2']);
       });
 
+      it('submitMany keeps each task its own fields when only some tasks set them', async () => {
+        const tm = manager();
+        const payloads = [{ quote: 'a"b\\c', nested: [1, null, { x: 'é\n' }] }, null, 'text', 7.5, [], { id: 'x' }];
+        await tm.submitMany([
+          { id: 'f1', payload: payloads[0] },
+          { id: 'f2', payload: payloads[1], poolId: 'far', topic: 't', requiredCapabilities: ['b', 'a"', 'b'], priority: -2, claimTtlMs: 1_234 },
+          { id: 'f3', payload: payloads[2], requiredCapabilities: [] },
+          { id: 'f4', payload: payloads[3], priority: 5 },
+          { id: 'f5', payload: payloads[4], topic: 'u' },
+          { id: 'f6', payload: payloads[5], claimTtlMs: 9 },
+        ]);
+        const got = await Promise.all(['f1', 'f2', 'f3', 'f4', 'f5', 'f6'].map(async (id) => (await tm.getTask(id))!));
+        expect(got.map((t) => t.payload)).toEqual(payloads);
+        expect(got.map((t) => [t.poolId, t.topic, t.requiredCapabilities, t.priority, t.claimTtlMs])).toEqual([
+          [null, null, [], 0, null],
+          ['far', 't', ['a"', 'b'], -2, 1_234],
+          [null, null, [], 0, null],
+          [null, null, [], 5, null],
+          [null, 'u', [], 0, null],
+          [null, null, [], 0, 9],
+        ]);
+        expect(got.every((t) => t.state === 'pending')).toBe(true);
+      });
+
       it('accepts a pool the store does not know (pools may live in another store), single and batched', async () => {
         const tm = manager();
         expect(await tm.submit({ id: 'far', payload: 1, poolId: 'elsewhere' })).toMatchObject({ id: 'far', state: 'pending', poolId: 'elsewhere' });
@@ -410,9 +434,12 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         await expectEachCompletedOnce(managers[1]!, claimed.flat(), count);
       });
 
-      it('settles a batch item by item: a stale or foreign one is refused alone, the rest apply', async () => {
+      for (const via of ['settleMany', 'settleAndClaimNext'] as const) it(`settles a batch item by item (${via}): a stale or foreign one is refused alone, the rest apply`, async () => {
         const tm = manager();
-        await tm.submitMany(['s1', 's2', 's3', 's4', 's5', 'stale', 'zforeign'].map((id) => ({ id, payload: id, claimTtlMs: 100 })));
+        await tm.submitMany([
+          ...['s1', 's2', 's3', 's4', 's5', 'stale', 'zforeign'].map((id) => ({ id, payload: id, claimTtlMs: 100 })),
+          ...['n1', 'n2'].map((id) => ({ id, payload: id, topic: 'fresh', priority: -1 })),
+        ]);
         const mine = await tm.claimNext('w', {}, { max: 6 });
         expect(mine.map((t) => t.id)).toEqual(['s1', 's2', 's3', 's4', 's5', 'stale']);
         const foreign = await tm.claimTask('other', 'zforeign');
@@ -424,7 +451,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect(await tm.releaseExpiredClaims()).toEqual(['stale']);
         await tm.claimTask('thief', 'stale');
         const token = (id: string): number => mine.find((t) => t.id === id)!.fencingToken;
-        const outcomes = await tm.settleMany('w', [
+        const items = [
           { taskId: 's1', outcome: 'completed', result: { ok: 1 }, fencingToken: token('s1') },
           { taskId: 'stale', outcome: 'completed', result: 'late', fencingToken: token('stale') },
           { taskId: 's2', outcome: 'failed', result: { why: 'no' }, fencingToken: token('s2') },
@@ -432,7 +459,19 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
           { taskId: 's3', outcome: 'released', fencingToken: token('s3') },
           { taskId: 'missing', outcome: 'completed', result: 1 },
           { taskId: 's4', outcome: 'completed' },
-        ]);
+        ] as const;
+        let outcomes;
+        if (via === 'settleMany') {
+          outcomes = await tm.settleMany('w', items);
+        } else {
+          // The claim rides on the settlement (one statement on PostgreSQL) and is not affected by the refusals.
+          const both = await tm.settleAndClaimNext('w', items, { topics: ['fresh'], topicRequired: true }, { max: 5 });
+          outcomes = both.outcomes;
+          expect(both.tasks.map((t) => [t.id, t.state, t.assignedTo, t.fencingToken])).toEqual([
+            ['n1', 'assigned', 'w', 1],
+            ['n2', 'assigned', 'w', 1],
+          ]);
+        }
         expect(outcomes[0]).toBe(true);
         expect(outcomes[1]).toBeInstanceOf(StaleClaimError);
         expect(outcomes[2]).toBe(true);
@@ -457,7 +496,7 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect(again[0]).toBeInstanceOf(InvalidStateError);
         expect(again.slice(1)).toEqual([false, false, true]);
         // A released task is claimable again, with a new token.
-        expect((await tm.claimNext('v', {}, { max: 5 })).map((t) => [t.id, t.fencingToken])).toEqual([['s3', 2], ['s5', 2]]);
+        expect((await tm.claimNext('v', {}, { max: 2 })).map((t) => [t.id, t.fencingToken])).toEqual([['s3', 2], ['s5', 2]]);
       });
 
       it('validates settlements: distinct ids, known outcomes, plain results; an invalid batch applies nothing', async () => {
@@ -544,6 +583,35 @@ export function defineStoreSuite(label: string, createBacking: BackingFactory): 
         expect(claimer.stats).toMatchObject({ settled: 2, refused: 1, flushes: 1 });
         expect((await tm.getTask('x2'))?.assignedTo).toBe('thief');
         await claimer.close();
+      });
+
+      it('with settleWithClaims, completions ride on the next claim, and a stale one among them is refused alone', async () => {
+        const tm = manager();
+        await tm.submitMany(['x1', 'x2', 'x3'].map((id) => ({ id, payload: id, claimTtlMs: 50 })));
+        // A 60 s flush delay: the completions can only leave with a claim.
+        const claimer = new TaskClaimer(tm, { agentId: 'w', batchSize: 3, now: clock, settleWithClaims: true, flushDelayMs: 60_000 });
+        const tasks = [(await claimer.poll())!, (await claimer.poll())!, (await claimer.poll())!];
+        now = T0 + 50;
+        for (const id of ['x1', 'x3']) await tm.renewClaim('w', id);
+        expect(await tm.releaseExpiredClaims()).toEqual(['x2']);
+        await tm.claimTask('thief', 'x2');
+        const settled = Promise.allSettled(tasks.map((task) => claimer.complete(task, 'done')));
+        await tm.submitMany(['y1', 'y2'].map((id) => ({ id, payload: id })));
+        const next = await claimer.poll();
+        expect(next).toMatchObject({ id: 'y1', state: 'assigned', assignedTo: 'w', fencingToken: 1 });
+        const results = await settled;
+        expect(results.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+        expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(StaleClaimError);
+        expect(claimer.stats).toMatchObject({ settled: 2, refused: 1, flushes: 1, flushesWithClaims: 1 });
+        expect(await tm.getTask('x1')).toMatchObject({ state: 'completed', result: 'done' });
+        expect(await tm.getTask('x2')).toMatchObject({ state: 'assigned', assignedTo: 'thief' });
+        expect(await tm.getTask('x3')).toMatchObject({ state: 'completed', result: 'done' });
+        // Close flushes at once, whatever the delay; y2, claimed with y1, goes back to pending.
+        const last = claimer.complete(next!, 'y');
+        await claimer.close();
+        await last;
+        expect(await tm.getTask('y1')).toMatchObject({ state: 'completed', result: 'y' });
+        expect(await tm.getTask('y2')).toMatchObject({ state: 'pending', assignedTo: null });
       });
 
       it('close releases the tasks it claimed but did not hand out', async () => {

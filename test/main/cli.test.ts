@@ -273,6 +273,24 @@ describe('converge serve', () => {
     expect(server.output()).toContain('converge serve: stopped');
   });
 
+  it('answers an oversize body with 413, on /events and on the webhooks behind it (not a 502 or a reset)', async () => {
+    const server = await start(['serve', '--port', '0', '--secret', secret], /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    const base = server.match[1]!;
+    try {
+      // Over the WebhookReceiver's 1 MiB: its early 413 used to race the proxied upload (502 / EPIPE).
+      const hook = await fetch(`${base}/webhooks/github`, { method: 'POST', body: Buffer.alloc(2 * 1024 * 1024, 120), headers: { 'x-github-event': 'push', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` } });
+      expect(hook.status).toBe(413);
+      // Over /events' 8 MiB: the connection used to be destroyed before the answer.
+      const events = await fetch(`${base}/events`, { method: 'POST', body: Buffer.alloc(9 * 1024 * 1024, 120), headers: { 'x-converge-signature': `sha256=${'0'.repeat(64)}` } });
+      expect(events.status).toBe(413);
+      // The server still answers afterwards.
+      expect((await fetch(`${base}/status`)).status).toBe(200);
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+    expect(await server.exited).toBe(0);
+  });
+
   it('refuses POST without --secret, and a port in use in one line', async () => {
     const server = await start(['serve', '--port', '0'], /listening on (http:\/\/127\.0\.0\.1:(\d+))/, { CONVERGE_SECRET: '' });
     try {

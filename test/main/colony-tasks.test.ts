@@ -83,6 +83,23 @@ describe('task subscriptions on the colony pool', () => {
     expect(errors[0]).toMatchObject({ code: 'CONVERGE_VALIDATION', field: 'payload.size' });
   });
 
+  it("a task's event arrives unchanged in its pool thread: -0, BigInt, undefined, NaN, Uint8Array, nested", async () => {
+    const e = await engine({ pool: { maxThreads: 1 } });
+    await e.subscribe({ predicate: { dataType: 'doc' }, task: { filename: tasks, name: 'echo' } });
+    const echoed: PageChangeEvent[] = [];
+    await e.subscribe({ predicate: { dataType: 'echo' }, handler: (event) => void echoed.push(event) });
+    const extra = { z: -0, big: 2n ** 64n - 1n, nothing: undefined, nan: NaN, bytes: new Uint8Array([1, 2, 255]), nested: { list: [1, -0, null, { deep: -0 }] } };
+    await e.dispatchChange(PageChange.added('doc:1', { dataType: 'doc', sourceId: 'test', extra }));
+    await e.waitForQuiescence({ timeoutMs: 30_000 });
+    expect(echoed).toHaveLength(1);
+    const echo = echoed[0]!.extra!['echo'] as typeof extra;
+    expect(echo).toStrictEqual(extra);
+    // toStrictEqual does not tell -0 from 0 inside arrays on every version: check each one.
+    expect(Object.is(echo.z, -0)).toBe(true);
+    expect(Object.is(echo.nested.list[1], -0)).toBe(true);
+    expect(Object.is((echo.nested.list[3] as { deep: number }).deep, -0)).toBe(true);
+  });
+
   it('subscribe checks the module and the export, naming task.filename / task.name', async () => {
     const e = await engine({ pool: { maxThreads: 1 } });
     const missingExport = await e.subscribe({ task: { filename: tasks, name: 'nope' } }).catch((err: unknown) => err);

@@ -52,6 +52,20 @@ describe('Colony', () => {
     expect(reports[1]).toMatchObject({ workerId: id, status: 'success' });
   });
 
+  it("a worker's input and its report's data arrive unchanged: -0, BigInt, undefined, Uint8Array", async () => {
+    const colony = await started();
+    const input = { z: -0, big: -(2n ** 63n), nothing: undefined, bytes: new Uint8Array([7, 0, 255]), list: [-0, 0, { deep: -0 }] };
+    const [id] = await colony.spawn('echo', { input });
+    const [report] = await colony.waitForWorkerReports([id!], { timeoutMs: 30_000 });
+    expect(report).toMatchObject({ status: 'success' });
+    const echoed = (report!.data as { input: typeof input }).input;
+    expect(echoed).toStrictEqual(input);
+    expect(Object.is(echoed.z, -0)).toBe(true);
+    expect(Object.is(echoed.list[0], -0)).toBe(true);
+    expect(Object.is(echoed.list[1], 0)).toBe(true);
+    expect(Object.is((echoed.list[2] as { deep: number }).deep, -0)).toBe(true);
+  });
+
   it('synthesises a timeout report and stops the worker; its late settle is ignored', async () => {
     const colony = await started();
     const [hang] = await colony.spawn('hang');
@@ -275,10 +289,24 @@ describe('Colony', () => {
   it('validates its options and arguments', async () => {
     expect(() => new Colony({ workerModule, maxConcurrentWorkers: 0 })).toThrow(ValidationError);
     expect(() => new Colony({ workerModule, bogus: 1 } as unknown as ColonyOptions)).toThrow(/options.bogus/);
+    // Pool options are checked up front (Piscina would throw on the first spawn, out of reach).
+    expect(() => new Colony({ workerModule, pool: { minThreads: 3, maxThreads: 1 } })).toThrow(/options\.pool\.minThreads/);
+    expect(() => new Colony({ workerModule, pool: { maxThreads: 'two' } as unknown as ColonyOptions['pool'] })).toThrow(/options\.pool\.maxThreads/);
+    expect(() => new Colony({ workerModule, pool: { maxThread: 2 } as unknown as ColonyOptions['pool'] })).toThrow(/options\.pool\.maxThread/);
     const colony = new Colony({ workerModule });
     colonies.push(colony);
     await expect(colony.spawn('echo')).rejects.toBeInstanceOf(InvalidStateError);
     await colony.start();
     await expect(colony.spawn('echo', { count: 0 })).rejects.toMatchObject({ field: 'options.count' });
+    // Input the pool cannot carry unchanged is refused up front, naming where it is.
+    await expect(colony.spawn('echo', { input: { nested: [1, () => 2] } })).rejects.toMatchObject({ code: 'CONVERGE_VALIDATION', field: 'options.input.nested[1]' });
+    await expect(colony.spawn('echo', { input: new Map([['a', 1]]) })).rejects.toMatchObject({ field: 'options.input' });
+    await expect(colony.spawnBatch([{ task: 'echo' }, { task: 'echo', data: { s: Symbol('x') } }])).rejects.toMatchObject({ field: 'tasks[1].data.s' });
+    expect(colony.listWorkers()).toHaveLength(0);
+    // A result it cannot carry is a failed report naming the field, not a success with the field gone.
+    const [id] = await colony.spawn('unsendable');
+    const [report] = await colony.waitForWorkerReports([id!], { timeoutMs: 30_000 });
+    expect(report).toMatchObject({ status: 'failed' });
+    expect(report!.error).toContain('callback');
   });
 });

@@ -63,6 +63,21 @@ describe('engine input', () => {
   });
 });
 
+describe('accepted as DESIGN types it', () => {
+  it('a page_replaced without related (DESIGN: related?) is a page replaced in place: delivered, damped', async () => {
+    const e = await engine();
+    const values: number[] = [];
+    await e.subscribe({ predicate: { dataType: 'metric' }, tolerance: { mode: 'absolute', value: 0.5 }, handler: (ev) => void values.push(ev.extra!['value'] as number) });
+    const metric = (value: number, ts: number): PageChangeEvent => ({ kind: 'page_replaced', pageId: 'cpu', sourceId: 'test', dataType: 'metric', ts, extra: { value } });
+    // Event times far apart: the rate limiter lets each through; the damper decides.
+    await e.dispatchChange([1.0, 1.4, 1.8, 2.2].map((v, i) => metric(v, 10_000 * (i + 1))));
+    const report = await e.waitForQuiescence({ timeoutMs: 20_000 });
+    expect(report?.counters.eventsReceived).toBe(4);
+    expect(values).toEqual([1.0, 1.8]);
+    expect(report?.counters.dispatchesDamped).toBe(2);
+  });
+});
+
 describe('nothing changed in transit', () => {
   it('extra arrives exactly as sent on the direct path and on the rate-limited (re-encoded) path', async () => {
     const e = await engine({ rateLimit: { minIntervalMs: 1000, burst: 1, trailing: true } });

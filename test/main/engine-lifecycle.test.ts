@@ -168,6 +168,8 @@ describe('start and options', () => {
       [{ rateLimit: { burst: 2 ** 40 } }, 'options.rateLimit.burst'],
       [{ pool: { maxThreads: 100_000 } }, 'options.pool.maxThreads'],
       [{ pool: { idleTimeout: 2 ** 40 } }, 'options.pool.idleTimeout'],
+      // Piscina throws this one on the first task, from inside the pool: an uncaught RangeError.
+      [{ pool: { minThreads: 3, maxThreads: 1 } }, 'options.pool.minThreads'],
     ];
     for (const [options, field] of cases) {
       const error = await createEngine(options).catch((err: unknown) => err);
@@ -262,6 +264,12 @@ describe('loud failures', () => {
 });
 
 describe('process lifetime', () => {
+  it("an EventBus waitFor with a deadline keeps a script alive until it answers null (not exit 13)", async () => {
+    const child = await runChild('bus-wait.mjs');
+    expect(child.code, child.stderr).toBe(0);
+    expect(child.messages).toEqual([{ event: null }]);
+  });
+
   it('a script that forgets close() exits by itself once the engine is idle', async () => {
     const child = await runChild('forget-close.mjs');
     expect(child.code, child.stderr).toBe(0);

@@ -292,6 +292,9 @@ describe('ConvergeJob', () => {
     expect(() => new ConvergeJob({ agents: [{ name: 'x', module: 'relative.mjs' }] })).toThrow(/agents\[0\]\.module/);
     expect(() => new ConvergeJob({ agents: [agent('seed'), agent('seed')] })).toThrow(/used twice/);
     expect(() => new ConvergeJob({ agents: [agent('seed')], dominance: 'loudest' as never })).toThrow(/dominance/);
+    // Pool sizing is checked up front, not by Piscina when the first agent runs.
+    expect(() => new ConvergeJob({ agents: [agent('seed')], pool: { minThreads: 3, maxThreads: 1 } })).toThrow(/pool\.minThreads/);
+    expect(() => new ConvergeJob({ agents: [agent('seed')], pool: { maxThreads: 0 } })).toThrow(/pool\.maxThreads/);
     await expect(new ConvergeJob({ pool, agents: [agent('seed')] }).run({ bad: () => 1 } as never)).rejects.toThrow(/context\.bad/);
   });
 });

@@ -114,6 +114,17 @@ describe('error serialisation across a real worker thread', () => {
     expect(back('syntaxError').code).toBe('CONVERGE_UNKNOWN');
     expect(back('referenceError').message).toMatch(/notDefinedAnywhere/);
     expect(back('aggregateError').message).toBe('several failed');
+    // The inner errors survive too, each with its class and code (they were lost before).
+    const inner = (back('aggregateError') as unknown as AggregateError).errors as (Error & { code: string })[];
+    expect(inner).toHaveLength(3);
+    expect(inner[0]).toBeInstanceOf(Error);
+    expect(inner[0]).toMatchObject({ message: 'inner', code: 'CONVERGE_UNKNOWN' });
+    expect(inner[1]).toBeInstanceOf(TypeError);
+    expect(inner[1]).toMatchObject({ message: 'second', code: 'E_SECOND' });
+    expect(inner[2]).toMatchObject({ message: 'a string', code: 'CONVERGE_UNKNOWN' });
+    expect(Object.keys(back('aggregateError'))).not.toContain('errors');
+    // A thrown non-Error keeps the code and message it carried.
+    expect(back('thrownObject')).toMatchObject({ message: 'quota exceeded', code: 'E_QUOTA' });
     const coded = back('codedError');
     expect(coded).toMatchObject({ message: 'no such file', code: 'ENOENT', path: '/nowhere' });
     expect(coded.cause).toBeInstanceOf(RangeError);

@@ -6,6 +6,7 @@ import {
   PAGE_CHANGE_KINDS,
   PageChange,
   PageChangeEventSchema,
+  isWellFormedEvent,
   validateEvent,
   validateEvents,
 } from '../../src/shared/events.js';
@@ -64,6 +65,10 @@ describe('validateEvent / validateEvents', () => {
 
   it('returns a valid event', () => {
     expect(validateEvent(ok)).toStrictEqual(ok);
+    // A page replaced in place needs no `related` (DESIGN types it optional); an edge does.
+    const inPlace = { ...ok, kind: 'page_replaced', extra: { value: 2 } };
+    expect(validateEvent(inPlace)).toStrictEqual(inPlace);
+    expect(isWellFormedEvent(inPlace)).toBe(true);
     expect(validateEvents([ok, ok])).toHaveLength(2);
     expect(validateEvents(ok)).toStrictEqual([ok]);
   });
@@ -73,7 +78,6 @@ describe('validateEvent / validateEvents', () => {
     [{ ...ok, pageId: 42 }, 'event.pageId', /string/],
     [{ ...ok, sourceId: undefined }, 'event.sourceId', /./],
     [{ ...ok, kind: 'page_exploded' }, 'event.kind', /page_added/],
-    [{ ...ok, kind: 'page_replaced' }, 'event.related', /oldId/],
     [{ ...ok, kind: 'page_graph_edge_added' }, 'event.related', /targetId/],
     [{ ...ok, related: ['x', ''] }, 'event.related[1]', /non-empty/],
     [{ ...ok, ts: -1 }, 'event.ts', /0/],

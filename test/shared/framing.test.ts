@@ -88,6 +88,50 @@ describe('FrameEncoder.encodeEvents / readEvents', () => {
     for (const batch of batches) expect(roundTrip(batch)).toStrictEqual(batch);
   });
 
+  it('a dictionary column of mostly distinct strings goes to the pool from the next frame on, and back once they repeat', () => {
+    // sourceId, dataType, scopeId and edgeType are dictionary columns; with many distinct values
+    // (issue 10's mix: 40 k sources, 10 k types) the encoder writes them as pool slices instead.
+    const distinct = (frame: number): PageChangeEvent[] =>
+      Array.from({ length: 100 }, (_, i) => {
+        const e: PageChangeEvent = { kind: PAGE_CHANGE_KINDS[i % 5]!, pageId: `p${frame}-${i}`, sourceId: `file:/repo-${frame}-${i}/é` };
+        if (i % 7 !== 0) e.dataType = `type-${frame}-${i}`;
+        e.scopeId = `scope-${frame}-${i}`;
+        if (i % 3 === 0) e.related = [`r${i}`, `😀${i}`];
+        if (i % 2 === 0) e.edgeType = `edge-${frame}-${i}`;
+        if (i % 4 === 0) e.reason = `why ${i}`;
+        if (i % 6 === 0) e.editDiff = `diff ${i}`;
+        e.extra = { relativePath: `src/${i}.ts`, value: i };
+        e.ts = 1000 + i;
+        return e;
+      });
+    const repeating = (frame: number): PageChangeEvent[] =>
+      Array.from({ length: 100 }, (_, i) => ({ kind: 'page_added', pageId: `q${frame}-${i}`, sourceId: `s${i % 3}`, dataType: `d${i % 2}`, scopeId: 'one', edgeType: i % 2 === 0 ? 'e' : undefined, ts: i }));
+    const encoder = new FrameEncoder();
+    const decoder = new FrameDecoder();
+    const send = (events: PageChangeEvent[]): unknown[] => {
+      const bytes = encoder.encodeEvents(1, null, events);
+      expect(readEvents(decoder.decode(shared(bytes))[2])).toStrictEqual(JSON.parse(JSON.stringify(events)));
+      return (unpack(Buffer.from(bytes)) as unknown[])[2] as unknown[];
+    };
+    const pooled = (column: unknown): boolean => Array.isArray(column) && column.length === 1 && Array.isArray(column[0]);
+    // First frame: the dictionary (indexes); it learns that the columns are distinct.
+    let columns = send(distinct(0));
+    for (const index of [3, 4, 5, 7]) expect(pooled(columns[index])).toBe(false);
+    // From then on: pool slices (nil where an event lacks the field).
+    for (let frame = 1; frame < 4; frame++) {
+      columns = send(distinct(frame));
+      for (const index of [3, 4, 5, 7]) expect(pooled(columns[index])).toBe(true);
+      expect((columns[4] as unknown[][])[0]![0]).toBeNull(); // event 0 has no dataType
+    }
+    // Repeating values: back to the dictionary within a retry period (32 frames), never wrong meanwhile.
+    let frame = 4;
+    while (pooled(send(repeating(frame))[3]) && frame < 40) frame++;
+    expect(frame).toBeLessThan(40);
+    columns = send(repeating(frame + 1));
+    for (const index of [3, 4, 5, 7]) expect(pooled(columns[index])).toBe(false);
+    expect(typeof columns[5]).toBe('number'); // a scalar: every event has scope 'one'
+  });
+
   it('carries plain data losslessly: -0, NaN, BigInt, undefined, bytes as Uint8Array, null-prototype objects, many keys', () => {
     const bytes = new Uint8Array([1, 2, 3]);
     const manyKeys = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`key${i}`, i % 2 === 0 ? i : `v${i}`]));
@@ -235,6 +279,29 @@ describe('FrameDecoder and readEvents on bad input', () => {
       expect(() => readEvents(p)).toThrow(ProtocolError);
     }
     expect(() => readEvents('nope')).toThrow(expect.objectContaining({ code: 'CONVERGE_PROTOCOL' }));
+  });
+
+  it('corrupt pooled dictionary columns → ProtocolError, never wrong events', () => {
+    const encoder = new FrameEncoder();
+    const batch = (frame: number): PageChangeEvent[] => Array.from({ length: 64 }, (_, i) => ({ kind: 'page_added', pageId: `p${i}`, sourceId: `s${frame}-${i}`, dataType: `d${frame}-${i}`, ts: 1 }));
+    encoder.encodeEvents(1, null, batch(0));
+    const good = encoder.encodeEvents(1, null, batch(1));
+    const pooledPayload = (): unknown[] => structuredClone(unpack(Buffer.from(good)) as unknown[])[2] as unknown[];
+    expect(readEvents(pooledPayload())).toStrictEqual(batch(1));
+    const corruptions: ((p: unknown[]) => void)[] = [
+      (p) => ((p[3] as number[][])[0]![0]! += 1), // slices no longer add up to the pool
+      (p) => ((p[4] as number[][])[0]![5]! -= 1),
+      (p) => ((p[3] as unknown[][])[0]![1] = 'x'),
+      (p) => ((p[3] as unknown[][])[0]![1] = null), // sourceId is required
+      (p) => ((p[4] as unknown[][])[0]![2] = 'x'),
+      (p) => ((p[3] as unknown[][])[0]!.pop()),
+      (p) => (p[4] = [[1, 2]]),
+    ];
+    for (const corrupt of corruptions) {
+      const p = pooledPayload();
+      corrupt(p);
+      expect(() => readEvents(p)).toThrow(ProtocolError);
+    }
   });
 });
 

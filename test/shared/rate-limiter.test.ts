@@ -111,6 +111,49 @@ describe('WriteRateLimiter', () => {
     expect(limiter.size).toBe(0);
   });
 
+  it('property: forgetting full buckets (two generations, dropped whole) never changes a decision while the clock goes back at most burst · minIntervalMs', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(fc.tuple(fc.integer({ min: -120, max: 200 }), fc.integer({ min: 0, max: 6 }), fc.boolean()), { maxLength: 200 }),
+        (interval, burst, steps) => {
+          const limiter = new WriteRateLimiter({ minIntervalMs: interval, burst });
+          // Reference: the same GCRA with every key kept forever.
+          const tats = new Map<string, number>();
+          let now = 1_000;
+          let latest = now;
+          for (const [gap, k, ask] of steps) {
+            // The clock may go backwards too, by up to one window behind the latest time.
+            now = Math.max(now + gap, latest - burst * interval);
+            latest = Math.max(latest, now);
+            const key = `page:${k}`;
+            const stored = tats.get(key);
+            const tat = stored === undefined || stored < now ? now : stored;
+            const pass = tat - now <= (burst - 1) * interval;
+            if (ask) {
+              expect(limiter.nextAllowedAt(key, now)).toBe(pass ? now : Math.max(now, tat - (burst - 1) * interval));
+            }
+            expect(limiter.allow(key, now)).toBe(pass);
+            if (pass) tats.set(key, tat + interval);
+          }
+        },
+      ),
+      { numRuns: 1000, plugins: [fc.interruptAfterTimeLimit(20_000)] },
+    );
+  });
+
+  it('keeps only keys written within the last four windows (burst · minIntervalMs), without sweeping', () => {
+    const limiter = new WriteRateLimiter({ minIntervalMs: 100, burst: 2 }); // window 200 ms
+    for (let t = 0; t < 10_000; t++) {
+      limiter.allow(`page:${t}`, t);
+      expect(limiter.size).toBeLessThanOrEqual(4 * 200 + 1);
+    }
+    // A long pause: everything held is full again, and goes at the next write.
+    limiter.allow('late', 20_000);
+    expect(limiter.size).toBe(1);
+  });
+
   it('property: decisions equal an exact token bucket (capacity burst, one token per interval)', () => {
     fc.assert(
       fc.property(

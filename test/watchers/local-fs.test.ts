@@ -274,8 +274,8 @@ describe('LocalFsWatcher through the engine', () => {
 
 describe('LocalFsWatcher in the watch worker: closing engines while the native watcher delivers', () => {
   const root = fileURLToPath(new URL('../../', import.meta.url));
-  const run = (...args: string[]) => {
-    const script = fileURLToPath(new URL('../fixtures/watchers/close-under-churn.mjs', import.meta.url));
+  const churn = fileURLToPath(new URL('../fixtures/watchers/close-under-churn.mjs', import.meta.url));
+  const run = (script: string, ...args: string[]) => {
     const node = process.env.CONVERGE_TEST_TARGET === 'dist' ? [script, ...args] : ['--import', 'tsx', script, ...args];
     return new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) => {
       const child = spawn(process.execPath, node, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -298,7 +298,7 @@ describe('LocalFsWatcher in the watch worker: closing engines while the native w
   it.each([['the addon loaded only by watch workers', ''], ['the addon also loaded on the main thread', 'pin']])(
     'the process survives 4 engines closed mid-storm, each watching natively (%s)',
     async (_, pin) => {
-      const child = await run('4', pin);
+      const child = await run(churn, '4', pin);
       expect(child.signal, child.stderr).toBeNull();
       expect(child.code, child.stderr).toBe(0);
       const result = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { closed: number; sourceErrors: string[] };
@@ -306,4 +306,17 @@ describe('LocalFsWatcher in the watch worker: closing engines while the native w
     },
     60_000,
   );
+
+  // Without close(): a CLI that calls process.exit() while the watcher delivers. Node ends the watch
+  // worker after the exit listeners; before they closed its subscriptions first, 2 runs in 3 aborted.
+  it('process.exit() mid-storm with a directory mapped ends with the asked code, 3 times out of 3', async () => {
+    const script = fileURLToPath(new URL('../fixtures/watchers/exit-under-churn.mjs', import.meta.url));
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const child = await run(script);
+      expect(child.signal, child.stderr).toBeNull();
+      expect(child.code, child.stderr).toBe(7);
+      const { delivered } = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { delivered: number };
+      expect(delivered).toBeGreaterThanOrEqual(20);
+    }
+  }, 90_000);
 });

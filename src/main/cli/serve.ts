@@ -20,7 +20,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { type ChangeFeedEntry, type EngineCounters, type QuiescenceReport, zeroCounters } from '../../shared/protocol.js';
 import type { PageChangeEvent } from '../../shared/events.js';
 import { WEBHOOK_PROVIDERS } from '../../watchers/webhook-event-builder.js';
-import { WebhookReceiver } from '../../watchers/webhook-receiver.js';
+import { WEBHOOK_DEFAULTS, WebhookReceiver } from '../../watchers/webhook-receiver.js';
 import { createEngine, type Engine, type EngineStatus } from '../engine.js';
 import { integer, UsageError, valueFlag } from './args.js';
 import { CliError, type CliContext, defineCommand, untilAborted } from './context.js';
@@ -175,20 +175,38 @@ function json(response: ServerResponse, status: number, body: unknown): void {
   response.end(`${JSON.stringify(body, null, 2)}\n`);
 }
 
-function readBody(request: IncomingMessage): Promise<Buffer | null> {
+/** An oversize body is read to its end (for the client to see the 413) up to this many times the limit; past it the connection is cut. */
+const DRAIN_FACTOR = 16;
+
+/**
+ * The request's body, or null when it is larger than `limit` bytes. An oversize body is drained to
+ * its end, not cut off mid-upload, so that the client reads the 413 instead of a reset connection
+ * (up to {@link DRAIN_FACTOR} times the limit).
+ */
+function readBody(request: IncomingMessage, limit: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     request.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        resolve(null);
-        request.destroy();
-      } else chunks.push(chunk);
+      if (size <= limit) chunks.push(chunk);
+      else {
+        chunks.length = 0;
+        if (size > limit * DRAIN_FACTOR) {
+          request.destroy();
+          resolve(null);
+        }
+      }
     });
-    request.on('end', () => resolve(Buffer.concat(chunks)));
+    request.on('end', () => resolve(size > limit ? null : Buffer.concat(chunks)));
     request.on('error', reject);
   });
+}
+
+/** A 413 that closes the connection (the rest of an oversize body is not worth reading). */
+function tooLarge(response: ServerResponse, limit: number): void {
+  response.setHeader('connection', 'close');
+  json(response, 413, { error: `body larger than ${limit} bytes` });
 }
 
 /** Options of {@link startServer}. */
@@ -226,14 +244,25 @@ export async function startServer(options: ServeOptions, version: string): Promi
     await receiver.listen();
   }
 
-  /** Hands a webhook request to the receiver and its answer back, unchanged. */
-  const forward = (request: IncomingMessage, response: ServerResponse, base: string): void => {
-    const upstream = httpRequest(`${base}${request.url ?? '/'}`, { method: request.method, headers: request.headers }, (answer) => {
+  /**
+   * Hands a webhook request to the receiver and its answer back, unchanged. The body is read here
+   * first, within the receiver's limit: an oversize one is answered 413 at once (piped through, the
+   * receiver's early 413 raced the upload and the client got a 502 or a reset).
+   */
+  const forward = async (request: IncomingMessage, response: ServerResponse, base: string): Promise<void> => {
+    const body = await readBody(request, WEBHOOK_DEFAULTS.bodyLimit);
+    if (body === null) return tooLarge(response, WEBHOOK_DEFAULTS.bodyLimit);
+    const headers = { ...request.headers, 'content-length': String(body.length) };
+    delete headers['transfer-encoding'];
+    const upstream = httpRequest(`${base}${request.url ?? '/'}`, { method: request.method, headers }, (answer) => {
       response.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(response);
     });
-    upstream.on('error', (error) => json(response, 502, { error: `webhook receiver: ${error.message}` }));
-    request.pipe(upstream);
+    upstream.on('error', (error) => {
+      if (!response.headersSent) json(response, 502, { error: `webhook receiver: ${error.message}` });
+      else response.end();
+    });
+    upstream.end(body);
   };
 
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
@@ -253,8 +282,8 @@ export async function startServer(options: ServeOptions, version: string): Promi
       hub.add(response);
     } else if (request.method === 'POST' && path === '/events') {
       if (options.secret === undefined) return json(response, 403, { error: 'this server accepts no events: start it with --secret' });
-      const body = await readBody(request);
-      if (body === null) return json(response, 413, { error: `body larger than ${MAX_BODY_BYTES} bytes` });
+      const body = await readBody(request, MAX_BODY_BYTES);
+      if (body === null) return tooLarge(response, MAX_BODY_BYTES);
       if (!verify(body, options.secret, request.headers['x-converge-signature'])) return json(response, 401, { error: 'missing or wrong x-converge-signature (sha256=<hex HMAC-SHA256 of the body>)' });
       let events: PageChangeEvent | PageChangeEvent[];
       try {
@@ -271,7 +300,7 @@ export async function startServer(options: ServeOptions, version: string): Promi
       json(response, 202, { accepted: Array.isArray(events) ? events.length : 1 });
     } else if (path.startsWith('/webhooks/')) {
       if (receiver === undefined) return json(response, 403, { error: 'this server accepts no webhooks: start it with --secret' });
-      forward(request, response, receiver.url);
+      await forward(request, response, receiver.url);
     } else {
       json(response, 404, { error: `no route ${request.method} ${path}`, routes: ['GET /', 'GET /status', 'GET /metrics', 'GET /feed', 'POST /events', ...WEBHOOK_PROVIDERS.map((p) => `POST /webhooks/${p}`)] });
     }
