@@ -3,9 +3,10 @@
  * pg-boss 10, on the same PostgreSQL database, with the same no-op work and the same claimer count.
  *
  * Every system runs in its batch mode:
- * - converge: `submitMany` in batches; claimers are `TaskClaimer`s (batched `claimNext(…, { max })`
- *   into a local queue, batched `settleMany`, flush delay 0, LISTEN/NOTIFY wake), `run` with the
- *   concurrency below; each claimer has its own PostgresStore (its own pool);
+ * - converge: `submitMany` in batches; claimers are `TaskClaimer`s with their defaults (batched
+ *   `claimNext(…, { max })` into a local queue, two claims in flight, batched `settleMany`, flush
+ *   delay 0, LISTEN/NOTIFY wake), `run` with the concurrency below; each claimer has its own
+ *   PostgresStore (its own pool of 4; graphile-worker's runners get 10);
  * - graphile-worker: `addJobs` in batches; each claimer is one `run()` with `concurrentJobs`,
  *   `localQueue.size` and `completeJobBatchDelay: 0` (its documented high-throughput setup);
  * - pg-boss: `insert` in batches; each claimer is a loop of `fetch(batchSize)` → run → `complete(ids)`.

@@ -65,7 +65,13 @@ function perThread(before: Map<string, [number, number]>, after: Map<string, [nu
 
 let calls = 0;
 const maxInFlight = process.env.MAX_IN_FLIGHT === undefined ? undefined : Number(process.env.MAX_IN_FLIGHT);
-const engine = await createEngine({ episodeBudget: 1e9, changeFeedSize: 1024, ...(maxInFlight === undefined ? {} : { maxInFlight }) });
+const youngMb = process.env.YOUNG_MB === undefined ? undefined : Number(process.env.YOUNG_MB);
+const engine = await createEngine({
+  episodeBudget: 1e9,
+  changeFeedSize: 1024,
+  ...(maxInFlight === undefined ? {} : { maxInFlight }),
+  ...(youngMb === undefined ? {} : { resourceLimits: { convergence: { maxYoungGenerationSizeMb: youngMb } } }),
+});
 for (const predicate of predicates(subscriptions)) await engine.subscribe({ predicate, handler: () => void calls++ });
 // Generated up front, so that a profile of the main thread shows the engine, not the workload.
 const rounds: PageChangeEvent[][][] = [];

@@ -13,6 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { ResourceLimits } from 'node:worker_threads';
 import { z } from 'zod';
 import { ClosedError, type ConvergeError, WorkerCrashedError } from '../shared/errors.js';
 import { ConvergenceDispatchProtocol, type PageChangeEvent } from '../shared/events.js';
@@ -64,6 +65,11 @@ export interface EngineStatus {
   handlersRunning: number;
   /** `waitForQuiescence` calls the worker has not answered yet (one that timed out is cancelled there too). */
   quiescenceWaiters: number;
+  /**
+   * The V8 limits the engine's own threads run with (see the `resourceLimits` option): the
+   * convergence worker's, and the watch worker's once a source runs there (null before).
+   */
+  resourceLimits: { convergence: ResourceLimits; watch: ResourceLimits | null };
 }
 
 /** Events an engine emits. */
@@ -187,9 +193,11 @@ export class Engine {
         onRingStalled: (info) => this.#onRingStalled(info),
         onFailure: (error) => this.#onFailure(error),
       },
+      { ...options.resourceLimits.convergence },
     );
     this.#sources = new SourceBridges({
       ingest,
+      resourceLimits: { ...options.resourceLimits.watch },
       onChange: () => this.#refreshRef(),
       onQuiescence: (listener) => {
         this.#emitter.on('quiescence', listener);
@@ -385,6 +393,7 @@ export class Engine {
       deferred: worker.deferred,
       handlersRunning: this.#dispatcher.running,
       quiescenceWaiters: worker.quiescenceWaiters,
+      resourceLimits: { convergence: this.#link.resourceLimits, watch: this.#sources.watchResourceLimits },
     };
   }
 

@@ -27,7 +27,33 @@ export const ENGINE_DEFAULTS = Object.freeze({
    * 'throw'): backpressure reaches the producer and memory stays bounded.
    */
   maxInFlight: 1024,
+  /**
+   * V8 limits of the engine's own worker threads (bench/RESULTS.md "File storm"). The convergence
+   * worker's:
+   * - young generation capped at 16 MB: V8 lets it grow to 48 MB, ~34 MB of it resident under a
+   *   sustained event storm; a smaller cap costs ingest CPU (+23 % per event at 8 MB, +50 % at 4 MB,
+   *   ~+10 % at 16 MB);
+   * - old generation kept just under 2 GB: with V8's default ceiling (4 GB) a heap may grow to 4x its
+   *   live size between full collections, below 2 GB to about 2x. A worker that outgrows it ends
+   *   with WorkerCrashedError (out of memory): raise it for very large page graphs.
+   * The watch worker keeps V8's defaults: capping it saved another 25-45 MB in the storm bench, but
+   * runs with it capped on a heavily loaded machine lost paths (see RESULTS), so it is opt-in.
+   */
+  resourceLimits: Object.freeze({
+    convergence: Object.freeze({ maxYoungGenerationSizeMb: 16, maxOldGenerationSizeMb: 2000 }) as Readonly<ThreadResourceLimits>,
+    watch: Object.freeze({}) as Readonly<ThreadResourceLimits>,
+  }),
 });
+
+/**
+ * V8 limits of a worker thread (Node's `ResourceLimits`), in MB; 0 or absent means V8's default.
+ */
+export interface ThreadResourceLimits {
+  maxOldGenerationSizeMb?: number;
+  maxYoungGenerationSizeMb?: number;
+  codeRangeSizeMb?: number;
+  stackSizeMb?: number;
+}
 
 /** Largest value of a timer option: Node's setTimeout limit (2^31 - 1 ms, about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -47,6 +73,15 @@ export const ENGINE_LIMITS = Object.freeze({
   poolThreads: 256,
   timerMs: MAX_TIMER_MS,
 });
+
+const ThreadLimitsSchema = z
+  .object({
+    maxOldGenerationSizeMb: z.number().finite().nonnegative().optional(),
+    maxYoungGenerationSizeMb: z.number().finite().nonnegative().optional(),
+    codeRangeSizeMb: z.number().finite().nonnegative().optional(),
+    stackSizeMb: z.number().finite().nonnegative().optional(),
+  })
+  .strict();
 
 /**
  * Options of the colony pool (the engine's `pool`, a Colony's `pool`): Piscina's sizing plus the
@@ -101,6 +136,7 @@ const OptionsSchema = z
     closeTimeoutMs: z.number().finite().nonnegative().max(MAX_TIMER_MS).optional(),
     maxInFlight: z.number().int().positive().max(ENGINE_LIMITS.maxInFlight).optional(),
     maxDerivationDepth: z.number().int().positive().max(ENGINE_LIMITS.maxDerivationDepth).optional(),
+    resourceLimits: z.object({ convergence: ThreadLimitsSchema.optional(), watch: ThreadLimitsSchema.optional() }).strict().optional(),
     pool: PoolOptionsSchema.optional(),
     store: z.unknown().optional(),
   })
@@ -121,6 +157,8 @@ export interface ResolvedEngineOptions {
   readonly subscriptionCapacity: number;
   readonly closeTimeoutMs: number;
   readonly maxInFlight: number;
+  /** Per thread, the caller's fields over {@link ENGINE_DEFAULTS}'. */
+  readonly resourceLimits: Readonly<{ convergence: Readonly<ThreadResourceLimits>; watch: Readonly<ThreadResourceLimits> }>;
   readonly pool: Readonly<TaskPoolOptions>;
   readonly store: unknown;
 }
@@ -139,9 +177,22 @@ export function resolveEngineOptions(options: unknown = {}): ResolvedEngineOptio
     subscriptionCapacity: input.subscriptionCapacity ?? ENGINE_DEFAULTS.subscriptionCapacity,
     closeTimeoutMs: input.closeTimeoutMs ?? ENGINE_DEFAULTS.closeTimeoutMs,
     maxInFlight: input.maxInFlight ?? ENGINE_DEFAULTS.maxInFlight,
+    resourceLimits: Object.freeze({
+      convergence: threadLimits(ENGINE_DEFAULTS.resourceLimits.convergence, input.resourceLimits?.convergence),
+      watch: threadLimits(ENGINE_DEFAULTS.resourceLimits.watch, input.resourceLimits?.watch),
+    }),
     pool: Object.freeze({ ...(input.pool ?? {}) }),
     store: input.store,
   });
+}
+
+/**
+ * A thread's limits: the caller's fields over the defaults, and a 0 left out, so that V8's default
+ * applies (Node passes a 0 old-generation limit through to V8, which then runs out of memory at once).
+ */
+function threadLimits(defaults: Readonly<ThreadResourceLimits>, input: ThreadResourceLimits | undefined): Readonly<ThreadResourceLimits> {
+  const merged: ThreadResourceLimits = { ...defaults, ...stripUndefined(input ?? {}) };
+  return Object.freeze(Object.fromEntries(Object.entries(merged).filter(([, mb]) => mb !== 0)) as ThreadResourceLimits);
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -14,7 +14,7 @@
  * so a storm still being coalesced or reconciled keeps the engine from declaring quiescence.
  */
 import { createRequire } from 'node:module';
-import type { Worker } from 'node:worker_threads';
+import type { ResourceLimits, Worker } from 'node:worker_threads';
 import { deserializeError, StaticSourceError, TimeoutError, ValidationError, WorkerCrashedError } from '../shared/errors.js';
 import type { PageChangeEvent } from '../shared/events.js';
 import { startWorker } from '../shared/worker-entry.js';
@@ -69,6 +69,8 @@ export interface SourceBridgeHost {
   onQuiescence?(listener: () => void): () => void;
   /** Called when the set of bridges changes (the engine keeps the process alive while any exists). */
   onChange?(): void;
+  /** V8 limits of the watch worker thread (the engine passes its `resourceLimits` option). */
+  readonly resourceLimits?: ResourceLimits;
 }
 
 /** What `engine.mapSource` resolves to. */
@@ -101,6 +103,11 @@ export class SourceBridges {
   constructor(host: SourceBridgeHost) {
     this.#host = host;
     this.#hold = new IngestHold(host.ingest);
+  }
+
+  /** The watch worker's V8 limits while it runs; null before a source needed it. */
+  get watchResourceLimits(): ResourceLimits | null {
+    return this.#watchWorker?.resourceLimits ?? null;
   }
 
   /** Bridges held at the moment (diagnostics). */
@@ -352,7 +359,8 @@ class WatchWorkerLink {
     this.#host = host;
     pinNativeWatcher();
     const data: WatchWorkerData = { ingest: host.ingest, held: this.#held, closed: this.#closedFlag.buffer as SharedArrayBuffer };
-    this.#worker = startWorker(WATCH_WORKER, { workerData: data, name: 'converge:watch' });
+    const limits = host.resourceLimits;
+    this.#worker = startWorker(WATCH_WORKER, { workerData: data, name: 'converge:watch', ...(limits === undefined ? {} : { resourceLimits: limits }) });
     this.#worker.unref();
     this.#worker.on('message', (reply: WatchReply) => this.#onReply(reply));
     this.#worker.on('error', (error) => this.#onExit(error));
@@ -360,6 +368,11 @@ class WatchWorkerLink {
       this.#closed?.();
       this.#onExit(new WorkerCrashedError(`watch worker exited with code ${code}`, this.#fatal === undefined ? undefined : { cause: this.#fatal }));
     });
+  }
+
+  /** The V8 limits the thread runs with (null once it exited). */
+  get resourceLimits(): ResourceLimits | null {
+    return this.#exited ? null : (this.#worker.resourceLimits ?? null);
   }
 
   watch(sourceId: string, descriptor: WorkerHostedDescriptor): Promise<Bridge> {

@@ -11,7 +11,7 @@
  * The worker and the port hold the process open only while {@link WorkerLink.setRef} says so (the
  * engine decides: work in flight), so an idle engine never keeps a script from exiting.
  */
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, type ResourceLimits, type Worker } from 'node:worker_threads';
 import { type Remote, wrap } from 'comlink';
 import { ClosedError, ConvergeError, deserializeError, WorkerCrashedError } from '../shared/errors.js';
 import { nodeEndpoint } from '../shared/endpoint.js';
@@ -60,21 +60,34 @@ export class WorkerLink {
   #end!: (error: unknown) => void;
   #refd = true;
 
-  /** `nudge` wakes a worker parked on the ingest ring so that it reads a query now. */
-  constructor(data: ConvergenceWorkerData, nudge: () => void, listener: WorkerLinkListener) {
+  /**
+   * `nudge` wakes a worker parked on the ingest ring so that it reads a query now; `resourceLimits`
+   * are the thread's V8 limits (the engine passes its `resourceLimits` option).
+   */
+  constructor(data: ConvergenceWorkerData, nudge: () => void, listener: WorkerLinkListener, resourceLimits?: ResourceLimits) {
     this.#listener = listener;
     this.#ended = new Promise<never>((_, reject) => (this.#end = reject));
     this.#ended.catch(() => undefined);
     const channel = new MessageChannel();
     this.#port = channel.port1;
     const workerData: ConvergenceWorkerData & { port: MessagePort } = { ...data, port: channel.port2 };
-    this.#worker = startWorker(CONVERGENCE_WORKER, { workerData, transferList: [channel.port2], name: 'converge:convergence' });
+    this.#worker = startWorker(CONVERGENCE_WORKER, {
+      workerData,
+      transferList: [channel.port2],
+      name: 'converge:convergence',
+      ...(resourceLimits === undefined ? {} : { resourceLimits }),
+    });
     this.#control = wrap<ConvergenceControl>(nodeEndpoint(this.#port, nudge));
     this.#port.on('message', (message: WorkerMessage) => this.#onMessage(message));
     this.#worker.on('error', (error) => this.fail(error));
     this.#worker.on('exit', (code) => {
       if (this.#state === 'running') this.fail(new WorkerCrashedError(`convergence worker exited with code ${code}`));
     });
+  }
+
+  /** The V8 limits the worker thread runs with (Node's `worker.resourceLimits`; empty once it exited). */
+  get resourceLimits(): ResourceLimits {
+    return this.#worker.resourceLimits ?? {};
   }
 
   /** Requests and queries waiting for the worker. */

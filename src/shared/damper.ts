@@ -2,7 +2,7 @@
  * The convergence damper (DESIGN §2): drops dispatches whose value has not moved by more than the
  * subscription's tolerance, so that numeric jitter does not keep a system of handlers from settling.
  */
-import { DEFAULT_TOLERANCE_EPSILON, type NumericTolerance } from './predicates.js';
+import { DEFAULT_TOLERANCE_EPSILON, type NumericTolerance } from './predicate-match.js';
 
 /** The last dispatched value: a scalar, or a private copy of a vector (the caller may reuse its array). */
 type Reference = number | Float64Array;

@@ -46,7 +46,7 @@
 
  */
 import { ProtocolError, ValidationError } from './errors.js';
-import { PAGE_CHANGE_KINDS, type PageChangeEvent, type PageChangeKind } from './events.js';
+import { PAGE_CHANGE_KINDS, type PageChangeEvent, type PageChangeKind } from './event-kinds.js';
 import { FALSE, type MsgpackWriter, NIL, NotPlainDataError, TRUE } from './msgpack-writer.js';
 import { EventColumn } from './protocol.js';
 import { formatPath, plainObjectProblem } from './validation.js';

@@ -3,38 +3,12 @@
  * its zod schema, the factories that build it, and the protocol key helpers.
  */
 import { z } from 'zod';
-import { ProtocolError, ValidationError } from './errors.js';
+import { ValidationError } from './errors.js';
 import { ILL_FORMED_STRING, parseInput, plainObjectProblem } from './validation.js';
+import { PAGE_CHANGE_KINDS, type PageChangeEvent, type PageChangeKind } from './event-kinds.js';
 
-/** What happened to a page. */
-export const PAGE_CHANGE_KINDS = [
-  'page_added',
-  'page_replaced',
-  'page_invalidated',
-  'page_graph_edge_added',
-  'page_graph_edge_removed',
-] as const;
-export type PageChangeKind = (typeof PAGE_CHANGE_KINDS)[number];
-
-/** One change to one page (or, for edge kinds, to one edge of the page graph). */
-export interface PageChangeEvent {
-  kind: PageChangeKind;
-  /** For `page_replaced` the NEW id; for edge kinds the source page of the edge. */
-  pageId: string;
-  /** Where the change came from, e.g. `file:/abs/root`, `git:<url>@<sha>`, `manual`. */
-  sourceId: string;
-  dataType?: string;
-  scopeId?: string;
-  /** `page_replaced`: `[oldId]` (absent: replaced in place); edge kinds: `[targetId]` (required). */
-  related?: string[];
-  edgeType?: string;
-  reason?: string;
-  editDiff?: string;
-  /** Free-form data: `value` (for damping), `effectiveAt`, `relativePath`, `addedRecords`… */
-  extra?: Record<string, unknown>;
-  /** Milliseconds since the epoch; the engine fills it in when absent. */
-  ts?: number;
-}
+export { ConvergenceDispatchProtocol, ConvergenceQuiescenceProtocol, PAGE_CHANGE_KINDS } from './event-kinds.js';
+export type { PageChangeEvent, PageChangeKind } from './event-kinds.js';
 
 const wellFormed = (s: string): boolean => s.isWellFormed();
 const text = z.string().refine(wellFormed, ILL_FORMED_STRING);
@@ -241,41 +215,4 @@ export const PageChange = {
   edgeRemoved(from: string, to: string, edgeType?: string, init: PageChangeInit = {}): PageChangeEvent {
     return build('page_graph_edge_removed', from, [to], init, undefined, edgeType);
   },
-} as const;
-
-function keyProtocol(prefix: string, what: string) {
-  return {
-    key(id: string): string {
-      if (typeof id !== 'string' || id.length === 0) throw new ValidationError(what, 'must be a non-empty string');
-      return `${prefix}${id}`;
-    },
-    pattern(): string {
-      return `${prefix}*`;
-    },
-    parse(key: string): string {
-      if (typeof key !== 'string' || !key.startsWith(prefix) || key.length === prefix.length) {
-        throw new ProtocolError(`not a ${prefix}<${what}> key: ${JSON.stringify(key)}`);
-      }
-      return key.slice(prefix.length);
-    },
-  };
-}
-
-const dispatch = keyProtocol('convergence:dispatch:', 'subscriptionId');
-const quiescence = keyProtocol('convergence:quiescence:', 'episodeId');
-
-/** Keys under which dispatches for a subscription are published: `convergence:dispatch:<subId>`. */
-export const ConvergenceDispatchProtocol = {
-  PREFIX: 'convergence:dispatch:',
-  dispatchKey: dispatch.key,
-  dispatchPattern: dispatch.pattern,
-  parseDispatchKey: dispatch.parse,
-} as const;
-
-/** Keys under which quiescence is announced: `convergence:quiescence:<episodeId>`. */
-export const ConvergenceQuiescenceProtocol = {
-  PREFIX: 'convergence:quiescence:',
-  quiescenceKey: quiescence.key,
-  quiescencePattern: quiescence.pattern,
-  parseQuiescenceKey: quiescence.parse,
 } as const;

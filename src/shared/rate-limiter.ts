@@ -2,6 +2,7 @@
  * The write rate limiter (DESIGN §2, §3): a token bucket per key (the engine uses `page:<id>`), so a
  * page that changes in a tight loop cannot flood its subscribers.
  */
+import { ownString } from './own-string.js';
 
 /** Options of {@link WriteRateLimiter}. */
 export interface WriteRateLimiterOptions {
@@ -88,7 +89,10 @@ export class WriteRateLimiter {
     const stored = this.#stored(key);
     const tat = stored === undefined || stored < nowMs ? nowMs : stored;
     if (tat - nowMs > this.#toleranceMs) return false;
-    this.#tat.set(key, tat + this.#intervalMs);
+    // A key new to the current generation is stored as a copy of its own, so that a page id sliced
+    // out of a frame's string pool does not keep the whole pool alive (see own-string.ts); an
+    // existing entry keeps the key it was stored with.
+    this.#tat.set(stored === undefined ? ownString(key) : key, tat + this.#intervalMs);
     return true;
   }
 
@@ -99,7 +103,7 @@ export class WriteRateLimiter {
     const old = this.#previous.get(key);
     if (old !== undefined) {
       this.#previous.delete(key);
-      this.#tat.set(key, old);
+      this.#tat.set(ownString(key), old);
     }
     return old;
   }

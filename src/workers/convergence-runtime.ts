@@ -34,7 +34,7 @@
 import { randomBytes } from 'node:crypto';
 import { ProtocolError, serializeError } from '../shared/errors.js';
 import { ConvergenceDamper } from '../shared/damper.js';
-import { ConvergenceQuiescenceProtocol, type PageChangeEvent } from '../shared/events.js';
+import { ConvergenceQuiescenceProtocol, type PageChangeEvent } from '../shared/event-kinds.js';
 import { eventToTuple, readEvents, type EventTuple } from '../shared/framing.js';
 import { PageGraph, appliesBeforeMatch } from '../shared/page-graph.js';
 
@@ -59,7 +59,7 @@ import {
 } from '../shared/protocol.js';
 import { WriteRateLimiter } from '../shared/rate-limiter.js';
 import { ChangeFeed } from './change-feed.js';
-import { SubscriptionIndex } from '../shared/subscription-index.js';
+import { SubscriptionIndexCore } from '../shared/subscription-index-core.js';
 
 /** Where the runtime sends what it decides. */
 export interface RuntimeIO {
@@ -110,7 +110,7 @@ export class ConvergenceRuntime {
   readonly #io: RuntimeIO;
   readonly #options: ConvergenceWorkerData;
   readonly #maxDepth: number;
-  readonly #index: SubscriptionIndex<Subscription>;
+  readonly #index: SubscriptionIndexCore<Subscription>;
   readonly #graph = new PageGraph();
   readonly #damper = new ConvergenceDamper();
   readonly #limiter: WriteRateLimiter;
@@ -161,7 +161,7 @@ export class ConvergenceRuntime {
     this.#options = options;
     this.#io = io;
     this.#maxDepth = options.maxDerivationDepth ?? DEFAULT_MAX_DERIVATION_DEPTH;
-    this.#index = new SubscriptionIndex<Subscription>({ capacity: options.subscriptionCapacity });
+    this.#index = new SubscriptionIndexCore<Subscription>({ capacity: options.subscriptionCapacity });
     this.#limiter = new WriteRateLimiter({ minIntervalMs: options.rateLimit.minIntervalMs, burst: options.rateLimit.burst });
     this.#feed = new ChangeFeed(options.changeFeedSize);
   }
