@@ -198,7 +198,9 @@ describe('TaskPool store records', () => {
     });
     expect(completed).not.toHaveBeenCalled();
     expect(failed).not.toHaveBeenCalled();
-    expect(settled.mock.calls.length).toBeLessThan(n);
+    // Every outcome goes through settleTasks; how many share a call depends on how many results
+    // arrive within one flush (under a loaded CI machine they may trickle in one by one).
+    expect(settled.mock.calls.length).toBeLessThanOrEqual(n);
     expect(settled.mock.calls.reduce((sum, call) => sum + call[1].length, 0)).toBe(n);
     expect(await p.manager.getTask(handles[7]!.taskId)).toMatchObject({ state: 'failed', result: { name: 'ValidationError' } });
     expect(await p.manager.getTask(handles[8]!.taskId)).toMatchObject({ state: 'completed', result: 9 });
