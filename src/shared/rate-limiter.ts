@@ -24,14 +24,15 @@ export interface WriteRateLimiterOptions {
  * is exact (no fractional tokens accumulating rounding error) and needs one number per key.
  *
  * Memory: a key whose bucket is full again (`tat <= now`) is indistinguishable from a key never seen,
- * so it may be dropped. Keys live in two generations: the current one takes every write, and every
- * 2 W of the clock (W = `burst · minIntervalMs`) the previous one is dropped whole and the current one
- * becomes the previous. A write at `t` leaves `tat <= t + W`, and a key in a dropped generation was
- * last written 2 W or more before the drop, so its bucket was full W before it: decisions are exact
- * as long as the clock never goes back more than W behind the latest time it was given. Keys held
- * are bounded by those written within the last 4 W. (This replaced a sweep over every key whenever
- * their number doubled, which made no such promise for a clock going back; with every event a new
- * page, as in issue 10's ingest mix, the sweep and its deletions were ~40 % of the limiter's cost.)
+ * so it may be dropped. Keys live in two generations of 2 I each (I = `minIntervalMs`): the current
+ * one takes every write; at each rotation it becomes the previous one, and of the old previous one
+ * only the keys with `tat > now − I` are carried over. A key written once (the common case in a
+ * storm of distinct pages) has `tat = t + I` and is never carried, so a stream of such keys holds
+ * only those of the last 4 I, whatever the burst. Decisions are exact as long as the clock never goes
+ * back more than I behind the latest time it was given. (Generations of 2 · burst · I dropped whole
+ * held up to 8 · burst · I of keys: ~16 s of distinct pages at the engine's defaults, most of a 2 M
+ * event backlog; a sweep over every key whenever their number doubled cost ~40 % of the limiter
+ * under issue 10's ingest mix.)
  *
  * A clock that goes backwards never grants extra tokens: `tat` only moves forward.
  */
@@ -41,8 +42,10 @@ export class WriteRateLimiter {
   readonly #toleranceMs: number;
   readonly #burst: number;
   readonly #now: () => number;
-  /** Twice `burst · minIntervalMs` (how far ahead of the clock a write can push `tat`): a generation's length. */
+  /** A generation's length: two `minIntervalMs`. */
   readonly #generationMs: number;
+  /** How far the clock may go back with decisions still exact: one `minIntervalMs`. */
+  readonly #slackMs: number;
   /** The generation that takes writes, and the one before it (see the class comment). */
   #tat = new Map<string, number>();
   #previous = new Map<string, number>();
@@ -64,7 +67,8 @@ export class WriteRateLimiter {
     this.#intervalMs = minIntervalMs;
     this.#burst = burst;
     this.#toleranceMs = (burst - 1) * minIntervalMs;
-    this.#generationMs = 2 * burst * minIntervalMs;
+    this.#generationMs = 2 * minIntervalMs;
+    this.#slackMs = minIntervalMs;
     this.#now = options.now ?? Date.now;
   }
 
@@ -108,11 +112,24 @@ export class WriteRateLimiter {
     return old;
   }
 
-  /** Drops the previous generation (every bucket in it is full by now) and starts a new one. */
+  /**
+   * Starts a new generation: the current one becomes the previous one, and of the old previous one
+   * only the keys whose bucket may not be full yet (`tat` after `nowMs − slack`) are carried over —
+   * rarely any in a storm of distinct pages, whose keys are written once.
+   */
   #rotate(nowMs: number): void {
-    // A whole generation late, the current generation is as old as the previous one would be.
-    this.#previous = nowMs >= this.#rotateAt + this.#generationMs ? new Map() : this.#tat;
+    const old = this.#previous;
+    const current = this.#tat;
+    // A whole generation late (a pause), the current generation is as old as the previous one.
+    const late = nowMs >= this.#rotateAt + this.#generationMs;
+    const previous = (this.#previous = late ? new Map() : current);
     this.#tat = new Map();
+    const horizon = nowMs - this.#slackMs;
+    const carry = (from: Map<string, number>): void => {
+      for (const [key, tat] of from) if (tat > horizon && !previous.has(key)) previous.set(key, tat);
+    };
+    carry(old);
+    if (late) carry(current);
     this.#rotateAt = nowMs + this.#generationMs;
   }
 
