@@ -430,26 +430,19 @@ export class EventBatchWriter {
 
   /** A dictionary column written as pool slices: `[lengths]`, nil for an event without the field. */
   #pooledRefColumn(values: readonly (string | undefined)[], n: number): void {
-    const w = this.#w;
-    w.byte(0x91);
-    w.arrayHeader(n);
-    let pool = this.#pool;
-    for (let i = 0; i < n; i++) {
-      const v = values[i];
-      if (v === undefined) w.byte(NIL);
-      else {
-        pool += v;
-        w.uint(v.length);
-      }
-    }
-    this.#pool = pool;
+    this.#w.byte(0x91);
+    this.#sliceLengths(values, n);
   }
 
   /** A pooled-string column: nil if no event has the field, else each event's slice length. */
   #pooledColumn(values: readonly (string | undefined)[], present: boolean): void {
+    if (!present) return this.#w.byte(NIL);
+    this.#sliceLengths(values, this.#columns.n);
+  }
+
+  /** `n` values appended to the frame's pool, written as an array of their lengths (nil for none). */
+  #sliceLengths(values: readonly (string | undefined)[], n: number): void {
     const w = this.#w;
-    if (!present) return w.byte(NIL);
-    const n = this.#columns.n;
     w.arrayHeader(n);
     let pool = this.#pool;
     for (let i = 0; i < n; i++) {
