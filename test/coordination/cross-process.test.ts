@@ -79,10 +79,13 @@ function defineClaimingSuite(label: string, batch: number | undefined, makeBacke
       const exits = await Promise.all(children.map((child) => child.exited));
       expect(exits.map((exit) => exit.code)).toEqual(children.map(() => 0));
 
+      // A race: at least two processes won tasks. Not every one must: with batches of 100 on a
+      // loaded machine the others can drain the 10,000 before a descheduled racer's first claim.
+      const winners = reports.filter((report) => (report.claimed as string[]).length > 0).length;
+      expect(winners, 'fewer than two racers claimed anything: not a race').toBeGreaterThanOrEqual(2);
       const claimedBy = new Map<string, string>();
       reports.forEach((report, k) => {
         const claimed = report.claimed as string[];
-        expect(claimed.length, `racer-${k} claimed nothing: not a race`).toBeGreaterThan(0);
         for (const id of claimed) {
           expect(claimedBy.has(id), `${id} claimed by racer-${k} and ${String(claimedBy.get(id))}`).toBe(false);
           claimedBy.set(id, `racer-${k}`);
